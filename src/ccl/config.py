@@ -1,0 +1,241 @@
+"""Typed run configuration, presets that reproduce the reference, and ``key=value`` overrides.
+
+Every run folder and checkpoint stores the resolved config as plain JSON (``to_dict``), so a
+run can be rebuilt from its folder alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ccl.models.teachers import KINETICS_MEAN, KINETICS_STD
+
+
+@dataclass
+class StudentConfig:
+    arch: str = "r2plus1d-10"
+    width: float = 1.0
+    feature_dim: int | None = None  # None: the architecture's own (512 x width)
+
+
+@dataclass
+class ImageTeacherConfig:
+    arch: str = "resnet34"
+    weights: str | None = None  # a torchvision state-dict file
+    allow_random: bool = False  # permit random weights (smoke tests only)
+    frame_choice: Literal["batch-random", "sample-random", "center"] = "batch-random"
+    input_size: int | None = None  # None: the clip's size (reference: 112)
+    normalization: Literal["clip", "imagenet"] = "clip"
+
+
+@dataclass
+class ObjectiveConfig:
+    method: Literal["baseline", "ccl"] = "baseline"
+    teachers: tuple[str, ...] = ()
+    loss_weight: float | None = None  # None: 1 with one teacher, 0.5 with both
+    audio_temperature: float = 0.5
+    image_temperature: float = 0.1
+    head_update: Literal["reference", "paper"] = "reference"
+    divergence: Literal["symmetric-kl", "js"] = "symmetric-kl"
+    jsd_weight: float = 0.5
+    normalize_composition: bool = True
+    nce_eps: float = 1e-10
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    head_lr: float | None = None  # None: same as lr
+    momentum: float = 0.9
+    dampening: float = 0.0
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    milestones: tuple[int, ...] = (150, 225)  # the student's MultiStep schedule, in epochs
+    gamma: float = 0.1
+    schedule_heads: bool = False  # the reference keeps the heads' lr constant
+
+
+@dataclass
+class DataConfig:
+    source: Literal["synthetic", "prepared"] = "prepared"
+    annotations: str | None = None  # annotation JSON (``ccl prepare annotations``)
+    frames_dir: str | None = None  # HDF5 frame stores (``ccl prepare videos``)
+    audio_dir: str | None = None  # per-video audio embeddings (.npy in class folders)
+    val_subset: Literal["validation", "testing"] = "validation"
+    clip_frames: int = 16
+    frame_stride: int = 1
+    size: int = 112
+    val_clips: int = 3
+    batch_size: int = 16
+    workers: int = 4
+    mean: tuple[float, float, float] = KINETICS_MEAN
+    std: tuple[float, float, float] = KINETICS_STD
+    # synthetic source only: tensors generated in memory, for smoke tests and benchmarks
+    synthetic_classes: int = 4
+    synthetic_train: int = 64
+    synthetic_val: int = 32
+    audio_dim: int = 512
+
+
+@dataclass
+class TrainConfig:
+    name: str = "run"
+    out_dir: str = "runs"
+    epochs: int = 300
+    seed: int = 1
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    resume: str | None = None  # None | auto | path to a checkpoint
+    log_every: int = 10
+    save_every: int = 50  # periodic checkpoints, in epochs (0: none)
+    val_every: int = 1
+    max_steps_per_epoch: int | None = None
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    student: StudentConfig = field(default_factory=StudentConfig)
+    image_teacher: ImageTeacherConfig = field(default_factory=ImageTeacherConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        cfg = cls()
+        for section, values in data.items():
+            if not hasattr(cfg, section):
+                raise ValueError(f"unknown config section {section!r}")
+            for key, value in values.items():
+                _set_field(getattr(cfg, section), f"{section}.{key}", key, value, parse=False)
+        return cfg
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Config:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def _ucf51(method: str, teachers: tuple[str, ...]) -> Config:
+    """The reference's UCF51 runs (spec section 4): 300 epochs, batch 16, SGD 1e-3."""
+    cfg = Config()
+    cfg.objective.method = method  # type: ignore[assignment]
+    cfg.objective.teachers = teachers
+    cfg.data.val_subset = "validation"  # the reference validated on the test split: opt in
+    cfg.train.name = "ucf51-" + ("baseline" if method == "baseline" else "ccl-" + _suffix(teachers))
+    return cfg
+
+
+def _suffix(teachers: tuple[str, ...]) -> str:
+    return "".join(t[0] for t in teachers)
+
+
+def _smoke(method: str, teachers: tuple[str, ...]) -> Config:
+    """Seconds on a CPU: synthetic tensors, a narrow student, random image teacher."""
+    cfg = _ucf51(method, teachers)
+    cfg.train.name = "smoke-" + ("baseline" if method == "baseline" else "ccl-" + _suffix(teachers))
+    cfg.student.width = 1 / 16
+    cfg.student.feature_dim = 512  # the ResNet-18 teacher's width
+    cfg.image_teacher.arch = "resnet18"
+    cfg.image_teacher.allow_random = True
+    cfg.data.source = "synthetic"
+    cfg.data.audio_dim = 512
+    cfg.data.clip_frames = 8
+    cfg.data.size = 32
+    cfg.data.batch_size = 8
+    cfg.data.workers = 0
+    cfg.optim.lr = 0.05
+    cfg.optim.head_lr = 0.05
+    cfg.optim.milestones = (8,)
+    cfg.train.epochs = 10
+    cfg.train.log_every = 4
+    cfg.train.save_every = 0
+    return cfg
+
+
+_METHODS = {
+    "baseline": ("baseline", ()),
+    "ccl-a": ("ccl", ("audio",)),
+    "ccl-i": ("ccl", ("image",)),
+    "ccl-ai": ("ccl", ("audio", "image")),
+}
+PRESETS = {
+    **{f"ucf51-{name}": (lambda m=m, t=t: _ucf51(m, t)) for name, (m, t) in _METHODS.items()},
+    **{f"smoke-{name}": (lambda m=m, t=t: _smoke(m, t)) for name, (m, t) in _METHODS.items()},
+}
+
+
+def preset(name: str) -> Config:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]()
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply ``section.key=value`` strings (lists comma-separated, ``none`` for None)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not of the form section.key=value")
+        dotted, raw = item.split("=", 1)
+        section, _, key = dotted.partition(".")
+        if not key or not hasattr(cfg, section):
+            raise ValueError(f"override {item!r}: unknown section {section!r}")
+        _set_field(getattr(cfg, section), dotted, key, raw, parse=True)
+    return cfg
+
+
+def _set_field(obj: Any, dotted: str, key: str, value: Any, *, parse: bool) -> None:
+    hints = typing.get_type_hints(type(obj))
+    if key not in hints:
+        known = ", ".join(f.name for f in dataclasses.fields(obj))
+        raise ValueError(f"unknown config key {dotted!r}; known: {known}")
+    try:
+        setattr(obj, key, _coerce(hints[key], value, parse))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"bad value for {dotted}: {value!r} ({err})") from err
+
+
+def _coerce(tp: Any, value: Any, parse: bool) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (parse and str(value).lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, parse)
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f"choose from {args}")
+        return value
+    if origin is tuple:
+        items = [s for s in value.split(",") if s] if parse and isinstance(value, str) else value
+        inner = args[0]
+        return tuple(_coerce(inner, v, parse) for v in items)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if parse and str(value).lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return str(value).lower() in ("1", "true", "yes", "on")
+        raise ValueError("expected a boolean")
+    if tp is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError("expected an integer")
+        return int(value)
+    if tp is float:
+        return float(value)
+    if tp is str:
+        return str(value)
+    raise TypeError(f"unsupported config type {tp}")

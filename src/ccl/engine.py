@@ -1,0 +1,422 @@
+"""The one training loop: every method, on CPU or CUDA, from a typed ``Config``.
+
+Data flows one way: datasets -> uint8 clips -> normalised on the device -> student ->
+objective (which owns teachers and heads) -> one backward -> one optimizer step.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import json
+import math
+import random
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from ccl import metrics
+from ccl.checkpoint import (
+    find_resume_checkpoint,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from ccl.config import Config
+from ccl.models import ImageTeacher, R2Plus1D, build_student
+from ccl.objectives import BaselineObjective, Batch, CCLObjective, Objective
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced NaN or inf; the message names the step and every loss term."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- builders
+
+
+def build_model(cfg: Config, num_classes: int) -> R2Plus1D:
+    s = cfg.student
+    return build_student(s.arch, num_classes, width=s.width, feature_dim=s.feature_dim)
+
+
+def build_objective(cfg: Config, num_classes: int, feature_dim: int) -> Objective:
+    o = cfg.objective
+    if o.method == "baseline":
+        if o.teachers:
+            raise ValueError("the baseline uses no teachers; set objective.teachers= (empty)")
+        return BaselineObjective()
+    image_teacher = None
+    if "image" in o.teachers:
+        t = cfg.image_teacher
+        if t.weights is None and not t.allow_random:
+            raise ValueError(
+                "the image teacher needs pretrained weights: set image_teacher.weights=PATH to a "
+                "torchvision state-dict file (e.g. resnet34-b627a593.pth)"
+            )
+        image_teacher = ImageTeacher(
+            t.arch,
+            t.weights,
+            frame_choice=t.frame_choice,
+            input_size=t.input_size,
+            normalization=t.normalization,
+            clip_mean=cfg.data.mean,
+            clip_std=cfg.data.std,
+        )
+    return CCLObjective(
+        num_classes,
+        feature_dim,
+        o.teachers,
+        image_teacher=image_teacher,
+        loss_weight=o.loss_weight,
+        temperatures={"audio": o.audio_temperature, "image": o.image_temperature},
+        head_update=o.head_update,
+        divergence=o.divergence,
+        jsd_weight=o.jsd_weight,
+        normalize_composition=o.normalize_composition,
+        nce_eps=o.nce_eps,
+    )
+
+
+def build_optimizer(
+    cfg: Config, student: nn.Module, objective: Objective
+) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LambdaLR]:
+    """SGD as the reference, one parameter group each for the student and the heads, each
+    with its own schedule: the student's MultiStep, the heads' constant (reference)."""
+    o = cfg.optim
+    groups = [{"params": list(student.parameters()), "lr": o.lr, "name": "student"}]
+    head_params = [p for p in objective.heads.parameters() if p.requires_grad]
+    if head_params:
+        groups.append({"params": head_params, "lr": o.head_lr or o.lr, "name": "heads"})
+    optimizer = torch.optim.SGD(
+        groups,
+        lr=o.lr,
+        momentum=o.momentum,
+        dampening=o.dampening,
+        weight_decay=o.weight_decay,
+        nesterov=o.nesterov,
+    )
+    milestones = sorted(o.milestones)
+
+    def multistep(epoch: int) -> float:
+        return o.gamma ** bisect.bisect_right(milestones, epoch)
+
+    lambdas = [multistep] + (
+        [multistep if o.schedule_heads else (lambda _e: 1.0)] if head_params else []
+    )
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
+
+
+def build_datasets(cfg: Config) -> tuple[Dataset, Dataset, list[str]]:
+    """(train, validation, class names) for ``cfg.data.source``."""
+    d = cfg.data
+    if d.source == "synthetic":
+        from ccl.data.toy import ToyClipDataset
+
+        common = dict(frames=d.clip_frames, size=d.size, audio_dim=d.audio_dim, seed=cfg.train.seed)
+        train = ToyClipDataset(d.synthetic_train, d.synthetic_classes, split="train", **common)
+        val = ToyClipDataset(d.synthetic_val, d.synthetic_classes, split="val", **common)
+        return train, val, train.classes
+    if d.annotations is None or d.frames_dir is None:
+        raise ValueError("data.source=prepared needs data.annotations=FILE and data.frames_dir=DIR")
+    from ccl.data.datasets import ClipDataset, load_audio_embeddings
+
+    audio = load_audio_embeddings(d.audio_dir) if d.audio_dir else None
+    if "audio" in cfg.objective.teachers and audio is None:
+        raise ValueError("the audio teacher needs data.audio_dir=DIR of per-video embeddings")
+    common = dict(
+        frames=d.clip_frames, size=d.size, stride=d.frame_stride, audio=audio, seed=cfg.train.seed
+    )
+    train = ClipDataset(d.annotations, d.frames_dir, "training", "train", **common)
+    val = ClipDataset(
+        d.annotations, d.frames_dir, d.val_subset, "val", val_clips=d.val_clips, **common
+    )
+    return train, val, list(train.classes)
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+def to_batch(
+    raw: dict[str, Any], device: torch.device, mean: torch.Tensor, std: torch.Tensor
+) -> Batch:
+    """Move a collated sample dict to ``device``; uint8 clips become normalised floats there
+    (4x less host-to-device traffic than float clips)."""
+    clip = raw["clip"].to(device, non_blocking=True)
+    if clip.dtype == torch.uint8:
+        clip = clip.float().div_(255.0)
+    clip = (clip - mean) / std
+    audio = raw.get("audio")
+    available = raw.get("audio_available")
+    return Batch(
+        clip=clip,
+        label=torch.as_tensor(raw["label"]).to(device, non_blocking=True),
+        audio=audio.to(device, non_blocking=True) if audio is not None else None,
+        audio_available=available.to(device, non_blocking=True) if available is not None else None,
+    )
+
+
+def _stats_tensor(values: Iterable[float], device: torch.device) -> torch.Tensor:
+    return torch.tensor(list(values), dtype=torch.float32, device=device).view(1, 3, 1, 1, 1)
+
+
+def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def evaluate_clips(
+    student: nn.Module,
+    loader: Iterable[dict[str, Any]],
+    device: torch.device,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    precision: str = "fp32",
+    num_videos: int | None = None,
+) -> dict[str, float]:
+    """Clip loss and accuracy, and video-level accuracy from softmax averaged over each
+    video's clips (every video must have at least one clip: none is dropped)."""
+    was_training = student.training
+    student.eval()
+    logits_all, labels_all, videos_all = [], [], []
+    for raw in loader:
+        batch = to_batch(raw, device, mean, std)
+        with autocast_context(device, precision):
+            out = student(batch.clip)
+        logits_all.append(out.logits.float().cpu())
+        labels_all.append(batch.label.cpu())
+        videos_all.append(torch.as_tensor(raw.get("video", raw["index"])))
+    student.train(was_training)
+    logits, labels, videos = torch.cat(logits_all), torch.cat(labels_all), torch.cat(videos_all)
+    clip_acc = metrics.topk_accuracy(logits, labels, ks=(1, 5))
+    n_videos = num_videos if num_videos is not None else int(videos.max()) + 1
+    video_scores = metrics.aggregate_windows(logits, videos, n_videos)
+    video_labels = torch.zeros(n_videos, dtype=torch.long).scatter_(0, videos, labels)
+    video_acc = metrics.topk_accuracy(video_scores, video_labels, ks=(1, 5))
+    return {
+        "loss": F.cross_entropy(logits, labels).item(),
+        "clip_top1": clip_acc[1],
+        "top1": video_acc[1],
+        "top5": video_acc[5],
+        "videos": n_videos,
+    }
+
+
+# ----------------------------------------------------------------------------- training
+
+
+class JsonlLog:
+    """Append-only JSON-lines metrics log (one object per step or epoch)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    best: dict[str, float] | None
+    last: dict[str, float] | None
+
+
+def _epoch_loader(dataset: Dataset, cfg: Config, *, shuffle: bool, epoch: int) -> DataLoader:
+    # The shuffle order and worker seeds come from a generator seeded by (seed, epoch), so a
+    # resumed run sees exactly the batches an uninterrupted one would.
+    generator = torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch)
+    return DataLoader(
+        dataset,
+        batch_size=cfg.data.batch_size,
+        shuffle=shuffle,
+        drop_last=shuffle and len(dataset) >= cfg.data.batch_size,
+        num_workers=cfg.data.workers,
+        pin_memory=torch.cuda.is_available(),
+        generator=generator,
+        persistent_workers=False,
+    )
+
+
+def _limited(loader: Iterable, max_steps: int | None) -> Iterator:
+    for step, item in enumerate(loader):
+        if max_steps is not None and step >= max_steps:
+            return
+        yield item
+
+
+def train(cfg: Config) -> RunResult:
+    """Train ``cfg`` end to end: resume if asked, validate, checkpoint, log. Returns the
+    run folder and the best and last validation metrics."""
+    run_dir = Path(cfg.train.out_dir) / cfg.train.name
+    ckpt_dir = run_dir / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.train.seed)
+    device = resolve_device(cfg.train.device)
+    train_set, val_set, classes = build_datasets(cfg)
+    num_classes = len(classes)
+
+    student = build_model(cfg, num_classes).to(device)
+    objective = build_objective(cfg, num_classes, student.feature_dim).to(device)
+    optimizer, scheduler = build_optimizer(cfg, student, objective)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
+    mean, std = _stats_tensor(cfg.data.mean, device), _stats_tensor(cfg.data.std, device)
+
+    start_epoch, best_top1, best, last = 0, -math.inf, None, None
+    resume_path = _resume_path(cfg, run_dir)
+    if resume_path is not None:
+        state = load_checkpoint(resume_path)
+        student.load_state_dict(state["student"])
+        objective.heads.load_state_dict(state["heads"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        start_epoch = state["epoch"] + 1
+        best_top1 = state.get("best_top1", -math.inf)
+        print(f"resumed from {resume_path} at epoch {start_epoch}")
+    cfg.save(run_dir / "config.json")
+    log = JsonlLog(run_dir / "metrics.jsonl")
+
+    def checkpoint_state(epoch: int) -> dict[str, Any]:
+        return {
+            "format": "ccl-checkpoint-v1",
+            "epoch": epoch,
+            "student": student.state_dict(),
+            "heads": objective.heads.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": rng_state(),
+            "best_top1": best_top1,
+            "config": cfg.to_dict(),
+            "classes": list(classes),
+        }
+
+    step = start_epoch * _steps_per_epoch(train_set, cfg)
+    for epoch in range(start_epoch, cfg.train.epochs):
+        student.train()
+        objective.train()
+        loader = _epoch_loader(train_set, cfg, shuffle=True, epoch=epoch)
+        sums: dict[str, float] = defaultdict(float)
+        counts: dict[str, int] = defaultdict(int)
+        n_clips, t0 = 0, time.perf_counter()
+        bar = tqdm(
+            _limited(loader, cfg.train.max_steps_per_epoch),
+            total=min(len(loader), cfg.train.max_steps_per_epoch or len(loader)),
+            desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+            disable=not cfg.train.progress,
+            leave=False,
+        )
+        for raw in bar:
+            t_step = time.perf_counter()
+            batch = to_batch(raw, device, mean, std)
+            with autocast_context(device, cfg.train.precision):
+                student_out = student(batch.clip)
+                result = objective(student_out, batch)
+            terms = {k: float(v) for k, v in result.terms.items()}
+            if not math.isfinite(float(result.loss.detach())):
+                raise NonFiniteLossError(
+                    f"non-finite loss at epoch {epoch + 1}, step {step}: "
+                    + ", ".join(f"{k}={v:.4g}" for k, v in terms.items())
+                    + f". Last good checkpoint: {ckpt_dir / 'last.pt'}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(result.loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            terms["acc"] = float((student_out.logits.argmax(1) == batch.label).float().mean())
+            for k, v in terms.items():
+                sums[k] += v * len(batch)
+                counts[k] += len(batch)
+            n_clips += len(batch)
+            step += 1
+            bar.set_postfix(loss=f"{terms['ce']:.3f}", acc=f"{terms['acc']:.2f}")
+            if cfg.train.log_every and step % cfg.train.log_every == 0:
+                log.write(
+                    {
+                        "type": "step",
+                        "epoch": epoch + 1,
+                        "step": step,
+                        **terms,
+                        **_lrs(optimizer),
+                        "clips_per_s": len(batch) / (time.perf_counter() - t_step),
+                    }
+                )
+        scheduler.step()
+        elapsed = time.perf_counter() - t0
+        record: dict[str, Any] = {
+            "type": "epoch",
+            "epoch": epoch + 1,
+            "step": step,
+            **{f"train/{k}": sums[k] / counts[k] for k in sums},
+            **_lrs(optimizer),
+            "epoch_s": elapsed,
+            "clips_per_s": n_clips / elapsed if elapsed > 0 else 0.0,
+        }
+        is_last = epoch + 1 == cfg.train.epochs
+        if cfg.train.val_every and ((epoch + 1) % cfg.train.val_every == 0 or is_last):
+            val_loader = _epoch_loader(val_set, cfg, shuffle=False, epoch=0)
+            last = evaluate_clips(student, val_loader, device, mean, std, cfg.train.precision)
+            record.update({f"val/{k}": v for k, v in last.items()})
+            if last["top1"] > best_top1:
+                best_top1, best = last["top1"], {**last, "epoch": epoch + 1}
+                save_checkpoint(checkpoint_state(epoch), ckpt_dir / "best.pt")
+        log.write(record)
+        save_checkpoint(checkpoint_state(epoch), ckpt_dir / "last.pt")
+        if cfg.train.save_every and (epoch + 1) % cfg.train.save_every == 0:
+            save_checkpoint(checkpoint_state(epoch), ckpt_dir / f"epoch_{epoch + 1:04d}.pt")
+        summary = f"epoch {epoch + 1}/{cfg.train.epochs} loss {record.get('train/ce', 0):.3f}"
+        if "val/top1" in record:
+            summary += f" val top1 {record['val/top1']:.3f}"
+        print(summary + f" ({elapsed:.1f}s, {record['clips_per_s']:.1f} clips/s)", flush=True)
+    return RunResult(run_dir=run_dir, best=best, last=last)
+
+
+def _steps_per_epoch(dataset: Dataset, cfg: Config) -> int:
+    n = len(dataset) // cfg.data.batch_size if len(dataset) >= cfg.data.batch_size else 1
+    return min(n, cfg.train.max_steps_per_epoch or n)
+
+
+def _lrs(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    return {f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(optimizer.param_groups)}
+
+
+def _resume_path(cfg: Config, run_dir: Path) -> Path | None:
+    if cfg.train.resume is None:
+        return None
+    if cfg.train.resume == "auto":
+        return find_resume_checkpoint(run_dir)
+    return Path(cfg.train.resume)

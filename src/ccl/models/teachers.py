@@ -1,0 +1,192 @@
+"""Frozen teachers (spec section 2): an ImageNet ResNet on one frame of the clip, and
+precomputed audio embeddings (PANNs Cnn14_emb512) looked up per video."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+FrameChoice = Literal["batch-random", "sample-random", "center"]
+TeacherNorm = Literal["clip", "imagenet"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# The reference's video statistics (Kinetics), also what its image teacher sees.
+KINETICS_MEAN = (0.4345, 0.4051, 0.3775)
+KINETICS_STD = (0.2768, 0.2713, 0.2737)
+
+IMAGE_TEACHER_ARCHS = {
+    "resnet18": torchvision.models.resnet18,
+    "resnet34": torchvision.models.resnet34,
+    "resnet50": torchvision.models.resnet50,
+}
+TORCHVISION_WEIGHT_FILES = {
+    "resnet18": "resnet18-f37072fd.pth",
+    "resnet34": "resnet34-b627a593.pth",
+    "resnet50": "resnet50-0676ba61.pth (or resnet50-11ad3fa6.pth)",
+}
+
+
+class ImageTeacher(nn.Module):
+    """A torchvision ResNet trunk without ``fc``, frozen, always in eval mode.
+
+    ``forward(clip)`` takes the student's normalised (B, 3, T, H, W) clip, picks one frame per
+    sample and returns (B, D) pooled features without building an autograd graph.
+
+    Frame choice: ``batch-random`` (the reference: one random index for the whole batch),
+    ``sample-random`` (one per sample) or ``center``. Normalisation: ``clip`` feeds the frame
+    as normalised for the student (the reference, Kinetics statistics); ``imagenet``
+    re-normalises it with ImageNet's statistics. ``input_size`` resizes the frame
+    (None keeps the clip's size, 112 px in the reference).
+    """
+
+    def __init__(
+        self,
+        arch: str = "resnet34",
+        weights: str | Path | None = None,
+        *,
+        frame_choice: FrameChoice = "batch-random",
+        input_size: int | None = None,
+        normalization: TeacherNorm = "clip",
+        clip_mean: tuple[float, float, float] = KINETICS_MEAN,
+        clip_std: tuple[float, float, float] = KINETICS_STD,
+    ) -> None:
+        super().__init__()
+        if arch not in IMAGE_TEACHER_ARCHS:
+            raise ValueError(
+                f"unknown image teacher {arch!r}; choose from {sorted(IMAGE_TEACHER_ARCHS)}"
+            )
+        if frame_choice not in ("batch-random", "sample-random", "center"):
+            raise ValueError(f"unknown frame choice {frame_choice!r}")
+        if normalization not in ("clip", "imagenet"):
+            raise ValueError(f"unknown teacher normalization {normalization!r}")
+        net = IMAGE_TEACHER_ARCHS[arch](weights=None)
+        if weights is not None:
+            net.load_state_dict(load_torchvision_weights(weights, arch))
+        self.feature_dim = net.fc.in_features
+        net.fc = nn.Identity()
+        self.net = net
+        self.frame_choice = frame_choice
+        self.input_size = input_size
+        self.normalization = normalization
+        # (clip statistics) -> (ImageNet statistics) as one affine map per channel.
+        clip_mean_t, clip_std_t = torch.tensor(clip_mean), torch.tensor(clip_std)
+        scale = clip_std_t / torch.tensor(IMAGENET_STD)
+        shift = (clip_mean_t - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+        self.register_buffer("renorm_scale", scale.view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("renorm_shift", shift.view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> ImageTeacher:
+        # Frozen: BN statistics must never update, whatever the caller's mode.
+        return super().train(False)
+
+    def select_frames(self, clip: torch.Tensor) -> torch.Tensor:
+        """(B, 3, T, H, W) -> (B, 3, H, W), one frame per sample by ``frame_choice``."""
+        b, _, t = clip.shape[:3]
+        if self.frame_choice == "batch-random":
+            return clip[:, :, random.randrange(t)]
+        if self.frame_choice == "center":
+            return clip[:, :, t // 2]
+        idx = torch.randint(t, (b,), device=clip.device)
+        return clip[torch.arange(b, device=clip.device), :, idx]
+
+    @torch.no_grad()
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        frames = self.select_frames(clip)
+        if self.normalization == "imagenet":
+            frames = frames * self.renorm_scale.to(frames.dtype) + self.renorm_shift.to(
+                frames.dtype
+            )
+        if self.input_size is not None and frames.shape[-1] != self.input_size:
+            frames = F.interpolate(
+                frames,
+                size=(self.input_size, self.input_size),
+                mode="bilinear",
+                align_corners=False,
+            )
+        return self.net(frames)
+
+
+def load_torchvision_weights(path: str | Path, arch: str) -> Mapping[str, torch.Tensor]:
+    """Read a torchvision ResNet state-dict file (published files load unchanged)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"image teacher weights not found: {path}. Download torchvision's "
+            f"{TORCHVISION_WEIGHT_FILES.get(arch, arch)} from https://download.pytorch.org/models/ "
+            "on a machine with internet access and pass its local path."
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - re-raised with the file named
+        raise ValueError(f"cannot read image teacher weights {path}: {err}") from err
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{path} does not hold a state dict")
+    return state
+
+
+class AudioEmbeddings:
+    """Precomputed audio-teacher embeddings joined to videos by id (spec section 2).
+
+    Each video has one (D,) vector or a (T, D) array of segment embeddings (a random row is
+    used per training sample). A video without an entry, or marked unavailable, gives a zero
+    vector and ``available=False``; the objective drops such samples from the audio terms.
+    """
+
+    def __init__(self, embeddings: Mapping[str, np.ndarray], dim: int | None = None) -> None:
+        self._table: dict[str, np.ndarray] = {}
+        for video_id, array in embeddings.items():
+            array = np.asarray(array, dtype=np.float32)
+            if (
+                array.ndim not in (1, 2)
+                or array.shape[-1] == 0
+                or (array.ndim == 2 and not len(array))
+            ):
+                raise ValueError(
+                    f"audio embedding of {video_id!r} has shape {array.shape}; want (D,) or (T, D)"
+                )
+            if not np.isfinite(array).all():
+                raise ValueError(f"audio embedding of {video_id!r} has non-finite values")
+            self._table[video_id] = array
+        dims = {a.shape[-1] for a in self._table.values()}
+        if dim is not None:
+            dims.add(dim)
+        if len(dims) > 1:
+            raise ValueError(f"audio embeddings have mixed widths {sorted(dims)}")
+        if not dims:
+            raise ValueError("no audio embeddings and no dim given")
+        self.dim = dims.pop()
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __contains__(self, video_id: str) -> bool:
+        return video_id in self._table
+
+    def lookup(
+        self, video_id: str, rng: np.random.Generator | None = None
+    ) -> tuple[np.ndarray, bool]:
+        """(vector, available). With ``rng`` a random segment row, else the segment mean."""
+        array = self._table.get(video_id)
+        if array is None:
+            return np.zeros(self.dim, dtype=np.float32), False
+        if array.ndim == 2:
+            array = array[rng.integers(len(array))] if rng is not None else array.mean(0)
+        return array, True
+
+
+def legacy_availability(audio: torch.Tensor) -> torch.Tensor:
+    """The reference marks a missing soundtrack with an all-zero vector: mask = any non-zero."""
+    return audio.ne(0).any(dim=1)

@@ -1,0 +1,160 @@
+"""The training loop: every method trains, resumes exactly, and fails loudly."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ccl.checkpoint import CheckpointError, load_checkpoint
+from ccl.config import Config, apply_overrides, preset
+from ccl.engine import NonFiniteLossError, build_model, build_objective, build_optimizer, train
+
+TINY = [
+    "data.synthetic_train=16",
+    "data.synthetic_val=8",
+    "data.synthetic_classes=4",
+    "data.batch_size=4",
+    "data.clip_frames=4",
+    "data.size=16",
+    "train.progress=false",
+    "train.log_every=1",
+]
+
+
+def _cfg(method, tmp_path, *extra):
+    cfg = preset(f"smoke-{method}")
+    return apply_overrides(cfg, [*TINY, f"train.out_dir={tmp_path}", *extra])
+
+
+@pytest.mark.parametrize("method", ["baseline", "ccl-a", "ccl-i", "ccl-ai"])
+def test_each_method_trains_and_logs(method, tmp_path):
+    cfg = _cfg(method, tmp_path, "train.epochs=1")
+    torch.manual_seed(0)
+    before = build_model(cfg, 4).state_dict()
+    result = train(cfg)
+    state = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
+    after = state["student"]
+    changed = [
+        k
+        for k in before
+        if before[k].dtype.is_floating_point and not torch.equal(before[k], after[k])
+    ]
+    assert len(changed) > 0.5 * len(before)
+    records = [
+        json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
+    steps = [r for r in records if r["type"] == "step"]
+    epoch = [r for r in records if r["type"] == "epoch"][-1]
+    assert len(steps) == 4
+    for r in steps:
+        assert all(v == v and abs(v) != float("inf") for v in r.values() if isinstance(v, float))
+        assert r["clips_per_s"] > 0 and "lr/student" in r
+    if method != "baseline":
+        teacher = "audio" if "a" in method.split("-")[1] else "image"
+        assert f"train/{teacher}/contrast_vm" in epoch and f"train/{teacher}/jsd" in epoch
+        assert "lr/heads" in epoch and state["heads"]
+    assert 0.0 <= epoch["val/top1"] <= epoch["val/top5"] <= 1.0
+    saved = json.loads((result.run_dir / "config.json").read_text())
+    assert Config.from_dict(saved) == cfg == Config.from_dict(state["config"])
+
+
+def test_resume_reproduces_uninterrupted_run(tmp_path):
+    full = train(_cfg("ccl-ai", tmp_path / "a", "train.epochs=2", "train.name=r"))
+    first = train(_cfg("ccl-ai", tmp_path / "b", "train.epochs=1", "train.name=r"))
+    resumed = train(
+        _cfg("ccl-ai", tmp_path / "b", "train.epochs=2", "train.name=r", "train.resume=auto")
+    )
+    a = load_checkpoint(full.run_dir / "checkpoints" / "last.pt")
+    b = load_checkpoint(resumed.run_dir / "checkpoints" / "last.pt")
+    assert first.run_dir == resumed.run_dir and b["epoch"] == 1
+    for part in ("student", "heads"):
+        for k in a[part]:
+            torch.testing.assert_close(b[part][k], a[part][k], rtol=0, atol=0, msg=k)
+    la = [json.loads(x) for x in (full.run_dir / "metrics.jsonl").read_text().splitlines()]
+    lb = [json.loads(x) for x in (resumed.run_dir / "metrics.jsonl").read_text().splitlines()]
+
+    def timeless(records):
+        return [
+            {k: v for k, v in r.items() if "per_s" not in k and not k.endswith("_s")}
+            for r in records
+        ]
+
+    assert timeless(la) == timeless(lb)
+
+
+def test_killed_run_resumes_from_last_good_checkpoint(tmp_path):
+    """SIGKILL a training process after its first checkpoint, then resume to the end."""
+    args = [*TINY, f"train.out_dir={tmp_path}", "train.name=k", "train.epochs=30"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ccl.cli", "train", "--preset", "smoke-baseline", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    last = tmp_path / "k" / "checkpoints" / "last.pt"
+    for line in proc.stdout:
+        if line.startswith("epoch 2/"):
+            break
+    proc.kill()
+    proc.wait()
+    epoch_done = load_checkpoint(last)["epoch"]
+    assert epoch_done < 29
+    result = train(
+        apply_overrides(
+            preset("smoke-baseline"),
+            [*args, "train.epochs=" + str(epoch_done + 2), "train.resume=auto"],
+        )
+    )
+    assert load_checkpoint(result.run_dir / "checkpoints" / "last.pt")["epoch"] == epoch_done + 1
+
+
+def test_truncated_checkpoint_is_reported_and_skipped(tmp_path):
+    result = train(_cfg("baseline", tmp_path, "train.epochs=2", "train.save_every=1"))
+    last = result.run_dir / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="last.pt"):
+        load_checkpoint(last)
+    from ccl.checkpoint import find_resume_checkpoint
+
+    assert find_resume_checkpoint(result.run_dir).name == "epoch_0002.pt"
+
+
+def test_pickled_object_checkpoint_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"student": Evil()}, path)
+    with pytest.raises(CheckpointError, match="evil.pt"):
+        load_checkpoint(path)
+
+
+def test_non_finite_loss_stops_with_clear_message(tmp_path):
+    cfg = _cfg("baseline", tmp_path, "train.epochs=1", "optim.lr=1e30", "optim.momentum=0")
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at epoch 1, step \d+: ce="):
+        train(cfg)
+
+
+def test_optimizer_groups_and_schedules(tmp_path):
+    cfg = _cfg("ccl-a", tmp_path, "optim.milestones=2,4", "optim.lr=0.1", "optim.head_lr=0.01")
+    student = build_model(cfg, 4)
+    objective = build_objective(cfg, 4, student.feature_dim)
+    opt, sched = build_optimizer(cfg, student, objective)
+    assert [g["name"] for g in opt.param_groups] == ["student", "heads"]
+    lrs = []
+    for _ in range(5):
+        lrs.append(tuple(round(g["lr"], 6) for g in opt.param_groups))
+        opt.step()
+        sched.step()
+    assert lrs == [(0.1, 0.01), (0.1, 0.01), (0.01, 0.01), (0.01, 0.01), (0.001, 0.01)]
+    g = opt.param_groups[0]
+    assert (g["momentum"], g["weight_decay"], g["dampening"]) == (0.9, 5e-4, 0.0)
+
+
+def test_image_teacher_without_weights_is_an_error(tmp_path):
+    cfg = apply_overrides(preset("ucf51-ccl-i"), ["data.source=synthetic"])
+    with pytest.raises(ValueError, match="image_teacher.weights"):
+        build_objective(cfg, 51, 512)

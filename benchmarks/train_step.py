@@ -1,0 +1,105 @@
+"""Median full training-step time (forward, backward, optimizer step) of each method.
+
+All methods run in one process on the same random batch, interleaved round by round so
+that drifts in machine load hit every method alike; ratios are to the baseline of the same
+run. Ends with one line per method:
+
+    method=<name> median_s=<seconds> ratio_to_baseline=<ratio>
+
+Example (the figure in the README): python benchmarks/train_step.py --batch 8 --frames 16
+--size 112 --arch r2plus1d-10 --steps 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from ccl.config import apply_overrides, preset
+from ccl.engine import build_model, build_objective, build_optimizer, resolve_device
+from ccl.objectives import Batch
+
+METHODS = ("baseline", "ccl-a", "ccl-i", "ccl-ai")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--size", type=int, default=112)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per method")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--arch", default="r2plus1d-10")
+    parser.add_argument("--classes", type=int, default=51)
+    parser.add_argument("--image-teacher", default="resnet34")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    b = args.batch
+    clip = torch.randn(b, 3, args.frames, args.size, args.size, device=device)
+    label = torch.arange(b, device=device) % max(2, args.classes // 8)
+    audio = torch.rand(b, 512, device=device)
+    available = torch.ones(b, dtype=torch.bool, device=device)
+    available[0] = False  # the masked path, as with real data
+    batch = Batch(clip, label, audio, available)
+
+    steps = {}
+    for method in METHODS:
+        cfg = preset(f"ucf51-{method}")
+        apply_overrides(
+            cfg,
+            [
+                f"student.arch={args.arch}",
+                f"image_teacher.arch={args.image_teacher}",
+                "image_teacher.allow_random=true",
+            ],
+        )
+        student = build_model(cfg, args.classes).to(device)
+        objective = build_objective(cfg, args.classes, student.feature_dim).to(device)
+        optimizer, _ = build_optimizer(cfg, student, objective)
+        steps[method] = (student, objective, optimizer)
+
+    def run_step(method: str) -> float:
+        student, objective, optimizer = steps[method]
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+        with torch.autocast(device.type, dtype=dtype, enabled=args.precision != "fp32"):
+            loss = objective(student(batch.clip), batch).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    times: dict[str, list[float]] = {m: [] for m in METHODS}
+    for _ in range(args.warmup):
+        for method in METHODS:
+            run_step(method)
+    for _ in range(args.steps):
+        for method in METHODS:
+            times[method].append(run_step(method))
+
+    print(
+        f"device={device} threads={torch.get_num_threads()} batch={b} "
+        f"clip=3x{args.frames}x{args.size}x{args.size} arch={args.arch} classes={args.classes} "
+        f"image_teacher={args.image_teacher} steps={args.steps} precision={args.precision}"
+    )
+    base = statistics.median(times["baseline"])
+    for method in METHODS:
+        med = statistics.median(times[method])
+        print(f"method={method} median_s={med:.4f} ratio_to_baseline={med / base:.3f}")
+
+
+if __name__ == "__main__":
+    main()

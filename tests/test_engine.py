@@ -68,7 +68,7 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
     )
     a = load_checkpoint(full.run_dir / "checkpoints" / "last.pt")
     b = load_checkpoint(resumed.run_dir / "checkpoints" / "last.pt")
-    assert first.run_dir == resumed.run_dir and b["epoch"] == 1
+    assert first.run_dir == resumed.run_dir and b["epoch"] == 2 and b["batch_in_epoch"] == 0
     for part in ("student", "heads"):
         for k in a[part]:
             torch.testing.assert_close(b[part][k], a[part][k], rtol=0, atol=0, msg=k)
@@ -99,15 +99,15 @@ def test_killed_run_resumes_from_last_good_checkpoint(tmp_path):
             break
     proc.kill()
     proc.wait()
-    epoch_done = load_checkpoint(last)["epoch"]
-    assert epoch_done < 29
+    epochs_done = load_checkpoint(last)["epoch"]
+    assert 1 <= epochs_done < 30
     result = train(
         apply_overrides(
             preset("smoke-baseline"),
-            [*args, "train.epochs=" + str(epoch_done + 2), "train.resume=auto"],
+            [*args, "train.epochs=" + str(epochs_done + 1), "train.resume=auto"],
         )
     )
-    assert load_checkpoint(result.run_dir / "checkpoints" / "last.pt")["epoch"] == epoch_done + 1
+    assert load_checkpoint(result.run_dir / "checkpoints" / "last.pt")["epoch"] == epochs_done + 1
 
 
 def test_truncated_checkpoint_is_reported_and_skipped(tmp_path):

@@ -74,6 +74,7 @@ class DataConfig:
     val_clips: int = 3
     batch_size: int = 16
     workers: int = 4
+    on_error: Literal["skip", "stop"] = "skip"  # an unreadable training sample
     mean: tuple[float, float, float] = KINETICS_MEAN
     std: tuple[float, float, float] = KINETICS_STD
     # synthetic source only: tensors generated in memory, for smoke tests and benchmarks
@@ -96,7 +97,12 @@ class TrainConfig:
     save_every: int = 50  # periodic checkpoints, in epochs (0: none)
     val_every: int = 1
     max_steps_per_epoch: int | None = None
+    checkpoint_every_steps: int = 0  # also write last.pt mid-epoch (exact resume), 0: off
     progress: bool = True
+    compile: bool = False  # torch.compile the student
+    channels_last: bool = False  # channels_last_3d memory format (faster convs on GPU)
+    sync_bn: bool = False  # SyncBatchNorm across processes (CUDA + torchrun only)
+    deterministic: bool = False  # torch.use_deterministic_algorithms
 
 
 @dataclass

@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from ccl import metrics
+from ccl import distributed, metrics
 from ccl.checkpoint import (
     find_resume_checkpoint,
     load_checkpoint,
@@ -34,8 +34,9 @@ from ccl.checkpoint import (
     set_rng_state,
 )
 from ccl.config import Config
-from ccl.models import ImageTeacher, R2Plus1D, build_student
-from ccl.objectives import BaselineObjective, Batch, CCLObjective, Objective
+from ccl.data.sampling import EpochSampler, SkipUnreadable
+from ccl.models import ImageTeacher, R2Plus1D, StudentOutput, build_student
+from ccl.objectives import BaselineObjective, Batch, CCLObjective, Objective, ObjectiveOutput
 
 
 class NonFiniteLossError(RuntimeError):
@@ -195,6 +196,20 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
 # ----------------------------------------------------------------------------- evaluation
 
 
+def _loader(dataset: Dataset, cfg: Config, sampler: EpochSampler, epoch: int) -> DataLoader:
+    # Worker seeds come from a generator seeded by (seed, epoch), like the order itself.
+    generator = torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch)
+    return DataLoader(
+        dataset,
+        batch_size=sampler.local_batch if sampler.drop_last else cfg.data.batch_size,
+        sampler=sampler,
+        num_workers=cfg.data.workers,
+        pin_memory=torch.cuda.is_available(),
+        generator=generator,
+        drop_last=sampler.drop_last,
+    )
+
+
 @torch.no_grad()
 def evaluate_clips(
     student: nn.Module,
@@ -203,24 +218,34 @@ def evaluate_clips(
     mean: torch.Tensor,
     std: torch.Tensor,
     precision: str = "fp32",
-    num_videos: int | None = None,
+    num_samples: int | None = None,
 ) -> dict[str, float]:
     """Clip loss and accuracy, and video-level accuracy from softmax averaged over each
-    video's clips (every video must have at least one clip: none is dropped)."""
+    video's clips. Under DDP every rank evaluates its share and the results are gathered by
+    sample index (``num_samples`` = the dataset's length), so no clip counts twice and none
+    is dropped; every video must have at least one clip."""
     was_training = student.training
     student.eval()
-    logits_all, labels_all, videos_all = [], [], []
+    logits_all, labels_all, videos_all, index_all = [], [], [], []
     for raw in loader:
         batch = to_batch(raw, device, mean, std)
         with autocast_context(device, precision):
             out = student(batch.clip)
-        logits_all.append(out.logits.float().cpu())
-        labels_all.append(batch.label.cpu())
-        videos_all.append(torch.as_tensor(raw.get("video", raw["index"])))
+        logits_all.append(out.logits.float())
+        labels_all.append(batch.label)
+        videos_all.append(torch.as_tensor(raw.get("video", raw["index"])).to(device))
+        index_all.append(torch.as_tensor(raw["index"]).to(device))
     student.train(was_training)
-    logits, labels, videos = torch.cat(logits_all), torch.cat(labels_all), torch.cat(videos_all)
+    logits, labels, videos, index = (
+        torch.cat(x) for x in (logits_all, labels_all, videos_all, index_all)
+    )
+    if num_samples is not None:
+        logits = distributed.gather_by_index(logits, index, num_samples)
+        labels = distributed.gather_by_index(labels, index, num_samples)
+        videos = distributed.gather_by_index(videos, index, num_samples)
+    logits, labels, videos = logits.cpu(), labels.cpu(), videos.cpu()
     clip_acc = metrics.topk_accuracy(logits, labels, ks=(1, 5))
-    n_videos = num_videos if num_videos is not None else int(videos.max()) + 1
+    n_videos = int(videos.max()) + 1
     video_scores = metrics.aggregate_windows(logits, videos, n_videos)
     video_labels = torch.zeros(n_videos, dtype=torch.long).scatter_(0, videos, labels)
     video_acc = metrics.topk_accuracy(video_scores, video_labels, ks=(1, 5))
@@ -236,15 +261,49 @@ def evaluate_clips(
 # ----------------------------------------------------------------------------- training
 
 
-class JsonlLog:
-    """Append-only JSON-lines metrics log (one object per step or epoch)."""
+class TrainModule(nn.Module):
+    """Student and objective as one module, so DDP synchronises every trainable parameter."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, student: R2Plus1D, objective: Objective) -> None:
+        super().__init__()
+        self.student = student
+        self.objective = objective
+
+    def forward(self, batch: Batch) -> tuple[StudentOutput, ObjectiveOutput]:
+        student_out = self.student(batch.clip)
+        return student_out, self.objective(student_out, batch)
+
+
+def train_step(
+    module: nn.Module,
+    batch: Batch,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    precision: str,
+) -> tuple[dict[str, float], StudentOutput]:
+    """One optimisation step: forward, a finite-loss check, one backward, one step."""
+    with autocast_context(batch.clip.device, precision):
+        student_out, result = module(batch)
+    terms = {k: float(v) for k, v in result.terms.items()}
+    if not math.isfinite(float(result.loss.detach())):
+        raise NonFiniteLossError(", ".join(f"{k}={v:.4g}" for k, v in terms.items()))
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(result.loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return terms, student_out
+
+
+class JsonlLog:
+    """Append-only JSON-lines metrics log (one object per step or epoch); main rank only."""
+
+    def __init__(self, path: Path, enabled: bool = True) -> None:
+        self.path, self.enabled = path, enabled
 
     def write(self, record: dict[str, Any]) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        if self.enabled:
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
 
 
 @dataclass
@@ -254,47 +313,60 @@ class RunResult:
     last: dict[str, float] | None
 
 
-def _epoch_loader(dataset: Dataset, cfg: Config, *, shuffle: bool, epoch: int) -> DataLoader:
-    # The shuffle order and worker seeds come from a generator seeded by (seed, epoch), so a
-    # resumed run sees exactly the batches an uninterrupted one would.
-    generator = torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch)
-    return DataLoader(
-        dataset,
-        batch_size=cfg.data.batch_size,
-        shuffle=shuffle,
-        drop_last=shuffle and len(dataset) >= cfg.data.batch_size,
-        num_workers=cfg.data.workers,
-        pin_memory=torch.cuda.is_available(),
-        generator=generator,
-        persistent_workers=False,
-    )
-
-
-def _limited(loader: Iterable, max_steps: int | None) -> Iterator:
-    for step, item in enumerate(loader):
-        if max_steps is not None and step >= max_steps:
-            return
-        yield item
+def _reset_log_after(path: Path, epoch: int, step: int) -> None:
+    """On resume, drop log records written after the checkpoint (a killed run may have
+    logged steps it never saved), so the log reads as one uninterrupted run."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by the kill
+        if record.get("step", 0) <= step and (record["type"] == "step" or record["epoch"] <= epoch):
+            kept.append(line)
+    path.write_text("".join(k + "\n" for k in kept))
 
 
 def train(cfg: Config) -> RunResult:
-    """Train ``cfg`` end to end: resume if asked, validate, checkpoint, log. Returns the
-    run folder and the best and last validation metrics."""
+    """Train ``cfg`` end to end on one process or under torchrun: resume if asked, validate,
+    checkpoint, log. Returns the run folder and the best and last validation metrics."""
     run_dir = Path(cfg.train.out_dir) / cfg.train.name
     ckpt_dir = run_dir / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
+    dist_info = distributed.init_from_env(device.type)
+    if dist_info.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist_info.local_rank)
+    main = dist_info.is_main
+    if main:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.train.seed)
+    if cfg.train.deterministic:
+        torch.use_deterministic_algorithms(True)
     train_set, val_set, classes = build_datasets(cfg)
+    train_set = SkipUnreadable(train_set, cfg.data.on_error)
     num_classes = len(classes)
 
-    student = build_model(cfg, num_classes).to(device)
+    student = build_model(cfg, num_classes)
+    if cfg.train.sync_bn and dist_info.enabled:
+        student = nn.SyncBatchNorm.convert_sync_batchnorm(student)
+    student = student.to(device)
+    if cfg.train.channels_last:
+        student = student.to(memory_format=torch.channels_last_3d)
     objective = build_objective(cfg, num_classes, student.feature_dim).to(device)
     optimizer, scheduler = build_optimizer(cfg, student, objective)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
     mean, std = _stats_tensor(cfg.data.mean, device), _stats_tensor(cfg.data.std, device)
+    module: nn.Module = TrainModule(
+        torch.compile(student) if cfg.train.compile else student, objective
+    )
+    if dist_info.enabled:
+        module = nn.parallel.DistributedDataParallel(module)
 
-    start_epoch, best_top1, best, last = 0, -math.inf, None, None
+    start_epoch, start_batch, best_top1, best, last = 0, 0, -math.inf, None, None
+    sums: dict[str, float] = defaultdict(float)
+    counts: dict[str, int] = defaultdict(int)
     resume_path = _resume_path(cfg, run_dir)
     if resume_path is not None:
         state = load_checkpoint(resume_path)
@@ -304,16 +376,28 @@ def train(cfg: Config) -> RunResult:
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
-        start_epoch = state["epoch"] + 1
+        start_epoch, start_batch = state["epoch"], state["batch_in_epoch"]
         best_top1 = state.get("best_top1", -math.inf)
-        print(f"resumed from {resume_path} at epoch {start_epoch}")
-    cfg.save(run_dir / "config.json")
-    log = JsonlLog(run_dir / "metrics.jsonl")
+        best = state.get("best")
+        sums.update(state.get("epoch_sums", {}))
+        counts.update(state.get("epoch_counts", {}))
+        if main:
+            _reset_log_after(run_dir / "metrics.jsonl", start_epoch, state["step"])
+            print(f"resumed from {resume_path}: epoch {start_epoch + 1}, batch {start_batch}")
+    if main:
+        cfg.save(run_dir / "config.json")
+    log = JsonlLog(run_dir / "metrics.jsonl", enabled=main)
 
-    def checkpoint_state(epoch: int) -> dict[str, Any]:
-        return {
+    def checkpoint(path: Path, epoch: int, batch_in_epoch: int, step: int) -> None:
+        """``epoch`` is the epoch in progress (0-based) and ``batch_in_epoch`` the batches of
+        it already trained; a finished epoch is saved as (epoch + 1, 0)."""
+        if not main:
+            return
+        state = {
             "format": "ccl-checkpoint-v1",
             "epoch": epoch,
+            "batch_in_epoch": batch_in_epoch,
+            "step": step,
             "student": student.state_dict(),
             "heads": objective.heads.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -321,48 +405,62 @@ def train(cfg: Config) -> RunResult:
             "scaler": scaler.state_dict(),
             "rng": rng_state(),
             "best_top1": best_top1,
+            "best": best,
+            "epoch_sums": dict(sums),
+            "epoch_counts": dict(counts),
             "config": cfg.to_dict(),
             "classes": list(classes),
         }
+        save_checkpoint(state, path)
 
-    step = start_epoch * _steps_per_epoch(train_set, cfg)
+    steps_per_epoch = _steps_per_epoch(len(train_set), cfg)
+    step = start_epoch * steps_per_epoch + start_batch
     for epoch in range(start_epoch, cfg.train.epochs):
-        student.train()
-        objective.train()
-        loader = _epoch_loader(train_set, cfg, shuffle=True, epoch=epoch)
-        sums: dict[str, float] = defaultdict(float)
-        counts: dict[str, int] = defaultdict(int)
+        module.train()
+        batch_in_epoch = start_batch if epoch == start_epoch else 0
+        if batch_in_epoch == 0:
+            sums.clear()
+            counts.clear()
+        sampler = EpochSampler(
+            len(train_set),
+            global_batch=cfg.data.batch_size,
+            shuffle=True,
+            seed=cfg.train.seed,
+            epoch=epoch,
+            rank=dist_info.rank,
+            world_size=dist_info.world_size,
+            start_batch=batch_in_epoch,
+        )
         n_clips, t0 = 0, time.perf_counter()
         bar = tqdm(
-            _limited(loader, cfg.train.max_steps_per_epoch),
-            total=min(len(loader), cfg.train.max_steps_per_epoch or len(loader)),
+            _loader(train_set, cfg, sampler, epoch),
+            total=steps_per_epoch - batch_in_epoch,
             desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-            disable=not cfg.train.progress,
+            disable=not (cfg.train.progress and main),
             leave=False,
         )
-        for raw in bar:
+        for raw in _guard_workers(bar):
+            if batch_in_epoch >= steps_per_epoch:
+                break
             t_step = time.perf_counter()
             batch = to_batch(raw, device, mean, std)
-            with autocast_context(device, cfg.train.precision):
-                student_out = student(batch.clip)
-                result = objective(student_out, batch)
-            terms = {k: float(v) for k, v in result.terms.items()}
-            if not math.isfinite(float(result.loss.detach())):
-                raise NonFiniteLossError(
-                    f"non-finite loss at epoch {epoch + 1}, step {step}: "
-                    + ", ".join(f"{k}={v:.4g}" for k, v in terms.items())
-                    + f". Last good checkpoint: {ckpt_dir / 'last.pt'}"
+            try:
+                terms, student_out = train_step(
+                    module, batch, optimizer, scaler, cfg.train.precision
                 )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(result.loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            except NonFiniteLossError as err:
+                raise NonFiniteLossError(
+                    f"non-finite loss at epoch {epoch + 1}, step {step}: {err}. "
+                    f"Last good checkpoint: {ckpt_dir / 'last.pt'}"
+                ) from None
             terms["acc"] = float((student_out.logits.argmax(1) == batch.label).float().mean())
+            terms["data/skipped"] = float(torch.as_tensor(raw.get("skipped", 0)).sum())
             for k, v in terms.items():
                 sums[k] += v * len(batch)
                 counts[k] += len(batch)
-            n_clips += len(batch)
+            n_clips += len(batch) * dist_info.world_size
             step += 1
+            batch_in_epoch += 1
             bar.set_postfix(loss=f"{terms['ce']:.3f}", acc=f"{terms['acc']:.2f}")
             if cfg.train.log_every and step % cfg.train.log_every == 0:
                 log.write(
@@ -372,9 +470,14 @@ def train(cfg: Config) -> RunResult:
                         "step": step,
                         **terms,
                         **_lrs(optimizer),
-                        "clips_per_s": len(batch) / (time.perf_counter() - t_step),
+                        "clips_per_s": len(batch)
+                        * dist_info.world_size
+                        / (time.perf_counter() - t_step),
                     }
                 )
+            every = cfg.train.checkpoint_every_steps
+            if every and step % every == 0 and batch_in_epoch < steps_per_epoch:
+                checkpoint(ckpt_dir / "last.pt", epoch, batch_in_epoch, step)
         scheduler.step()
         elapsed = time.perf_counter() - t0
         record: dict[str, Any] = {
@@ -386,27 +489,54 @@ def train(cfg: Config) -> RunResult:
             "epoch_s": elapsed,
             "clips_per_s": n_clips / elapsed if elapsed > 0 else 0.0,
         }
+        record["train/data/skipped"] = sums.get("data/skipped", 0.0)  # a count, not a mean
         is_last = epoch + 1 == cfg.train.epochs
         if cfg.train.val_every and ((epoch + 1) % cfg.train.val_every == 0 or is_last):
-            val_loader = _epoch_loader(val_set, cfg, shuffle=False, epoch=0)
-            last = evaluate_clips(student, val_loader, device, mean, std, cfg.train.precision)
+            val_sampler = EpochSampler(
+                len(val_set),
+                global_batch=cfg.data.batch_size,
+                shuffle=False,
+                seed=cfg.train.seed,
+                rank=dist_info.rank,
+                world_size=dist_info.world_size,
+                drop_last=False,
+            )
+            val_loader = _loader(val_set, cfg, val_sampler, 0)
+            last = evaluate_clips(
+                student, val_loader, device, mean, std, cfg.train.precision, len(val_set)
+            )
             record.update({f"val/{k}": v for k, v in last.items()})
             if last["top1"] > best_top1:
                 best_top1, best = last["top1"], {**last, "epoch": epoch + 1}
-                save_checkpoint(checkpoint_state(epoch), ckpt_dir / "best.pt")
+                checkpoint(ckpt_dir / "best.pt", epoch + 1, 0, step)
         log.write(record)
-        save_checkpoint(checkpoint_state(epoch), ckpt_dir / "last.pt")
+        checkpoint(ckpt_dir / "last.pt", epoch + 1, 0, step)
         if cfg.train.save_every and (epoch + 1) % cfg.train.save_every == 0:
-            save_checkpoint(checkpoint_state(epoch), ckpt_dir / f"epoch_{epoch + 1:04d}.pt")
-        summary = f"epoch {epoch + 1}/{cfg.train.epochs} loss {record.get('train/ce', 0):.3f}"
-        if "val/top1" in record:
-            summary += f" val top1 {record['val/top1']:.3f}"
-        print(summary + f" ({elapsed:.1f}s, {record['clips_per_s']:.1f} clips/s)", flush=True)
+            checkpoint(ckpt_dir / f"epoch_{epoch + 1:04d}.pt", epoch + 1, 0, step)
+        if main:
+            summary = f"epoch {epoch + 1}/{cfg.train.epochs} loss {record.get('train/ce', 0):.3f}"
+            if "val/top1" in record:
+                summary += f" val top1 {record['val/top1']:.3f}"
+            print(summary + f" ({elapsed:.1f}s, {record['clips_per_s']:.1f} clips/s)", flush=True)
     return RunResult(run_dir=run_dir, best=best, last=last)
 
 
-def _steps_per_epoch(dataset: Dataset, cfg: Config) -> int:
-    n = len(dataset) // cfg.data.batch_size if len(dataset) >= cfg.data.batch_size else 1
+def _guard_workers(loader: Iterable) -> Iterator:
+    """A loader worker killed by the OS surfaces as one clear error instead of a traceback
+    deep in the multiprocessing machinery."""
+    try:
+        yield from loader
+    except RuntimeError as err:
+        if "DataLoader worker" in str(err):
+            raise RuntimeError(
+                f"a data loader worker died ({err}). Rerun with data.workers=0 to see the "
+                "error in the main process, or check memory (each worker holds open stores)."
+            ) from err
+        raise
+
+
+def _steps_per_epoch(num_samples: int, cfg: Config) -> int:
+    n = num_samples // cfg.data.batch_size
     return min(n, cfg.train.max_steps_per_epoch or n)
 
 

@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from ccl.distributed import gather_no_grad, gather_with_grad
+from ccl.distributed import info as dist_info
 from ccl.losses import MultiClassNCELoss, SymmetricKLLoss, symmetric_contrastive
 from ccl.losses.divergence import Divergence
 from ccl.models.composition import CompositionHead
@@ -102,17 +104,31 @@ class CCLObjective(Objective):
         return batch.audio, batch.audio_available
 
     def forward(self, student_out: StudentOutput, batch: Batch) -> ObjectiveOutput:
-        v, v_logits, y = student_out.feature, student_out.logits, batch.label
-        ce = F.cross_entropy(v_logits, y)
+        v_local, logits_local, y_local = student_out.feature, student_out.logits, batch.label
+        ce = F.cross_entropy(logits_local, y_local)
         terms: dict[str, torch.Tensor] = {"ce": ce.detach()}
+        # Under DDP the teacher terms see the global batch, as the reference's DataParallel
+        # did: features are gathered with their gradient, and every rank computes the same
+        # global terms (DDP's gradient averaging then gives the single-process gradient).
+        v, v_logits, y = (
+            gather_with_grad(v_local),
+            gather_with_grad(logits_local),
+            gather_no_grad(y_local),
+        )
         distill = v.new_zeros(())
         heads_loss = v.new_zeros(())
         for t in self.teachers:
             x_t, available = self.teacher_features(t, batch)
+            x_t = gather_no_grad(x_t)
             tv, t_logits, ty = v, v_logits, y
             if available is not None:
+                available = gather_no_grad(available)
                 terms[f"{t}/available"] = available.float().mean()
                 if not bool(available.any()):
+                    if dist_info().enabled:  # DDP needs every head parameter in the graph
+                        heads_loss = heads_loss + 0.0 * sum(
+                            p.sum() for p in self.heads[t].parameters()
+                        )
                     continue  # no sample has this teacher: its terms are absent this step
                 if not bool(available.all()):
                     tv, t_logits, ty, x_t = (

@@ -38,6 +38,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--channels-last", action="store_true", help="channels_last_3d student")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the student")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -51,8 +54,11 @@ def main() -> None:
     available[0] = False  # the masked path, as with real data
     batch = Batch(clip, label, audio, available)
 
+    methods = [m for m in args.methods.split(",") if m]
+    if "baseline" not in methods or set(methods) - set(METHODS):
+        parser.error(f"--methods must include baseline and be among {METHODS}")
     steps = {}
-    for method in METHODS:
+    for method in methods:
         cfg = preset(f"ucf51-{method}")
         apply_overrides(
             cfg,
@@ -63,6 +69,10 @@ def main() -> None:
             ],
         )
         student = build_model(cfg, args.classes).to(device)
+        if args.channels_last:
+            student = student.to(memory_format=torch.channels_last_3d)
+        if args.compile:
+            student = torch.compile(student)
         objective = build_objective(cfg, args.classes, student.feature_dim).to(device)
         optimizer, _ = build_optimizer(cfg, student, objective)
         steps[method] = (student, objective, optimizer)
@@ -82,12 +92,12 @@ def main() -> None:
             torch.cuda.synchronize()
         return time.perf_counter() - t0
 
-    times: dict[str, list[float]] = {m: [] for m in METHODS}
+    times: dict[str, list[float]] = {m: [] for m in methods}
     for _ in range(args.warmup):
-        for method in METHODS:
+        for method in methods:
             run_step(method)
     for _ in range(args.steps):
-        for method in METHODS:
+        for method in methods:
             times[method].append(run_step(method))
 
     print(
@@ -96,7 +106,11 @@ def main() -> None:
         f"image_teacher={args.image_teacher} steps={args.steps} precision={args.precision}"
     )
     base = statistics.median(times["baseline"])
-    for method in METHODS:
+    for method in methods:
+        print(f"throughput method={method} clips_per_s={b / statistics.median(times[method]):.2f}")
+    if device.type == "cuda":
+        print(f"peak_gpu_memory_gib={torch.cuda.max_memory_allocated() / 2**30:.2f}")
+    for method in methods:
         med = statistics.median(times[method])
         print(f"method={method} median_s={med:.4f} ratio_to_baseline={med / base:.3f}")
 

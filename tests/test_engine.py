@@ -158,3 +158,66 @@ def test_image_teacher_without_weights_is_an_error(tmp_path):
     cfg = apply_overrides(preset("ucf51-ccl-i"), ["data.source=synthetic"])
     with pytest.raises(ValueError, match="image_teacher.weights"):
         build_objective(cfg, 51, 512)
+
+
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
+    args = [
+        *TINY,
+        "data.synthetic_train=32",
+        "train.epochs=2",
+        "train.checkpoint_every_steps=1",
+        "train.deterministic=true",
+    ]
+    full = train(
+        apply_overrides(preset("smoke-ccl-ai"), [*args, f"train.out_dir={tmp_path / 'a'}"])
+    )
+    out = tmp_path / "b"
+    cmd = [
+        sys.executable,
+        "-m",
+        "ccl.cli",
+        "train",
+        "--preset",
+        "smoke-ccl-ai",
+        *args,
+        f"train.out_dir={out}",
+    ]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    last = out / "smoke-ccl-ai" / "checkpoints" / "last.pt"
+    killed_at = None
+    while proc.poll() is None:
+        if last.is_file():
+            try:
+                state = load_checkpoint(last)
+            except CheckpointError:
+                continue
+            if state["batch_in_epoch"] >= 3:
+                proc.kill()
+                killed_at = (state["epoch"], state["batch_in_epoch"])
+                break
+    proc.wait()
+    assert killed_at is not None, "the run ended before it could be killed"
+    state = load_checkpoint(last)
+    assert state["batch_in_epoch"] > 0, "the kill should land mid-epoch"
+    resumed = train(
+        apply_overrides(
+            preset("smoke-ccl-ai"), [*args, f"train.out_dir={out}", "train.resume=auto"]
+        )
+    )
+    a = load_checkpoint(full.run_dir / "checkpoints" / "last.pt")
+    b = load_checkpoint(resumed.run_dir / "checkpoints" / "last.pt")
+    for part in ("student", "heads"):
+        for k in a[part]:
+            torch.testing.assert_close(b[part][k], a[part][k], rtol=1e-6, atol=1e-7, msg=k)
+    records = [
+        [json.loads(x) for x in (r.run_dir / "metrics.jsonl").read_text().splitlines()]
+        for r in (full, resumed)
+    ]
+    epochs = [[r for r in recs if r["type"] == "epoch"] for recs in records]
+    assert len(epochs[0]) == len(epochs[1]) == 2
+    for ea, eb in zip(*epochs):
+        assert eb["train/ce"] == pytest.approx(ea["train/ce"], rel=1e-5)
+        assert eb["val/top1"] == ea["val/top1"]
+    steps = [[r["step"] for r in recs if r["type"] == "step"] for recs in records]
+    assert steps[0] == steps[1]  # no step logged twice or lost

@@ -72,6 +72,35 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+_SUBSETS = {"test": "testing", "val": "validation", "train": "training"}
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from ccl.evaluation import EvalSettings, evaluate, summary_line
+
+    kinds = ["best", "last"] if args.checkpoint == "both" else [args.checkpoint]
+    if args.target.endswith(".pt"):
+        kinds = ["best"]  # a single file: its results are written as eval_<split>.json
+    for kind in kinds:
+        settings = EvalSettings(
+            split=_SUBSETS.get(args.split, args.split),
+            checkpoint=kind,
+            gallery=None if args.gallery == "none" else _SUBSETS.get(args.gallery, args.gallery),
+            allow_missing=args.allow_missing,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            device=args.device,
+            precision=args.precision,
+            annotations=args.annotations,
+            frames_dir=args.frames_dir,
+        )
+        report = evaluate(args.target, settings)
+        print(f"{kind}: {summary_line(report)} -> {report.get('path')}")
+        for item in report["missing"]:
+            print(f"  counted wrong: {item['video_id']}: {item['reason']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ccl",
@@ -89,6 +118,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("overrides", nargs="*", metavar="section.key=value")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="video-level recognition and retrieval of a run")
+    p.add_argument("target", help="run folder or checkpoint file")
+    p.add_argument("--split", default="test", help="test | val | train, or a subset name")
+    p.add_argument("--checkpoint", default="both", choices=["best", "last", "both"])
+    p.add_argument("--gallery", default="train", help="retrieval gallery subset, or 'none'")
+    p.add_argument("--allow-missing", action="store_true", help="count unreadable videos as wrong")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--annotations", default=None, help="default: the run's data.annotations")
+    p.add_argument("--frames-dir", default=None, help="default: the run's data.frames_dir")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("presets", help="list the configuration presets")
     p.set_defaults(func=_cmd_presets)

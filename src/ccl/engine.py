@@ -342,8 +342,7 @@ def train(cfg: Config) -> RunResult:
     if main:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.train.seed)
-    if cfg.train.deterministic:
-        torch.use_deterministic_algorithms(True)
+    torch.use_deterministic_algorithms(cfg.train.deterministic)
     train_set, val_set, classes = build_datasets(cfg)
     train_set = SkipUnreadable(train_set, cfg.data.on_error)
     num_classes = len(classes)

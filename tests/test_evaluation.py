@@ -1,0 +1,138 @@
+"""Video-level evaluation: aggregation, retrieval, missing videos never leave a denominator."""
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from ccl import metrics
+from ccl.config import apply_overrides, preset
+from ccl.engine import train
+from ccl.evaluation import EvalSettings, evaluate, summary_line
+
+
+@dataclass
+class Rec:
+    video_id: str
+    label: int
+
+
+class FakeWindows(torch.utils.data.Dataset):
+    """Stands in for ClipDataset(mode='test'): videos, windows, samples."""
+
+    def __init__(self, n_videos, classes, windows_per_video=(1, 2, 3), broken=(), seed=0):
+        g = np.random.default_rng(seed)
+        self.frames, self.size = 4, 16
+        self.videos = [Rec(f"v{seed}_{i}", i % classes) for i in range(n_videos)]
+        self.windows = [(v, w) for v in range(n_videos) for w in range(windows_per_video[v % 3])]
+        self.clips = g.integers(0, 255, size=(len(self.windows), 3, 4, 16, 16), dtype=np.uint8)
+        self.broken = set(broken)
+
+    def __len__(self):
+        return len(self.windows)
+
+    def __getitem__(self, i):
+        video = self.windows[i][0]
+        if video in self.broken:
+            raise OSError(f"/data/{self.videos[video].video_id}.hdf5: truncated file")
+        return {
+            "clip": torch.from_numpy(self.clips[i]),
+            "label": self.videos[video].label,
+            "index": i,
+            "video": video,
+        }
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    cfg = apply_overrides(
+        preset("smoke-baseline"),
+        [
+            "data.synthetic_train=8",
+            "data.synthetic_val=4",
+            "data.batch_size=4",
+            "data.clip_frames=4",
+            "data.size=16",
+            "train.epochs=1",
+            "train.progress=false",
+            f"train.out_dir={tmp}",
+        ],
+    )
+    return train(cfg).run_dir
+
+
+def _settings(**kw):
+    return EvalSettings(workers=0, batch_size=3, progress=False, **kw)
+
+
+def test_evaluate_matches_direct_computation(run_dir):
+    queries, gallery = FakeWindows(7, 4, seed=1), FakeWindows(9, 4, seed=2)
+    report = evaluate(run_dir, _settings(), datasets={"testing": queries, "training": gallery})
+    # recompute straightforwardly, one video at a time
+    from ccl.checkpoint import load_checkpoint
+    from ccl.config import Config
+    from ccl.engine import _stats_tensor, build_model, to_batch
+
+    state = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    cfg = Config.from_dict(state["config"])
+    model = build_model(cfg, 4)
+    model.load_state_dict(state["student"])
+    model.eval()
+    mean, std = (
+        _stats_tensor(cfg.data.mean, torch.device("cpu")),
+        _stats_tensor(cfg.data.std, torch.device("cpu")),
+    )
+
+    def per_video(ds):
+        scores, feats = [], []
+        for v in range(len(ds.videos)):
+            idx = [i for i, (vv, _) in enumerate(ds.windows) if vv == v]
+            raw = {
+                "clip": torch.stack([ds[i]["clip"] for i in idx]),
+                "label": torch.zeros(len(idx), dtype=torch.long),
+            }
+            with torch.no_grad():
+                out = model(to_batch(raw, torch.device("cpu"), mean, std).clip)
+            scores.append(torch.softmax(out.logits, 1).mean(0))
+            f = out.feature.mean(0)
+            feats.append(f / f.norm())
+        return torch.stack(scores), torch.stack(feats), torch.tensor([r.label for r in ds.videos])
+
+    qs, qf, ql = per_video(queries)
+    gs, gf, gl = per_video(gallery)
+    assert report["recognition"]["top1"] == pytest.approx(metrics.topk_accuracy(qs, ql, ks=(1,))[1])
+    assert report["videos_evaluated"] == report["videos_expected"] == 7
+    for k, v in metrics.retrieval_recall(qf, ql, gf, gl, ks=(1, 5)).items():
+        assert report["retrieval"]["recall"][str(k)] == pytest.approx(v)
+    assert [v["top5"][0] for v in report["videos"]] == qs.argmax(1).tolist()
+    saved = json.loads((run_dir / "eval_test.json").read_text())
+    assert (
+        saved["checkpoint_sha256"] == report["checkpoint_sha256"]
+        and len(saved["checkpoint_sha256"]) == 64
+    )
+    assert np.load(run_dir / saved["features_file"])["features"].shape == (7, qf.shape[1])
+    assert "(7/7 videos)" in summary_line(report)
+
+
+def test_unreadable_video_is_an_error_or_counted_wrong(run_dir):
+    queries = FakeWindows(6, 3, broken={2}, seed=3)
+    with pytest.raises(
+        RuntimeError, match=r"1 of 6 videos could not be evaluated: v3_2 \(.*truncated"
+    ):
+        evaluate(run_dir, _settings(gallery=None), datasets={"testing": queries})
+    report = evaluate(
+        run_dir, _settings(gallery=None, allow_missing=True), datasets={"testing": queries}
+    )
+    assert report["videos_expected"] == 6 and report["videos_evaluated"] == 5
+    assert report["missing"][0]["video_id"] == "v3_2"
+    whole = evaluate(
+        run_dir, _settings(gallery=None), datasets={"testing": FakeWindows(6, 3, seed=3)}
+    )
+    # the five readable videos keep their predictions; the missing one counts as wrong
+    correct_whole = round(whole["recognition"]["top1"] * 6)
+    pred_2 = whole["videos"][2]["top5"][0] == whole["videos"][2]["label"]
+    assert report["recognition"]["top1"] == pytest.approx((correct_whole - pred_2) / 6)
+    assert sum(map(sum, report["recognition"]["confusion_matrix"])) == 5

@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="section.key=value")
     p.set_defaults(func=_cmd_demo)
 
+    from ccl.audio import register as register_audio
+
+    register_audio(sub)
     try:
         from ccl.data.cli import register as register_prepare
     except ImportError:  # the data-preparation commands are optional until installed

@@ -58,6 +58,8 @@ from ccl.models.panns import (
 )
 
 AUDIO_SAMPLE_RATE = SAMPLE_RATE
+# PANNs variants, plus the embedded demo's small log-mel CNN (same front end and layout)
+AUDIO_MODEL_NAMES = {**MODEL_NAMES, "small": "ccl-small-audio-cnn"}
 MANIFEST_NAME = "manifest.json"
 MANIFEST_KIND = "ccl-audio-embeddings"
 VIDEO_EXTENSIONS = (
@@ -278,6 +280,17 @@ def _segments(samples: np.ndarray, seg_len: int, minimum: int) -> list[np.ndarra
     return segs
 
 
+def _load_audio_model(checkpoint: str | Path, variant: str) -> Any:
+    """PANNs Cnn14 variants, or the demo's small CNN (``variant='small'``)."""
+    if variant == "small":
+        from ccl.models.small_audio import load_small_audio_teacher
+
+        return load_small_audio_teacher(checkpoint)
+    from ccl.models.panns import load_cnn14
+
+    return load_cnn14(checkpoint, variant)  # type: ignore[arg-type]
+
+
 def extract_audio(
     src: str | Path,
     checkpoint: str | Path,
@@ -302,7 +315,8 @@ def extract_audio(
         batch_size: clips per forward pass. Whole soundtracks are batched only when
             consecutive videos have exactly the same length (padding would change them).
         device: ``'auto'`` (CUDA when available), ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ...
-        variant: ``'emb512'`` or ``'cnn14'`` (2048-d).
+        variant: ``'emb512'``, ``'cnn14'`` (2048-d), or ``'small'`` (the demo's teacher
+            from ``ccl pretrain-teacher --modality audio``).
         progress: show a tqdm progress bar.
 
     Raises:
@@ -311,8 +325,6 @@ def extract_audio(
     """
     import torch
     from tqdm import tqdm
-
-    from ccl.models.panns import load_cnn14
 
     t0 = time.perf_counter()
     src, out = Path(src), Path(out)
@@ -328,7 +340,7 @@ def extract_audio(
                 f"of {minimum} samples ({minimum / AUDIO_SAMPLE_RATE:.2f} s)"
             )
     sources = find_sources(src)
-    model = load_cnn14(checkpoint, variant)  # type: ignore[arg-type]
+    model = _load_audio_model(checkpoint, variant)
     dev = _resolve_device(device)
     model.to(dev)
     settings = {
@@ -338,7 +350,7 @@ def extract_audio(
         "min_samples": minimum, "short_clips": "zero-padded at the end to min_samples",
     }
     identity = {
-        "model": MODEL_NAMES[variant],
+        "model": AUDIO_MODEL_NAMES[variant],
         "variant": variant,
         "embedding_dim": model.embedding_dim,
         "checkpoint_sha256": sha256_file(checkpoint),
@@ -699,7 +711,7 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
                         help="one embedding per segment of this length: (T, D) arrays")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--variant", choices=sorted(MODEL_NAMES), default="emb512",
+    parser.add_argument("--variant", choices=sorted(AUDIO_MODEL_NAMES), default="emb512",
                         help="emb512 (512-d, the CCL teacher) or cnn14 (2048-d)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=_cmd_extract)

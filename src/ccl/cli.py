@@ -144,8 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     from ccl.audio import register as register_audio
+    from ccl.pretrain import register as register_pretrain
 
     register_audio(sub)
+    register_pretrain(sub)
     try:
         from ccl.data.cli import register as register_prepare
     except ImportError:  # the data-preparation commands are optional until installed

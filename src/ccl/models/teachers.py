@@ -70,7 +70,20 @@ class ImageTeacher(nn.Module):
             raise ValueError(f"unknown teacher normalization {normalization!r}")
         net = IMAGE_TEACHER_ARCHS[arch](weights=None)
         if weights is not None:
-            net.load_state_dict(load_torchvision_weights(weights, arch))
+            # The classifier is discarded, so its size may differ from ImageNet's 1000
+            # (teachers pre-trained on another label space, e.g. the demo's).
+            state = {
+                k: v
+                for k, v in load_torchvision_weights(weights, arch).items()
+                if not k.startswith("fc.")
+            }
+            missing, unexpected = net.load_state_dict(state, strict=False)
+            missing = [k for k in missing if not k.startswith("fc.")]
+            if missing or unexpected:
+                raise ValueError(
+                    f"{weights} does not fit torchvision's {arch}: missing {missing[:4]}, "
+                    f"unexpected {unexpected[:4]}"
+                )
         self.feature_dim = net.fc.in_features
         net.fc = nn.Identity()
         self.net = net

@@ -145,9 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from ccl.audio import register as register_audio
     from ccl.pretrain import register as register_pretrain
+    from ccl.report import register as register_report
 
     register_audio(sub)
     register_pretrain(sub)
+    register_report(sub)
     try:
         from ccl.data.cli import register as register_prepare
     except ImportError:  # the data-preparation commands are optional until installed

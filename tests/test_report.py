@@ -1,0 +1,283 @@
+"""``ccl report``: Markdown/JSON table, figures and error handling on fake run folders."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("sklearn")
+
+from matplotlib.image import imread  # noqa: E402
+
+from ccl.report import (  # noqa: E402
+    ReportError,
+    build_report,
+    human_duration,
+    method_label,
+    read_metrics,
+    register,
+)
+
+CLASSES = ["ApplyEyeMakeup", "Archery", "Basketball", "BenchPress", "Biking"]
+N_VIDEOS = 30
+
+
+def _config(name: str, method: str, teachers: list[str], epochs: int = 4) -> dict[str, Any]:
+    return {
+        "student": {"arch": "r2plus1d-10"},
+        "objective": {"method": method, "teachers": teachers, "head_update": "reference"},
+        "train": {"name": name, "epochs": epochs},
+        "data": {},
+        "optim": {},
+        "image_teacher": {},
+    }
+
+
+def _metrics_lines(teachers: list[str], epochs: int, quality: float) -> list[str]:
+    lines = []
+    step = 0
+    for e in range(1, epochs + 1):
+        step += 10
+        lines.append(json.dumps({"type": "step", "epoch": e, "step": step, "ce": 1.0}))
+        rec: dict[str, Any] = {
+            "type": "epoch",
+            "epoch": e,
+            "step": step,
+            "train/ce": 1.6 / e,
+            "train/acc": min(1.0, 0.2 * e * quality),
+            "train/loss_v": 2.0 / e,
+            "lr/student": 0.1 / e,
+            "lr/heads": 0.01 / e,
+            "epoch_s": 1800.0,
+            "clips_per_s": 50.0,
+            "val/top1": min(1.0, 0.15 * e * quality),
+            "val/top5": min(1.0, 0.4 * e * quality),
+            "val/loss": 1.5 / e,
+        }
+        for t in teachers:
+            for term in ("contrast_vm", "contrast_vt", "jsd", "head_ce"):
+                rec[f"train/{t}/{term}"] = 1.0 / e + 0.1
+        lines.append(json.dumps(rec))
+    return lines
+
+
+def _eval(run: Path, rng: np.random.Generator, top1: float, kind: str = "best") -> dict[str, Any]:
+    labels = np.arange(N_VIDEOS) % len(CLASSES)
+    n_correct = round(top1 * N_VIDEOS)
+    preds = labels.copy()
+    preds[n_correct:] = (labels[n_correct:] + 1) % len(CLASSES)
+    cm = np.zeros((len(CLASSES), len(CLASSES)), dtype=int)
+    for y, p in zip(labels, preds):
+        cm[y, p] += 1
+    per_class = [float(cm[c, c] / cm[c].sum()) for c in range(len(CLASSES))]
+    feats = rng.normal(size=(N_VIDEOS, 16)) + 3 * np.eye(16)[labels]
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    np.savez_compressed(
+        run / "eval_test_features.npz", features=feats.astype(np.float16), labels=labels
+    )
+    return {
+        "split": "testing",
+        "checkpoint": str(run / "checkpoints" / f"{kind}.pt"),
+        "checkpoint_kind": kind,
+        "checkpoint_sha256": "0" * 64,
+        "epoch": 3,
+        "classes": CLASSES,
+        "videos_expected": N_VIDEOS,
+        "videos_evaluated": N_VIDEOS,
+        "missing": [],
+        "recognition": {
+            "top1": top1,
+            "top5": 0.9,
+            "mean_class_accuracy": float(np.mean(per_class)),
+            "per_class_accuracy": per_class,
+            "confusion_matrix": cm.tolist(),
+        },
+        "retrieval": {
+            "gallery": "training",
+            "gallery_size": 100,
+            "recall": {"1": 0.5, "5": 0.6, "10": 0.7, "20": 0.8, "50": 0.9},
+            "map": 0.25,
+        },
+        "videos": [],
+        "features_file": "eval_test_features.npz",
+        "config": {},
+    }
+
+
+def _make_run(
+    root: Path,
+    name: str,
+    method: str,
+    teachers: list[str],
+    *,
+    top1: float | None,
+    quality: float = 1.0,
+    last_top1: float | None = None,
+    extra_lines: list[str] | None = None,
+) -> Path:
+    run = root / name
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(_config(name, method, teachers)))
+    lines = _metrics_lines(teachers, 3, quality)
+    if extra_lines:
+        lines[1:1] = extra_lines
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    for kind in ("best", "last"):
+        (run / "checkpoints" / f"{kind}.pt").write_bytes(b"x" * 1000)
+    rng = np.random.default_rng(len(name))
+    if top1 is not None:
+        (run / "eval_test.json").write_text(json.dumps(_eval(run, rng, top1)))
+    if last_top1 is not None:
+        ev = _eval(run, rng, last_top1, "last")
+        ev["videos_evaluated"] = N_VIDEOS - 2
+        ev["missing"] = [{"video_id": "v_x_01", "reason": "unreadable"}]
+        (run / "eval_test_last.json").write_text(json.dumps(ev))
+    return run
+
+
+@pytest.fixture()
+def runs(tmp_path: Path) -> list[Path]:
+    root = tmp_path / "runs"
+    return [
+        _make_run(root, "base", "baseline", [], top1=0.6, quality=0.8),
+        _make_run(
+            root,
+            "cclai",
+            "ccl",
+            ["audio", "image"],
+            top1=0.7,
+            last_top1=2 / 3,
+            extra_lines=["{not json", "[1, 2]"],
+        ),
+        _make_run(root, "ccla", "ccl", ["audio"], top1=None, quality=0.9),
+    ]
+
+
+def _check_png(path: Path) -> None:
+    assert path.is_file(), f"missing {path.name}"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path.name
+    assert path.stat().st_size > 5000, path.name
+    img = imread(path)
+    assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 200
+    flat = img.reshape(-1, img.shape[2])
+    assert len(np.unique(flat[:: max(1, len(flat) // 20000)], axis=0)) > 10, path.name
+
+
+def test_build_report(runs: list[Path], tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    with pytest.warns(UserWarning, match="skipped corrupt metrics line"):
+        md_path = build_report(runs, out)
+    assert md_path == out / "report.md"
+    md = md_path.read_text()
+
+    assert "| Run | Method | Teachers | Top-1 | Top-5 |" in md
+    rows = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
+    assert set(rows) >= {"Run", "base", "cclai", "ccla"}
+    cells = {k: [c.strip() for c in v.strip().strip("|").split("|")] for k, v in rows.items()}
+    header = cells["Run"]
+
+    def cell(run: str, col: str) -> str:
+        return cells[run][header.index(col)]
+
+    assert cell("base", "Method") == "baseline"
+    assert cell("cclai", "Method") == "CCL-AI"
+    assert cell("ccla", "Method") == "CCL-A"
+    assert cell("cclai", "Teachers") == "audio+image"
+    assert cell("base", "Top-1") == "60.0"
+    assert cell("cclai", "Top-1") == "70.0"
+    assert cell("cclai", "Top-5") == "90.0"
+    assert cell("cclai", "Top-1 (last)") == "66.7"
+    assert cell("base", "Top-1 (last)") == "-"
+    assert cell("cclai", "R@1") == "50.0" and cell("cclai", "R@50") == "90.0"
+    assert cell("cclai", "mAP") == "25.0"
+    assert cell("ccla", "Top-1") == "-" and cell("ccla", "mAP") == "-"
+    assert cell("base", "Epochs") == "3/4"
+    assert cell("base", "Wall time") == "1 h 30 min"
+    assert "checkpoints/best.pt" in cell("cclai", "Checkpoint")
+
+    # notes: missing eval, incomplete eval, skipped corrupt lines
+    assert f"run ccla: no eval_test.json (run `ccl evaluate {runs[2]}`)" in md
+    assert "evaluated 28 of 30 videos" in md
+    assert "metrics.jsonl:2: skipped" in md and "metrics.jsonl:3: skipped" in md
+
+    expected = [
+        *(f"curves_{r}.png" for r in ("base", "cclai", "ccla")),
+        "confusion_base.png",
+        "confusion_cclai.png",
+        "tsne_base.png",
+        "tsne_cclai.png",
+        "per_class_cclai.png",
+        "compare_curves.png",
+    ]
+    for name in expected:
+        _check_png(out / name)
+        assert f"({name})" in md
+    for name in ("confusion_ccla.png", "tsne_ccla.png", "per_class_ccla.png"):
+        assert not (out / name).exists()
+        assert f"- {name}:" in md  # listed as skipped
+
+    data = json.loads((out / "report.json").read_text())
+    by_name = {r["name"]: r for r in data["runs"]}
+    assert by_name["cclai"]["best"]["top1"] == pytest.approx(0.7)
+    assert by_name["cclai"]["last"]["top1"] == pytest.approx(2 / 3)
+    assert by_name["ccla"]["best"] is None
+    assert by_name["base"]["wall_time_s"] == pytest.approx(5400.0)
+    assert by_name["base"]["epochs_trained"] == 3
+    assert set(data["figures"]) == set(expected)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ccl")
+    register(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+def test_cli(runs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli_out"
+    args = _parser().parse_args(["report", str(runs[2]), "--out", str(out), "--split", "test"])
+    assert args.split == "test"
+    assert args.func(args) == 0
+    assert (out / "report.md").is_file() and (out / "report.json").is_file()
+    assert "per_class" not in " ".join(p.name for p in out.iterdir())  # ccla has no eval
+    assert "report written" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("broken", ["missing", "no_config"])
+def test_cli_bad_run_dir(
+    runs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], broken: str
+) -> None:
+    bad = tmp_path / "nope"
+    if broken == "no_config":
+        bad.mkdir()
+    args = _parser().parse_args(["report", str(runs[0]), str(bad), "--out", str(tmp_path / "o")])
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err
+    assert ("does not exist" if broken == "missing" else "no config.json") in err
+    with pytest.raises(ReportError):
+        build_report([bad], tmp_path / "o2")
+
+
+def test_helpers(tmp_path: Path) -> None:
+    assert method_label({"method": "baseline", "teachers": []}) == "baseline"
+    assert method_label({"method": "ccl", "teachers": ["image"]}) == "CCL-I"
+    assert method_label({"method": "ccl", "teachers": ["image", "audio"]}) == "CCL-AI"
+    assert human_duration(None) == "-"
+    assert human_duration(42) == "42 s"
+    assert human_duration(3 * 86400 + 7200) == "3 d 02 h"
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(
+        '{"type": "epoch", "epoch": 1, "epoch_s": 1}\n\n'
+        '{"type": "epoch", "epoch": 2, "epo\n'
+        '{"type": "epoch", "epoch": 1, "epoch_s": 2}\n'
+    )
+    with pytest.warns(UserWarning, match=r"metrics\.jsonl:3: skipped corrupt"):
+        records, messages = read_metrics(path)
+    assert [r["epoch_s"] for r in records] == [2]  # resumed epoch: the last record wins
+    assert len(messages) == 1

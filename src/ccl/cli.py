@@ -146,10 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     from ccl.audio import register as register_audio
     from ccl.pretrain import register as register_pretrain
     from ccl.report import register as register_report
+    from ccl.synth import register as register_synth
 
     register_audio(sub)
     register_pretrain(sub)
     register_report(sub)
+    register_synth(sub)
     try:
         from ccl.data.cli import register as register_prepare
     except ImportError:  # the data-preparation commands are optional until installed

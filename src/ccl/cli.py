@@ -152,12 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     register_pretrain(sub)
     register_report(sub)
     register_synth(sub)
-    try:
-        from ccl.data.cli import register as register_prepare
-    except ImportError:  # the data-preparation commands are optional until installed
-        pass
-    else:
-        register_prepare(sub)
+    from ccl.data.cli import register as register_prepare
+
+    register_prepare(sub)
     return parser
 
 

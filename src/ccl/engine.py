@@ -145,7 +145,8 @@ def build_datasets(cfg: Config) -> tuple[Dataset, Dataset, list[str]]:
         return train, val, train.classes
     if d.annotations is None or d.frames_dir is None:
         raise ValueError("data.source=prepared needs data.annotations=FILE and data.frames_dir=DIR")
-    from ccl.data.datasets import ClipDataset, load_audio_embeddings
+    from ccl.data.audio import load_audio_embeddings
+    from ccl.data.datasets import ClipDataset
 
     audio = load_audio_embeddings(d.audio_dir) if d.audio_dir else None
     if "audio" in cfg.objective.teachers and audio is None:

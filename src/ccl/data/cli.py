@@ -1,0 +1,205 @@
+"""``ccl prepare videos|annotations``: command-line front end of the data preparation.
+
+The main CLI calls :func:`register` with its sub-parsers, then ``args.func(args)`` and exits
+with the returned code. ``python -m ccl.data.cli prepare ...`` works on its own too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ccl.data.annotations import (
+    AnnotationFormatError,
+    Annotations,
+    build_activitynet,
+    build_csv,
+    build_ucf101,
+    build_vggsound,
+)
+from ccl.data.prepare import DEFAULT_JPEG_QUALITY, prepare_videos
+
+
+def _fps(value: str) -> int | None:
+    if value.lower() == "native":
+        return None
+    try:
+        fps = int(value)
+    except ValueError:
+        msg = f"--fps wants 'native' or a whole number, got {value!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if fps <= 0:
+        raise argparse.ArgumentTypeError(f"--fps must be positive, got {fps}")
+    return fps
+
+
+def _cmd_videos(args: argparse.Namespace) -> int:
+    try:
+        report = prepare_videos(
+            args.src,
+            args.dst,
+            workers=args.workers,
+            short_side=args.short_side or None,
+            fps=args.fps,
+            audio=args.audio,
+            jpeg_quality=args.jpeg_quality,
+            progress=not args.no_progress,
+        )
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def _cmd_annotations(args: argparse.Namespace) -> int:
+    common = {
+        "val_fraction": args.val_fraction,
+        "validate_on_test": args.validate_on_test,
+        "seed": args.seed,
+    }
+    try:
+        if args.dataset == "ucf101":
+            ann: Annotations = build_ucf101(
+                args.splits,
+                args.videos,
+                split=args.split,
+                audio_features_dir=args.audio_features,
+                **common,
+            )
+        elif args.dataset == "activitynet":
+            ann = build_activitynet(args.annotation, args.videos, **common)
+        elif args.dataset == "vggsound":
+            ann = build_vggsound(args.csv, args.videos, labels_file=args.labels, **common)
+        else:
+            ann = build_csv(args.csv, args.videos, labels_file=args.labels, **common)
+    except (AnnotationFormatError, FileNotFoundError, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    ann.write(out)
+    report_path = out.with_name(out.stem + ".report.json")
+    report_path.write_text(json.dumps(ann.report.to_dict(), indent=1))
+    print(ann.report.summary())
+    print(f"wrote {out} (report: {report_path})")
+    if args.strict and ann.report.n_problems:
+        print(f"error: {ann.report.n_problems} rows left out (--strict)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``prepare videos``, ``prepare annotations {ucf101,activitynet,vggsound,csv}`` and
+    ``prepare audio-features`` (the reference's UCF51 embedding archive)."""
+    prep = subparsers.add_parser("prepare", help="prepare frame stores and annotation files")
+    sub = prep.add_subparsers(dest="prepare_command", metavar="{videos,annotations,audio-features}")
+    sub.required = True
+
+    v = sub.add_parser(
+        "videos",
+        help="decode videos into one HDF5 frame store per video",
+        description="Decode every video under SRC (class sub-folders mirrored) into "
+        "DST/<Class>/<video>.hdf5: JPEG frames, short side resized. Resumable; failures are "
+        "listed in DST/prepare_report.json and make the exit status 1.",
+    )
+    v.add_argument("src", type=Path, help="folder of videos (read only)")
+    v.add_argument("dst", type=Path, help="output folder of frame stores")
+    v.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    v.add_argument(
+        "--short-side",
+        type=int,
+        default=240,
+        help="resize frames so the short side has this length; 0 keeps the size (default 240)",
+    )
+    v.add_argument("--fps", type=_fps, default=None, help="'native' (default) or frames per second")
+    v.add_argument("--audio", action="store_true", help="also store the soundtrack (mono 32 kHz)")
+    v.add_argument("--jpeg-quality", type=int, default=DEFAULT_JPEG_QUALITY)
+    v.add_argument("--no-progress", action="store_true", help="no progress bar")
+    v.set_defaults(func=_cmd_videos)
+
+    from ccl.audio import add_import_arguments
+
+    add_import_arguments(
+        sub.add_parser(
+            "audio-features",
+            help="import the reference's released UCF51 audio embeddings archive",
+        )
+    )
+
+    a = sub.add_parser(
+        "annotations",
+        help="write the annotation JSON of a dataset from its split files",
+        description="Write the reference's annotation JSON. A validation subset is held out "
+        "from training by default (--val-fraction, --seed); --validate-on-test validates on "
+        "the test split as the reference did.",
+    )
+    asub = a.add_subparsers(dest="dataset", metavar="{ucf101,activitynet,vggsound,csv}")
+    asub.required = True
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--videos", type=Path, required=True, help="folder of prepared stores")
+        p.add_argument("--out", type=Path, required=True, help="annotation JSON to write")
+        p.add_argument(
+            "--val-fraction",
+            type=float,
+            default=0.1,
+            help="share of training held out for validation (default 0.1; 0 for none)",
+        )
+        p.add_argument(
+            "--validate-on-test",
+            action="store_true",
+            help="validate on the test split (the reference's protocol; no hold-out)",
+        )
+        p.add_argument("--seed", type=int, default=1, help="seed of the hold-out (default 1)")
+        p.add_argument(
+            "--strict",
+            action="store_true",
+            help="exit 1 when rows are left out (unknown labels, missing videos)",
+        )
+        p.set_defaults(func=_cmd_annotations)
+
+    u = asub.add_parser("ucf101", help="UCF101 / UCF51 official splits")
+    u.add_argument(
+        "--splits",
+        type=Path,
+        required=True,
+        help="folder with classInd.txt, trainlistNN.txt, testlistNN.txt",
+    )
+    u.add_argument("--split", type=int, choices=(1, 2, 3), default=1)
+    u.add_argument(
+        "--audio-features",
+        type=Path,
+        default=None,
+        help="audio feature folder: keep only its class folders (UCF51)",
+    )
+    common(u)
+
+    an = asub.add_parser("activitynet", help="ActivityNet v1.3 segments")
+    an.add_argument("--annotation", type=Path, required=True, help="activity_net.v1-3.min.json")
+    common(an)
+
+    vg = asub.add_parser("vggsound", help="VGGSound csv (youtube_id,start_seconds,label,split)")
+    vg.add_argument("--csv", type=Path, required=True)
+    vg.add_argument("--labels", type=Path, default=None, help="class names, one per line")
+    common(vg)
+
+    c = asub.add_parser("csv", help="generic csv (video_id,label,split)")
+    c.add_argument("--csv", type=Path, required=True)
+    c.add_argument("--labels", type=Path, default=None, help="class names, one per line")
+    common(c)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry: ``python -m ccl.data.cli prepare ...``."""
+    parser = argparse.ArgumentParser(prog="ccl-data")
+    subparsers = parser.add_subparsers(dest="command", metavar="prepare")
+    subparsers.required = True
+    register(subparsers)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

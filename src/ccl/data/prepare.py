@@ -1,0 +1,540 @@
+"""Videos -> one HDF5 frame store per video (spec section 4).
+
+Each store holds the frames of one video decoded with PyAV (any container FFmpeg reads),
+short side resized, JPEG-encoded, in the reference's layout: dataset ``video`` is a 1-D
+variable-length uint8 array, one JPEG per frame, frame ``k`` (1-based in annotations) at
+index ``k - 1``. Attributes: ``fps``, ``n_frames``, ``height``, ``width``, ``jpeg_quality``,
+``source``, ``source_fps``, ``short_side``; with ``audio=True`` also ``has_audio`` and, when
+the video has sound, a float32 mono dataset ``audio`` (attribute ``sample_rate``).
+
+The source tree is mirrored (``src/Class/v.avi -> dst/Class/v.hdf5``). Each store is written
+under a hidden temporary name next to its final path and renamed atomically when complete,
+so an interrupted run can be resumed: complete stores are skipped, leftovers replaced.
+A video that cannot be read does not stop the run; it is listed with the reason in
+``dst/prepare_report.json``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+VIDEO_EXTENSIONS = (
+    ".avi",
+    ".mp4",
+    ".mkv",
+    ".webm",
+    ".mov",
+    ".m4v",
+    ".mpg",
+    ".mpeg",
+    ".flv",
+    ".wmv",
+    ".3gp",
+    ".ogv",
+    ".ts",
+)
+REPORT_NAME = "prepare_report.json"
+AUDIO_SAMPLE_RATE = 32_000
+DEFAULT_JPEG_QUALITY = 90
+STORE_SUFFIX = ".hdf5"
+_WRITE_CHUNK = 256  # frames buffered in memory before they are appended to the store
+
+
+@dataclass
+class PrepareReport:
+    """Outcome of :func:`prepare_videos`; also written to ``dst/prepare_report.json``."""
+
+    src: str
+    dst: str
+    settings: dict[str, Any]
+    n_found: int = 0
+    converted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+    no_audio: list[str] = field(default_factory=list)
+    warnings: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when no video failed."""
+        return not self.failed
+
+    def summary(self) -> str:
+        """One line: counts of converted / skipped / failed (/ without sound)."""
+        line = (
+            f"prepare: {self.n_found} videos, {len(self.converted)} converted, "
+            f"{len(self.skipped)} already complete, {len(self.failed)} failed"
+        )
+        if self.settings.get("audio"):
+            line += f", {len(self.no_audio)} without sound"
+        if self.warnings:
+            line += f", {len(self.warnings)} warnings"
+        if self.failed:
+            line += f" (see {Path(self.dst) / REPORT_NAME})"
+        return line
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def write(self, path: str | Path) -> None:
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1))
+        os.replace(tmp, path)
+
+
+def find_videos(src: str | Path) -> list[Path]:
+    """Video files under ``src`` (recursive, sorted), hidden files and ``._`` junk ignored."""
+    src = Path(src)
+    found = []
+    for root, dirs, files in os.walk(src):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith(".") or Path(name).suffix.lower() not in VIDEO_EXTENSIONS:
+                continue
+            found.append(Path(root) / name)
+    return found
+
+
+def store_path_for(video: Path, src: Path, dst: Path) -> Path:
+    """``src/Class/v.avi -> dst/Class/v.hdf5``."""
+    return (dst / video.relative_to(src)).with_suffix(STORE_SUFFIX)
+
+
+def temp_path_for(store: Path) -> Path:
+    """Hidden temporary name next to ``store`` (ignored by indexers, replaced on resume)."""
+    return store.with_name(f".{store.name}.tmp")
+
+
+def store_is_complete(path: Path, audio: bool = False) -> bool:
+    """A store is complete when it opens, holds frames and its ``n_frames`` attribute agrees;
+    with ``audio`` it must also record whether the video has sound."""
+    if not path.is_file():
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            if "video" not in f:
+                return False
+            n = len(f["video"])
+            if n == 0 or int(f.attrs.get("n_frames", n)) != n:
+                return False
+            if audio and "has_audio" not in f.attrs:
+                return False
+    except (OSError, KeyError, ValueError):
+        return False
+    return True
+
+
+def _output_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
+    if not short_side or short_side <= 0:
+        return width, height
+    if width >= height:
+        return max(1, round(width * short_side / height)), short_side
+    return short_side, max(1, round(height * short_side / width))
+
+
+def _encode_jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
+    return np.frombuffer(buf.getvalue(), dtype=np.uint8)
+
+
+class _StoreWriter:
+    """Appends JPEG frames to a vlen-uint8 ``video`` dataset in chunks."""
+
+    def __init__(self, f: h5py.File) -> None:
+        self.ds = f.create_dataset(
+            "video",
+            shape=(0,),
+            maxshape=(None,),
+            dtype=h5py.vlen_dtype(np.uint8),
+            chunks=(_WRITE_CHUNK,),
+        )
+        self.pending: list[np.ndarray] = []
+        self.n = 0
+
+    def add(self, jpeg: np.ndarray) -> None:
+        self.pending.append(jpeg)
+        if len(self.pending) >= _WRITE_CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        k = len(self.pending)
+        self.ds.resize((self.n + k,))
+        if len({len(jpeg) for jpeg in self.pending}) == 1:
+            # h5py reads an object array of equal-length arrays as 2-D: write one by one
+            for i, jpeg in enumerate(self.pending):
+                self.ds[self.n + i] = jpeg
+        else:
+            arr = np.empty(k, dtype=object)
+            arr[:] = self.pending
+            self.ds[self.n : self.n + k] = arr
+        self.n += k
+        self.pending = []
+
+
+def _iter_frames(container: Any, stream: Any, fps: float | None):
+    """Yield decoded frames; with ``fps`` resample by dropping/duplicating (nearest earlier
+    frame for each output instant ``k / fps``)."""
+    if fps is None:
+        yield from container.decode(stream)
+        return
+    next_t = None
+    prev = None
+    prev_t = 0.0
+    step = 1.0 / fps
+    native = float(stream.average_rate) if stream.average_rate else fps
+    for frame in container.decode(stream):
+        t = float(frame.time) if frame.time is not None else (prev_t + 1.0 / native)
+        if next_t is None:
+            next_t = t
+        while prev is not None and next_t < t - 1e-6:
+            yield prev
+            next_t += step
+        prev, prev_t = frame, t
+    if prev is not None:
+        end = prev_t + 1.0 / native
+        while next_t is not None and next_t < end - 1e-6:
+            yield prev
+            next_t += step
+
+
+def _frame_rgb(frame: Any, short_side: int | None) -> np.ndarray:
+    rotation = int(getattr(frame, "rotation", 0) or 0)
+    k = round(rotation / 90) % 4
+    w, h = frame.width, frame.height
+    if k % 2:  # displayed orientation is transposed: the short side is the same either way
+        out_h, out_w = _output_size(h, w, short_side)
+    else:
+        out_w, out_h = _output_size(w, h, short_side)
+    rgb = frame.to_ndarray(width=out_w, height=out_h, format="rgb24", interpolation="BICUBIC")
+    if k:
+        rgb = np.ascontiguousarray(np.rot90(rgb, k=k))
+    return rgb
+
+
+def _decode_audio(video: Path) -> tuple[np.ndarray | None, str | None]:
+    """Mono float32 at 32 kHz, or (None, reason) when the video has no usable soundtrack."""
+    import av
+
+    try:
+        with av.open(str(video), mode="r") as container:
+            if not container.streams.audio:
+                return None, "no audio stream"
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_SAMPLE_RATE)
+            parts: list[np.ndarray] = []
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    parts.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                parts.append(out.to_ndarray().reshape(-1))
+    except Exception as err:  # noqa: BLE001 - reported, never fatal
+        return None, f"audio decode error: {type(err).__name__}: {err}"
+    if not parts:
+        return None, "audio stream has no samples"
+    samples = np.concatenate(parts).astype(np.float32, copy=False)
+    if not len(samples):
+        return None, "audio stream has no samples"
+    return samples, None
+
+
+def write_frame_store(
+    path: str | Path,
+    frames: Iterable[np.ndarray],
+    *,
+    fps: float,
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+    source: str = "",
+) -> int:
+    """Write RGB uint8 (H, W, 3) frames as a frame store (same layout and attributes as
+    :func:`prepare_videos`, written atomically). Returns the number of frames."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(path)
+    height = width = 0
+    try:
+        with h5py.File(tmp, "w") as f:
+            writer = _StoreWriter(f)
+            for rgb in frames:
+                height, width = rgb.shape[:2]
+                writer.add(_encode_jpeg(np.ascontiguousarray(rgb, dtype=np.uint8), jpeg_quality))
+            writer.flush()
+            if writer.n == 0:
+                raise ValueError(f"{path}: no frames to write")
+            f.attrs.update(
+                {
+                    "fps": float(fps),
+                    "source_fps": float(fps),
+                    "n_frames": writer.n,
+                    "height": height,
+                    "width": width,
+                    "jpeg_quality": jpeg_quality,
+                    "source": source,
+                    "short_side": min(height, width),
+                }
+            )
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return writer.n
+
+
+def _convert_one(job: dict[str, Any]) -> dict[str, Any]:
+    """Worker: convert one video. Never raises; returns a result record."""
+    import av
+
+    video, store = Path(job["video"]), Path(job["store"])
+    result: dict[str, Any] = {"source": str(video), "store": str(store), "status": "failed"}
+    if store_is_complete(store, job["audio"]):
+        result["status"] = "skipped"
+        if job["audio"]:
+            with h5py.File(store, "r") as f:
+                if not bool(f.attrs["has_audio"]):
+                    result["no_audio"] = "no usable soundtrack (recorded in an earlier run)"
+        return result
+    tmp = temp_path_for(store)
+    try:
+        store.parent.mkdir(parents=True, exist_ok=True)
+        warning = None
+        with av.open(str(video), mode="r") as container:
+            if not container.streams.video:
+                result["reason"] = "no video stream"
+                return result
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            stream.thread_count = job["threads"]
+            source_fps = float(stream.average_rate) if stream.average_rate else 0.0
+            out_fps = float(job["fps"]) if job["fps"] else source_fps
+            with h5py.File(tmp, "w") as f:
+                writer = _StoreWriter(f)
+                height = width = 0
+                try:
+                    for frame in _iter_frames(container, stream, job["fps"]):
+                        rgb = _frame_rgb(frame, job["short_side"])
+                        height, width = rgb.shape[:2]
+                        writer.add(_encode_jpeg(rgb, job["jpeg_quality"]))
+                except (av.error.FFmpegError, ValueError) as err:
+                    if writer.n + len(writer.pending) == 0:
+                        raise
+                    warning = (
+                        f"decode error after {writer.n + len(writer.pending)} frames, "
+                        f"kept those: {type(err).__name__}: {err}"
+                    )
+                writer.flush()
+                if writer.n == 0:
+                    result["reason"] = "no video frames could be decoded"
+                    return result
+                f.attrs.update(
+                    {
+                        "fps": out_fps,
+                        "source_fps": source_fps,
+                        "n_frames": writer.n,
+                        "height": height,
+                        "width": width,
+                        "jpeg_quality": job["jpeg_quality"],
+                        "source": str(video),
+                        "short_side": job["short_side"] or 0,
+                    }
+                )
+                if job["audio"]:
+                    samples, reason = _decode_audio(video)
+                    f.attrs["has_audio"] = samples is not None
+                    if samples is not None:
+                        ds = f.create_dataset("audio", data=samples)
+                        ds.attrs["sample_rate"] = AUDIO_SAMPLE_RATE
+                    else:
+                        result["no_audio"] = reason
+        os.replace(tmp, store)
+        result["status"] = "converted"
+        result["n_frames"] = writer.n
+        if warning:
+            result["warning"] = warning
+        return result
+    except Exception as err:  # noqa: BLE001 - one bad video never stops the run
+        result["reason"] = f"{type(err).__name__}: {err}".strip()
+        return result
+    finally:
+        if tmp.exists():
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+
+
+def prepare_videos(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    workers: int = 1,
+    short_side: int | None = 240,
+    fps: int | float | None = None,
+    audio: bool = False,
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+    progress: bool = True,
+    videos: Iterable[str | Path] | None = None,
+) -> PrepareReport:
+    """Convert every video under ``src`` into an HDF5 frame store under ``dst``.
+
+    Args:
+        src: folder of videos (class sub-folders are mirrored into ``dst``).
+        dst: output folder (created); must not be ``src`` itself.
+        workers: processes converting videos in parallel.
+        short_side: frames are resized so their short side has this length (None: native).
+        fps: output frame rate (None: the native rate, every decoded frame kept); otherwise
+            frames are dropped or repeated (nearest earlier frame), no interpolation.
+        audio: also store the soundtrack as mono float32 at 32 kHz (dataset ``audio``).
+        jpeg_quality: JPEG quality of the stored frames (1-95).
+        progress: show a tqdm progress bar.
+        videos: convert only these files (paths under ``src``) instead of all found.
+
+    Returns:
+        A :class:`PrepareReport` (also written to ``dst/prepare_report.json``).
+    """
+    from tqdm import tqdm
+
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    if not src.is_dir():
+        raise FileNotFoundError(f"video folder not found: {src}")
+    if src == dst:
+        raise ValueError(f"destination must differ from the source folder: {dst}")
+    if not 1 <= int(jpeg_quality) <= 100:
+        raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
+    if fps is not None and fps <= 0:
+        raise ValueError(f"fps must be positive or None (native), got {fps}")
+    workers = max(1, int(workers))
+    dst.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "short_side": short_side,
+        "fps": fps,
+        "audio": audio,
+        "jpeg_quality": int(jpeg_quality),
+        "workers": workers,
+    }
+    report = PrepareReport(src=str(src), dst=str(dst), settings=settings)
+    start = time.perf_counter()
+
+    files = [Path(v).resolve() for v in videos] if videos is not None else find_videos(src)
+    jobs, owners = [], {}
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    for video in files:
+        try:
+            store = store_path_for(video, src, dst)
+        except ValueError:
+            report.failed.append({"source": str(video), "reason": f"not under {src}"})
+            continue
+        if store in owners:
+            report.failed.append(
+                {
+                    "source": str(video),
+                    "reason": f"same output name as {owners[store]} ({store.name}); rename one",
+                }
+            )
+            continue
+        owners[store] = video
+        jobs.append(
+            {
+                "video": str(video),
+                "store": str(store),
+                "short_side": short_side,
+                "fps": fps,
+                "audio": audio,
+                "jpeg_quality": int(jpeg_quality),
+                "threads": threads,
+            }
+        )
+    report.n_found = len(files)
+
+    def handle(res: dict[str, Any]) -> None:
+        if res["status"] == "converted":
+            report.converted.append(res["source"])
+        elif res["status"] == "skipped":
+            report.skipped.append(res["source"])
+        else:
+            report.failed.append({"source": res["source"], "reason": res.get("reason", "?")})
+        if "no_audio" in res:
+            report.no_audio.append(res["source"])
+            report.warnings.append({"source": res["source"], "warning": res["no_audio"]})
+        if "warning" in res:
+            report.warnings.append({"source": res["source"], "warning": res["warning"]})
+
+    bar = tqdm(total=len(jobs), unit="video", desc="prepare", disable=not progress or None)
+    try:
+        if workers == 1 or len(jobs) <= 1:
+            for job in jobs:
+                handle(_convert_one(job))
+                bar.update()
+        else:
+            # spawn: FFmpeg and HDF5 hold threads and locks that must not cross a fork
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx) as pool:
+                futures = {pool.submit(_convert_one, job): job for job in jobs}
+                for fut in as_completed(futures):
+                    try:
+                        res = fut.result()
+                    except Exception as err:  # noqa: BLE001 - a crashed worker process
+                        res = {
+                            "source": futures[fut]["video"],
+                            "status": "failed",
+                            "reason": f"worker process failed: {type(err).__name__}: {err}",
+                        }
+                    handle(res)
+                    bar.update()
+    finally:
+        bar.close()
+        for lst in (report.converted, report.skipped, report.no_audio):
+            lst.sort()
+        report.failed.sort(key=lambda r: r["source"])
+        report.warnings.sort(key=lambda r: r["source"])
+        report.seconds = round(time.perf_counter() - start, 3)
+        report.write(dst / REPORT_NAME)
+    return report
+
+
+def read_store_info(path: str | Path) -> dict[str, Any]:
+    """Attributes of a frame store plus ``n_frames`` (from the data when the attribute is
+    missing, as in stores made by the reference's script)."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            if "video" not in f:
+                raise ValueError(f"{path}: no 'video' dataset; not a frame store")
+            info = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+            info.setdefault("n_frames", len(f["video"]))
+            info["n_frames"] = int(info["n_frames"])
+            return info
+    except OSError as err:
+        raise OSError(f"cannot read frame store {path}: {err}") from err
+
+
+__all__ = [
+    "AUDIO_SAMPLE_RATE",
+    "PrepareReport",
+    "REPORT_NAME",
+    "VIDEO_EXTENSIONS",
+    "find_videos",
+    "prepare_videos",
+    "read_store_info",
+    "store_is_complete",
+    "store_path_for",
+    "temp_path_for",
+    "write_frame_store",
+]

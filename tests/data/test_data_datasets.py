@@ -1,0 +1,254 @@
+"""Clip datasets: shapes, modes, determinism, audio, and fast-vs-naive equivalence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from data_helpers import N_FRAMES, write_ucf_splits
+from torch.utils.data import DataLoader
+
+from ccl.data import transforms as T
+from ccl.data.annotations import build_ucf101
+from ccl.data.audio import load_audio_embeddings
+from ccl.data.datasets import ClipDataset, clip_offsets, even_starts, window_starts
+from ccl.data.prepare import write_frame_store
+from ccl.models.teachers import AudioEmbeddings
+
+
+@pytest.fixture(scope="module")
+def ucf_json(prepared, tmp_path_factory) -> tuple[Path, Path]:
+    stores, _ = prepared
+    root = tmp_path_factory.mktemp("ann")
+    ann = build_ucf101(write_ucf_splits(root / "splits"), stores, val_fraction=0)
+    ann.write(root / "ucf101_01.json")
+    return root / "ucf101_01.json", stores
+
+
+def test_temporal_helpers() -> None:
+    assert clip_offsets(10, 0, 16) == list(range(10)) + list(range(6))  # loop padding
+    assert clip_offsets(40, 30, 16) == list(range(30, 40)) + list(range(30, 36))
+    assert clip_offsets(100, 4, 4, stride=2) == [4, 6, 8, 10]
+    assert even_starts(36, 8, 1, 3) == [0, 14, 28]
+    assert even_starts(8, 8, 1, 3) == [0]  # short video: one clip, never repeated
+    assert window_starts(40, 16, 1) == [0, 16, 32]  # the last (partial) one padded
+    assert window_starts(32, 16, 1) == [0, 16]
+
+
+def test_train_batches_through_dataloader(ucf_json) -> None:
+    ann, stores = ucf_json
+    ds = ClipDataset(ann, stores, "training", "train", frames=16, size=24)
+    assert ds.classes == ["ApplyEyeMakeup", "Basketball", "HandstandPushups"]
+    assert len(ds) == 5
+    for workers in (0, 2):
+        torch.manual_seed(0)
+        batches = list(DataLoader(ds, batch_size=3, num_workers=workers))
+        clip = batches[0]["clip"]
+        assert clip.shape == (3, 3, 16, 24, 24) and clip.dtype == torch.uint8
+        labels = torch.cat([b["label"] for b in batches]).tolist()
+        assert labels == ds.labels
+        assert torch.cat([b["index"] for b in batches]).tolist() == list(range(5))
+        assert torch.cat([b["video"] for b in batches]).tolist() == list(range(5))
+        assert "audio" not in batches[0]
+
+
+def test_train_sampling_is_seeded(ucf_json) -> None:
+    ann, stores = ucf_json
+    ds = ClipDataset(ann, stores, "training", "train", frames=8, size=16)
+    torch.manual_seed(5)
+    a = [ds[i]["clip"] for i in range(len(ds))]
+    torch.manual_seed(5)
+    b = [ds[i]["clip"] for i in range(len(ds))]
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    c = [ds[i]["clip"] for i in range(len(ds))]  # the stream moves on
+    assert not all(torch.equal(x, y) for x, y in zip(a, c))
+
+
+def test_eval_windows_are_deterministic(ucf_json) -> None:
+    ann, stores = ucf_json
+    test = ClipDataset(ann, stores, "testing", "test", frames=16, size=24)
+    ids = test.video_ids
+    expected = []
+    for vi, vid in enumerate(ids):
+        expected += [(vi, s) for s in range(0, N_FRAMES[vid], 16)]
+    assert test.windows == expected
+    again = ClipDataset(ann, stores, "testing", "test", frames=16, size=24)
+    assert again.windows == test.windows
+    for i in (0, len(test) - 1):
+        assert torch.equal(test[i]["clip"], again[i]["clip"])
+    val = ClipDataset(ann, stores, "training", "val", frames=8, size=24, val_clips=3)
+    short = val.video_ids.index("v_HandStandPushups_g10_c02")  # 10 frames
+    assert [s for v, s in val.windows if v == short] == [0, 1, 2]
+    assert len(val) == sum(len(even_starts(N_FRAMES[v], 8, 1, 3)) for v in val.video_ids)
+
+
+def test_short_video_is_loop_padded(ucf_json) -> None:
+    ann, stores = ucf_json
+    ds = ClipDataset(ann, stores, "training", "test", frames=16, size=24)
+    vi = ds.video_ids.index("v_HandStandPushups_g10_c02")
+    (index,) = [i for i, (v, _) in enumerate(ds.windows) if v == vi]
+    clip = ds[index]["clip"]
+    assert clip.shape == (3, 16, 24, 24)
+    for k in range(6):
+        assert torch.equal(clip[:, 10 + k], clip[:, k])
+    assert not torch.equal(clip[:, 1], clip[:, 0])
+
+
+def test_audio_embeddings_joined_by_video(ucf_json, tmp_path: Path) -> None:
+    ann, stores = ucf_json
+    audio = tmp_path / "audio"
+    (audio / "ApplyEyeMakeup").mkdir(parents=True)
+    (audio / "HandstandPushups").mkdir()
+    (audio / "._junk.npy").write_bytes(b"mac junk")
+    rng = np.random.default_rng(0)
+    vec = rng.random(512).astype(np.float32)
+    np.save(audio / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g08_c01.npy", vec)
+    np.save(
+        audio / "HandstandPushups" / "v_HandStandPushups_g08_c01.npy",
+        rng.random((4, 512)).astype(np.float32),
+    )
+    np.save(
+        audio / "HandstandPushups" / "v_HandStandPushups_g10_c02.npy", np.zeros(512, np.float32)
+    )  # the reference's mark of a missing soundtrack
+    emb = load_audio_embeddings(audio)
+    assert isinstance(emb, AudioEmbeddings) and len(emb) == 2 and emb.dim == 512
+    assert emb.load_report.all_zero == ["v_HandStandPushups_g10_c02"]
+    ds = ClipDataset(ann, stores, "training", "train", frames=4, size=16, audio=emb)
+    assert len(ds.audio_missing) == 3  # two without a file, one all-zero
+    batch = next(iter(DataLoader(ds, batch_size=5)))
+    assert batch["audio"].shape == (5, 512) and batch["audio"].dtype == torch.float32
+    assert batch["audio_available"].dtype == torch.bool
+    avail = dict(zip(ds.video_ids, batch["audio_available"].tolist()))
+    assert avail == {
+        "v_ApplyEyeMakeup_g08_c01": True,
+        "v_ApplyEyeMakeup_g09_c01": False,
+        "v_HandStandPushups_g08_c01": True,
+        "v_HandStandPushups_g10_c02": False,
+        "v_Basketball_g09_c01": False,
+    }
+    row = ds.video_ids.index("v_ApplyEyeMakeup_g08_c01")
+    assert np.allclose(batch["audio"][row].numpy(), vec)
+    by_path = ClipDataset(ann, stores, "training", "val", frames=4, size=16, audio=audio)
+    assert by_path[0]["audio"].shape == (512,)
+
+
+def test_audio_loader_errors_name_the_file(tmp_path: Path) -> None:
+    (tmp_path / "A").mkdir()
+    (tmp_path / "B").mkdir()
+    np.save(tmp_path / "A" / "v1.npy", np.ones(8, np.float32))
+    np.save(tmp_path / "B" / "v1.npy", np.ones(8, np.float32))
+    with pytest.raises(ValueError, match="v1.*twice"):
+        load_audio_embeddings(tmp_path)
+    (tmp_path / "B" / "v1.npy").unlink()
+    np.save(tmp_path / "B" / "v2.npy", np.ones((2, 3, 8), np.float32))
+    with pytest.raises(ValueError, match=r"v2\.npy.*shape"):
+        load_audio_embeddings(tmp_path)
+
+
+def test_missing_store_is_an_error_unless_skipped(ucf_json, tmp_path: Path) -> None:
+    ann, stores = ucf_json
+    data = json.loads(ann.read_text())
+    data["database"]["v_Ghost_g08_c01"] = {
+        "subset": "training",
+        "annotations": {"label": "Basketball", "segment": [1, 11]},
+    }
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(FileNotFoundError, match="1 videos have no frame store"):
+        ClipDataset(bad, stores, "training", "train")
+    ds = ClipDataset(bad, stores, "training", "train", missing="skip")
+    assert len(ds) == 5 and ds.skipped == [("v_Ghost_g08_c01", "no frame store")]
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):
+            ClipDataset(ann, stores, "training", "train", decoder="cuda")
+
+
+# --------------------------------------------------------------------------- fast vs naive
+
+
+def _textured(k: int, h: int = 240, w: int = 320) -> np.ndarray:
+    rng = np.random.default_rng(k)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack(
+        [
+            128 + 90 * np.sin((x + 3 * k) / 17.0),
+            128 + 90 * np.cos(y / 11.0 - k),
+            (x + y + 7 * k) % 256,
+        ],
+        axis=-1,
+    ) + rng.normal(0, 4, (h, w, 3))
+    img[40 + k : 100 + k, 60:130] = (230, 40, 30)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def big_stores(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("big")
+    db = {}
+    for v in range(2):
+        write_frame_store(
+            root / "frames" / "c" / f"v{v}.hdf5", (_textured(k + 16 * v) for k in range(16)), fps=25
+        )
+        db[f"v{v}"] = {"subset": "training", "annotations": {"label": "c", "segment": [1, 17]}}
+    (root / "ann.json").write_text(json.dumps({"labels": ["c"], "database": db}))
+    return root / "ann.json", root / "frames"
+
+
+def _diff(fast: torch.Tensor, naive: torch.Tensor) -> tuple[float, float, float]:
+    """(mean, 99th percentile, max) absolute difference in grey levels of 255."""
+    ref = (naive * 255).round()
+    d = (fast.float() - ref).abs().flatten()
+    return d.mean().item(), torch.quantile(d[:1_000_000], 0.99).item(), d.max().item()
+
+
+@pytest.mark.parametrize("box", [(0, 40, 240, 240), (6, 10, 232, 300), (50, 61, 120, 131)])
+def test_fast_batch_matches_naive_pipeline(big_stores, box, monkeypatch) -> None:
+    ann, frames = big_stores
+    ds = ClipDataset(ann, frames, "training", "train", frames=16, size=112, flip=False)
+    monkeypatch.setattr(T, "sample_resized_crop", lambda *a, **k: box)
+    batch = next(iter(DataLoader(ds, batch_size=2)))["clip"]  # (2, 3, 16, 112, 112) uint8
+    naive = torch.stack(
+        [T.naive_train_clip(ds.read_frames(v, list(range(16))), box, False, 112) for v in range(2)]
+    )
+    mean, p99, mx = _diff(batch, naive)
+    if T.draft_factor(box[2], box[3], 112, 112) > 1:  # reduced-size decoding
+        assert mean <= T.REDUCED_DECODE_MEAN_TOL and p99 <= T.REDUCED_DECODE_P99_TOL
+    else:  # same decode, torch vs Pillow resize: rounding only
+        assert mean <= 0.01 and mx <= 1
+    exact = ClipDataset(
+        ann, frames, "training", "train", frames=16, size=112, flip=False, reduced_decode=False
+    )
+    full = next(iter(DataLoader(exact, batch_size=2)))["clip"]
+    mean, _, mx = _diff(full, naive)
+    assert mean <= T.RESIZE_MEAN_TOL and mx <= 1
+
+
+def test_fast_flip_and_eval_match_naive(big_stores) -> None:
+    ann, frames = big_stores
+    ds = ClipDataset(ann, frames, "training", "test", frames=16, size=112)
+    buffers = ds.read_frames(0, list(range(16)))
+    fast = T.train_clip(buffers, (10, 20, 200, 210), True, 112).permute(1, 0, 2, 3)
+    mean, _, mx = _diff(fast, T.naive_train_clip(buffers, (10, 20, 200, 210), True, 112))
+    assert mean <= 0.01 and mx <= 1
+    clip = ds[0]["clip"]  # short side 240 -> 112 decodes at 1/2 then resizes
+    mean, p99, _ = _diff(clip, T.naive_eval_clip(buffers, 112))
+    assert mean <= T.REDUCED_DECODE_MEAN_TOL and p99 <= T.REDUCED_DECODE_P99_TOL
+    exact = ClipDataset(ann, frames, "training", "test", frames=16, size=112, reduced_decode=False)
+    mean, _, mx = _diff(exact[0]["clip"], T.naive_eval_clip(buffers, 112))
+    assert mean <= T.RESIZE_MEAN_TOL and mx <= 1
+    norm = T.naive_train_clip(buffers, (0, 0, 240, 320), False, 112, mean=[0.5] * 3, std=[0.25] * 3)
+    plain = T.naive_train_clip(buffers, (0, 0, 240, 320), False, 112)
+    assert torch.allclose(norm, (plain - 0.5) / 0.25, atol=1e-5)
+
+
+def test_random_crop_distribution() -> None:
+    rng = np.random.default_rng(0)
+    boxes = [T.sample_resized_crop(240, 320, rng) for _ in range(2000)]
+    areas = np.array([h * w / (240 * 320) for _, _, h, w in boxes])
+    ratios = np.array([w / h for _, _, h, w in boxes])
+    assert areas.min() >= 0.24 and areas.max() <= 1.0
+    assert ratios.min() >= 0.74 and ratios.max() <= 1.34
+    assert all(0 <= t and 0 <= lft and t + h <= 240 and lft + w <= 320 for t, lft, h, w in boxes)

@@ -68,7 +68,18 @@ def test_config_json_round_trip(tmp_path):
 def test_help_of_every_subcommand(capsys):
     parser = build_parser()
     subcommands = parser._subparsers._group_actions[0].choices  # noqa: SLF001
-    assert {"train", "presets", "demo"} <= set(subcommands)
+    assert {
+        "train",
+        "presets",
+        "demo",
+        "evaluate",
+        "report",
+        "prepare",
+        "synth",
+        "pretrain-teacher",
+        "extract-audio",
+        "import-audio-features",
+    } <= set(subcommands)
     for name in subcommands:
         with pytest.raises(SystemExit) as exc:
             main([name, "--help"])
@@ -95,19 +106,3 @@ def test_print_config_and_presets(capsys):
     assert printed["optim"]["lr"] == 0.5 and printed["objective"]["teachers"] == ["audio"]
     assert main(["presets"]) == 0
     assert "ucf51-ccl-ai" in capsys.readouterr().out
-
-
-def test_demo_quick_runs_every_method(tmp_path, capsys):
-    overrides = [
-        "data.synthetic_train=8",
-        "data.synthetic_val=4",
-        "data.batch_size=4",
-        "data.size=16",
-        "data.clip_frames=4",
-        "train.progress=false",
-    ]
-    assert main(["demo", "--quick", "--out", str(tmp_path), *overrides]) == 0
-    table = capsys.readouterr().out
-    for method in ("baseline", "ccl-a", "ccl-i", "ccl-ai"):
-        assert f"| {method} |" in table
-        assert (tmp_path / f"smoke-{method}" / "checkpoints" / "last.pt").is_file()

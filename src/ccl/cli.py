@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Sequence
 
 from ccl import __version__
@@ -38,37 +37,6 @@ def _cmd_presets(args: argparse.Namespace) -> int:
             f"{name:18s} method={cfg.objective.method:8s} teachers={teachers:12s} "
             f"arch={cfg.student.arch} epochs={cfg.train.epochs} batch={cfg.data.batch_size}"
         )
-    return 0
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    """Smallest end to end run: the four methods on generated toy clips, then a table."""
-    from ccl.config import apply_overrides, preset
-    from ccl.engine import train
-
-    rows = []
-    for method in ("baseline", "ccl-a", "ccl-i", "ccl-ai"):
-        cfg = preset(f"smoke-{method}")
-        cfg.train.out_dir = args.out
-        cfg.train.seed = args.seed
-        if args.quick:
-            cfg.train.epochs = 2
-        apply_overrides(cfg, args.overrides)
-        print(f"== training {method}", flush=True)
-        t0 = time.perf_counter()
-        result = train(cfg)
-        last = result.last or {}
-        rows.append(
-            (
-                method,
-                last.get("top1", float("nan")),
-                last.get("top5", float("nan")),
-                time.perf_counter() - t0,
-            )
-        )
-    print("\n| method | val top-1 | val top-5 | time (s) |\n|---|---|---|---|")
-    for method, top1, top5, secs in rows:
-        print(f"| {method} | {100 * top1:.1f} | {100 * top5:.1f} | {secs:.0f} |")
     return 0
 
 
@@ -136,18 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("presets", help="list the configuration presets")
     p.set_defaults(func=_cmd_presets)
 
-    p = sub.add_parser("demo", help="train every method on generated toy clips and compare")
-    p.add_argument("--out", default="demo_runs", help="folder for the runs")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--quick", action="store_true", help="two epochs per method (smoke test)")
-    p.add_argument("overrides", nargs="*", metavar="section.key=value")
-    p.set_defaults(func=_cmd_demo)
-
     from ccl.audio import register as register_audio
+    from ccl.demo import register as register_demo
     from ccl.pretrain import register as register_pretrain
     from ccl.report import register as register_report
     from ccl.synth import register as register_synth
 
+    register_demo(sub)
     register_audio(sub)
     register_pretrain(sub)
     register_report(sub)

@@ -380,10 +380,13 @@ def _render(
     fps: float,
     width: int,
     height: int,
+    object_scale: float = 1.0,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """(n_frames, height, width, 3) uint8 frames of one object over a scene.
 
-    ``motion=None`` renders a still image (image corpus)."""
+    ``motion=None`` renders a still image (image corpus). ``object_scale`` enlarges the
+    object: corpus images are object-centric, as ImageNet photos are, while in the videos
+    the object is small, so the image teacher meets a domain gap as it does on UCF."""
     t = np.arange(n_frames, dtype=np.float32) / fps
     M, P = _JITTER_MARGIN, _PATCH_PAD
     hc, wc = height + 2 * M, width + 2 * M
@@ -408,7 +411,7 @@ def _render(
         )
 
     # the object: colour never depends on the class
-    size = rng.uniform(4.5, 7.5)
+    size = rng.uniform(4.5, 7.5) * object_scale
     colour = _hsv(rng.random(), rng.uniform(0.5, 1.0), rng.uniform(0.55, 1.0))
     if motion is None:
         m = size + 1.0
@@ -681,13 +684,18 @@ def _make_video(job: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- corpora
 
 
+IMAGE_OBJECT_SCALE = 2.0  # corpus objects are twice the videos' size (object-centric photos)
+
+
 def _image_chunk(job: dict[str, Any]) -> np.ndarray:
     size = job["size"]
     out = np.empty((len(job["items"]), size, size, 3), np.uint8)
     for j, (i, label) in enumerate(job["items"]):
         rng = np.random.default_rng([job["seed"], _TAG_IMAGE, i])
         scene = _draw_scene(rng)
-        out[j] = _render(rng, scene, KINDS[label], None, 1, 1.0, size, size)[0][0]
+        out[j] = _render(rng, scene, KINDS[label], None, 1, 1.0, size, size, IMAGE_OBJECT_SCALE)[0][
+            0
+        ]
     return out
 
 

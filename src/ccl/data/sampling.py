@@ -30,7 +30,7 @@ class EpochSampler(Sampler[int]):
         start_batch: int = 0,
         drop_last: bool = True,
     ) -> None:
-        if global_batch % world_size:
+        if drop_last and global_batch % world_size:
             raise ValueError(
                 f"the global batch ({global_batch}) must be divisible by the number of "
                 f"processes ({world_size})"

@@ -43,6 +43,21 @@ def nce_loops(
     return total / b
 
 
+def tiny_image_teacher(feature_dim: int = 32):
+    """The real ImageTeacher (frame choice, freezing) around a small trunk, for fast tests."""
+    from ccl.models import ImageTeacher
+
+    teacher = ImageTeacher("resnet18", frame_choice="center")
+    teacher.net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, feature_dim, 3, stride=2),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+    ).requires_grad_(False)
+    teacher.feature_dim = feature_dim
+    return teacher
+
+
 def sym_nce(f1, f2, y, tau):
     return nce_reference(f1, f2, y, tau) + nce_reference(f2, f1, y, tau)
 

@@ -221,3 +221,29 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
         assert eb["val/top1"] == ea["val/top1"]
     steps = [[r["step"] for r in recs if r["type"] == "step"] for recs in records]
     assert steps[0] == steps[1]  # no step logged twice or lost
+
+
+@pytest.mark.parametrize("method", ["fitnet", "pkt", "cc", "rkd", "crd", "cmc"])
+def test_compared_distillation_methods_train_through_the_same_loop(method, tmp_path):
+    cfg = _cfg("ccl-ai", tmp_path, "train.epochs=1", f"objective.method={method}")
+    result = train(cfg)
+    state = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
+    # regressors, embeddings and memory banks are checkpointed; PKT, CC and RKD have none
+    assert bool(state["heads"]) == (method in ("fitnet", "crd", "cmc"))
+    if method == "crd":
+        assert any("memory" in k or "bank" in k for k in state["heads"])
+    epoch = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()][-1]
+    assert f"train/audio/{method}" in epoch and f"train/image/{method}" in epoch
+
+
+def test_cli_method_and_teachers(capsys):
+    from ccl.cli import main
+
+    assert main(["train", "--method", "crd", "--teachers", "both", "--print-config"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["objective"]["method"] == "crd" and cfg["objective"]["teachers"] == [
+        "audio",
+        "image",
+    ]
+    assert cfg["train"]["name"] == "ucf51-crd-both"
+    assert preset("ucf51-pkt-ai").objective.teachers == ("audio", "image")

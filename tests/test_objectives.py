@@ -6,28 +6,15 @@ import torch.nn.functional as F
 
 from ccl.models import CompositionHead, ImageTeacher, build_student
 from ccl.objectives import BaselineObjective, Batch, CCLObjective
-from reference_impl import jsd_reference, sym_nce
+from reference_impl import jsd_reference, sym_nce, tiny_image_teacher
 
 FEAT = 32  # the tiny student's width (r2plus1d-10 at 1/16); the test teacher matches it
-
-
-def _tiny_image_teacher() -> ImageTeacher:
-    """The real ImageTeacher (frame choice, freezing) around a small trunk, for speed."""
-    teacher = ImageTeacher("resnet18", frame_choice="center")
-    teacher.net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, FEAT, 3, stride=2),
-        torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1),
-        torch.nn.Flatten(),
-    ).requires_grad_(False)
-    teacher.feature_dim = FEAT
-    return teacher
 
 
 def _setup(teachers, seed=0, b=6, classes=3, missing_audio=(1, 4)):
     torch.manual_seed(seed)
     student = build_student("r2plus1d-10", classes, width=1 / 16).double()
-    image = _tiny_image_teacher().double() if "image" in teachers else None
+    image = tiny_image_teacher(FEAT).double() if "image" in teachers else None
     objective = CCLObjective(classes, FEAT, teachers, image_teacher=image).double()
     clip = torch.randn(b, 3, 4, 16, 16, dtype=torch.float64)
     label = torch.tensor([0, 1, 2, 0, 1, 2][:b])

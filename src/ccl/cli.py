@@ -14,7 +14,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ccl.config import apply_overrides, preset
     from ccl.engine import train
 
-    cfg = apply_overrides(preset(args.preset), args.overrides)
+    cfg = preset(args.preset)
+    if args.method is not None:
+        cfg.objective.method = args.method
+        cfg.train.name = f"{args.preset.split('-')[0]}-{args.method}"
+    if args.teachers is not None:
+        cfg.objective.teachers = () if args.teachers == "none" else _TEACHERS[args.teachers]
+        cfg.train.name += "-" + args.teachers
+    cfg = apply_overrides(cfg, args.overrides)
     if args.resume is not None:
         cfg.train.resume = args.resume
     if args.print_config:
@@ -40,6 +47,7 @@ def _cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+_TEACHERS = {"audio": ("audio",), "image": ("image",), "both": ("audio", "image")}
 _SUBSETS = {"test": "testing", "val": "validation", "train": "training"}
 
 
@@ -79,7 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a student from a preset, with key=value overrides")
-    p.add_argument("--preset", required=True, help="see `ccl presets`")
+    p.add_argument("--preset", default="ucf51-baseline", help="see `ccl presets`")
+    p.add_argument(
+        "--method",
+        choices=["baseline", "ccl", "fitnet", "pkt", "cc", "rkd", "crd", "cmc"],
+        help="override the preset's method (with --teachers)",
+    )
+    p.add_argument("--teachers", choices=["audio", "image", "both", "none"])
     p.add_argument(
         "--resume", default=None, help="'auto' (the run's newest good checkpoint) or a path"
     )

@@ -79,7 +79,7 @@ def run_demo(
         ann.write(annotations)
 
     _step("write annotations", annotations, annotate)
-    teacher_epochs = {"image": 1, "audio": 1} if quick else {"image": 6, "audio": 8}
+    teacher_epochs = {"image": 1, "audio": 1} if quick else {"image": 5, "audio": 5}
     _step(
         "pre-train the image teacher (object kinds)",
         image_teacher,

@@ -66,12 +66,20 @@ def build_model(cfg: Config, num_classes: int) -> R2Plus1D:
     return build_student(s.arch, num_classes, width=s.width, feature_dim=s.feature_dim)
 
 
-def build_objective(cfg: Config, num_classes: int, feature_dim: int) -> Objective:
+def build_objective(
+    cfg: Config, num_classes: int, feature_dim: int, num_samples: int | None = None
+) -> Objective:
+    """The method's objective with its teachers; ``num_samples`` (training-set size) sizes
+    memory banks (CRD)."""
     o = cfg.objective
     if o.method == "baseline":
         if o.teachers:
             raise ValueError("the baseline uses no teachers; set objective.teachers= (empty)")
         return BaselineObjective()
+    if not o.teachers:
+        raise ValueError(
+            f"method {o.method!r} needs objective.teachers=audio, image or audio,image"
+        )
     image_teacher = None
     if "image" in o.teachers:
         t = cfg.image_teacher
@@ -88,6 +96,28 @@ def build_objective(cfg: Config, num_classes: int, feature_dim: int) -> Objectiv
             normalization=t.normalization,
             clip_mean=cfg.data.mean,
             clip_std=cfg.data.std,
+        )
+    if o.method != "ccl":
+        from ccl.objectives.kd import build_kd_objective
+
+        options: dict[str, Any] = {"audio_dim": cfg.data.audio_dim} if "audio" in o.teachers else {}
+        if o.kd_weight is not None:
+            options["weight"] = o.kd_weight
+        if o.kd_temperature is not None:
+            options["temperature"] = o.kd_temperature
+        if o.kd_negatives is not None:
+            options["num_negatives"] = o.kd_negatives
+        if o.method == "crd":
+            options["seed"] = cfg.train.seed
+        return build_kd_objective(
+            o.method,
+            num_classes=num_classes,
+            feature_dim=feature_dim,
+            teachers=o.teachers,
+            image_teacher=image_teacher,
+            num_samples=num_samples,
+            loss_weight=o.loss_weight,
+            options=options,
         )
     return CCLObjective(
         num_classes,
@@ -154,7 +184,9 @@ def build_datasets(cfg: Config) -> tuple[Dataset, Dataset, list[str]]:
     common = dict(
         frames=d.clip_frames, size=d.size, stride=d.frame_stride, audio=audio, seed=cfg.train.seed
     )
-    train = ClipDataset(d.annotations, d.frames_dir, "training", "train", **common)
+    train = ClipDataset(
+        d.annotations, d.frames_dir, "training", "train", scale=tuple(d.crop_scale), **common
+    )
     val = ClipDataset(
         d.annotations, d.frames_dir, d.val_subset, "val", val_clips=d.val_clips, **common
     )
@@ -175,11 +207,13 @@ def to_batch(
     clip = (clip - mean) / std
     audio = raw.get("audio")
     available = raw.get("audio_available")
+    index = raw.get("index")
     return Batch(
         clip=clip,
         label=torch.as_tensor(raw["label"]).to(device, non_blocking=True),
         audio=audio.to(device, non_blocking=True) if audio is not None else None,
         audio_available=available.to(device, non_blocking=True) if available is not None else None,
+        index=torch.as_tensor(index).to(device, non_blocking=True) if index is not None else None,
     )
 
 
@@ -354,7 +388,7 @@ def train(cfg: Config) -> RunResult:
     student = student.to(device)
     if cfg.train.channels_last:
         student = student.to(memory_format=torch.channels_last_3d)
-    objective = build_objective(cfg, num_classes, student.feature_dim).to(device)
+    objective = build_objective(cfg, num_classes, student.feature_dim, len(train_set)).to(device)
     optimizer, scheduler = build_optimizer(cfg, student, objective)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
     mean, std = _stats_tensor(cfg.data.mean, device), _stats_tensor(cfg.data.std, device)

@@ -34,7 +34,13 @@ from ccl.losses.divergence import Divergence
 from ccl.models.composition import CompositionHead
 from ccl.models.r2plus1d import StudentOutput
 from ccl.models.teachers import ImageTeacher
-from ccl.objectives.base import Batch, Objective, ObjectiveOutput
+from ccl.objectives.base import (
+    Batch,
+    Objective,
+    ObjectiveOutput,
+    keep_in_graph,
+    teacher_features,
+)
 
 HeadUpdate = Literal["reference", "paper"]
 TEACHERS = ("audio", "image")
@@ -90,18 +96,13 @@ class CCLObjective(Objective):
     def teacher_features(
         self, teacher: str, batch: Batch
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(B, D) features of one teacher and the availability mask (None: all available)."""
-        if teacher == "image":
-            assert self.image_teacher is not None
-            return self.image_teacher(batch.clip), None
-        if batch.audio is None or batch.audio_available is None:
-            raise ValueError("the audio teacher is used but the batch carries no audio embeddings")
-        if batch.audio.shape[1] != self.feature_dim:
-            raise ValueError(
-                f"audio embeddings are {batch.audio.shape[1]}-d, the student's features "
-                f"{self.feature_dim}-d"
-            )
-        return batch.audio, batch.audio_available
+        return teacher_features(
+            teacher,
+            batch,
+            self.image_teacher,
+            self.feature_dim,
+            "the composition compares them with the student's features",
+        )
 
     def forward(self, student_out: StudentOutput, batch: Batch) -> ObjectiveOutput:
         v_local, logits_local, y_local = student_out.feature, student_out.logits, batch.label
@@ -125,10 +126,7 @@ class CCLObjective(Objective):
                 available = gather_no_grad(available)
                 terms[f"{t}/available"] = available.float().mean()
                 if not bool(available.any()):
-                    if dist_info().enabled:  # DDP needs every head parameter in the graph
-                        heads_loss = heads_loss + 0.0 * sum(
-                            p.sum() for p in self.heads[t].parameters()
-                        )
+                    heads_loss = heads_loss + keep_in_graph(self.heads[t], v, dist_info().enabled)
                     continue  # no sample has this teacher: its terms are absent this step
                 if not bool(available.all()):
                     tv, t_logits, ty, x_t = (

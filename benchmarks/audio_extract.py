@@ -18,8 +18,9 @@ import torch
 from ccl.models.panns import SAMPLE_RATE, Cnn14Emb512
 
 
-def measure(model: Cnn14Emb512, batch: int, samples: int, repeats: int, device: torch.device
-            ) -> float:
+def measure(
+    model: Cnn14Emb512, batch: int, samples: int, repeats: int, device: torch.device
+) -> float:
     """Clips per second for ``repeats`` timed forward passes of ``batch`` clips."""
     x = torch.randn(batch, samples, device=device) * 0.1
     with torch.inference_mode():
@@ -49,13 +50,16 @@ def main() -> None:
     device = torch.device(args.device)
     model = Cnn14Emb512().eval().to(device)
     samples = int(args.seconds * SAMPLE_RATE)
-    print(f"device={device} threads={torch.get_num_threads()} clip={args.seconds:g}s "
-          f"({samples} samples) repeats={args.repeats} torch={torch.__version__}")
+    print(
+        f"device={device} threads={torch.get_num_threads()} clip={args.seconds:g}s "
+        f"({samples} samples) repeats={args.repeats} torch={torch.__version__}"
+    )
     results = []
     for batch in args.batch_sizes:
         rate = measure(model, batch, samples, args.repeats, device)
-        print(f"batch {batch}: {rate:.2f} clips/s ({rate * args.seconds:.1f}x real time)",
-              flush=True)
+        print(
+            f"batch {batch}: {rate:.2f} clips/s ({rate * args.seconds:.1f}x real time)", flush=True
+        )
         results.append((batch, rate))
     for batch, rate in results:
         print(f"model=cnn14_emb512 batch={batch} clips_per_s={rate:.3f}")

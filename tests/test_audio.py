@@ -123,18 +123,26 @@ _BLOCKS = [
     ("conv_block6.bn2.running_var", (2048,)),
     ("conv_block6.bn2.num_batches_tracked", ()),
 ]
-CNN14_PARAMS = _FRONT + _BLOCKS + [
-    ("fc1.weight", (2048, 2048)),
-    ("fc1.bias", (2048,)),
-    ("fc_audioset.weight", (527, 2048)),
-    ("fc_audioset.bias", (527,)),
-]
-CNN14_EMB512_PARAMS = _FRONT + _BLOCKS + [
-    ("fc1.weight", (512, 2048)),
-    ("fc1.bias", (512,)),
-    ("fc_audioset.weight", (527, 512)),
-    ("fc_audioset.bias", (527,)),
-]
+CNN14_PARAMS = (
+    _FRONT
+    + _BLOCKS
+    + [
+        ("fc1.weight", (2048, 2048)),
+        ("fc1.bias", (2048,)),
+        ("fc_audioset.weight", (527, 2048)),
+        ("fc_audioset.bias", (527,)),
+    ]
+)
+CNN14_EMB512_PARAMS = (
+    _FRONT
+    + _BLOCKS
+    + [
+        ("fc1.weight", (512, 2048)),
+        ("fc1.bias", (512,)),
+        ("fc_audioset.weight", (527, 512)),
+        ("fc_audioset.bias", (527,)),
+    ]
+)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -165,7 +173,7 @@ def write_clip(
             wave = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / rate)).astype(np.float32)
             block = 1024
             for i in range(0, n, block):
-                chunk = wave[i:i + block]
+                chunk = wave[i : i + block]
                 frame = av.AudioFrame.from_ndarray(
                     np.stack([chunk, chunk]), format="fltp", layout="stereo"
                 )
@@ -195,8 +203,18 @@ def write_store(path: Path, audio: np.ndarray | None, rate: int = SR) -> Path:
 def librosa_logmel(y: np.ndarray) -> np.ndarray:
     """PANNs settings through librosa: (frames, 64) dB."""
     mel = librosa.feature.melspectrogram(
-        y=y, sr=SR, n_fft=1024, hop_length=320, win_length=1024, window="hann", center=True,
-        pad_mode="reflect", power=2.0, n_mels=64, fmin=50, fmax=14000,
+        y=y,
+        sr=SR,
+        n_fft=1024,
+        hop_length=320,
+        win_length=1024,
+        window="hann",
+        center=True,
+        pad_mode="reflect",
+        power=2.0,
+        n_mels=64,
+        fmin=50,
+        fmax=14000,
     )
     return librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None).T
 
@@ -214,8 +232,14 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     state = {k: v.clone() for k, v in model.state_dict().items()}
     path = tmp_path_factory.mktemp("ckpt") / "Cnn14_emb512_mAP=0.420.pth"
     rs = np.random.RandomState(0).get_state()
-    torch.save({"iteration": 0, "model": state,
-                "sampler": {"random_state": rs, "indexes": [np.arange(3)]}}, path)
+    torch.save(
+        {
+            "iteration": 0,
+            "model": state,
+            "sampler": {"random_state": rs, "indexes": [np.arange(3)]},
+        },
+        path,
+    )
     return path, state
 
 
@@ -359,7 +383,9 @@ def test_extract_audio_files_manifest_and_resume(
     report = extract_audio(src, ckpt, out, batch_size=2, device="cpu", progress=False)
     assert report.ok and report.n_found == 5
     assert sorted(report.written) == [
-        "ClassA/v_ClassA_g01_c01", "ClassB/v_ClassB_g01_c01", "ClassB/v_ClassB_g02_c01"
+        "ClassA/v_ClassA_g01_c01",
+        "ClassB/v_ClassB_g01_c01",
+        "ClassB/v_ClassB_g02_c01",
     ]
     assert sorted(report.unavailable) == ["ClassA/v_ClassA_g02_c01", "ClassC/v_ClassC_g01_c01"]
     for key in report.written:
@@ -371,9 +397,9 @@ def test_extract_audio_files_manifest_and_resume(
 
     manifest = json.loads((out / MANIFEST_NAME).read_text())
     assert manifest["model"] == "cnn14_emb512" and manifest["variant"] == "emb512"
-    assert manifest["checkpoint_sha256"] == __import__("hashlib").sha256(
-        ckpt.read_bytes()
-    ).hexdigest()
+    assert (
+        manifest["checkpoint_sha256"] == __import__("hashlib").sha256(ckpt.read_bytes()).hexdigest()
+    )
     assert manifest["settings"]["sample_rate"] == SR and manifest["settings"]["mel_bins"] == 64
     assert manifest["settings"]["segment_seconds"] is None
     assert set(manifest["unavailable"]) == set(report.unavailable)
@@ -430,8 +456,9 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes, kind: bytes = tarfile.REGTYPE,
-         link: str = "") -> None:
+def _add(
+    tar: tarfile.TarFile, name: str, data: bytes, kind: bytes = tarfile.REGTYPE, link: str = ""
+) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data) if kind == tarfile.REGTYPE else 0
     info.type = kind
@@ -453,10 +480,16 @@ def _build_archive(path: Path) -> dict[str, np.ndarray]:
                 good[f"{cls}/{vid}"] = vec
                 _add(tar, f"{cls}/{vid}.npy", _npy_bytes(vec))
         _add(tar, "HandstandPushups/._v_HandStandPushups_g01_c01.npy", b"junk")
-        _add(tar, "ApplyEyeMakeup/v_ApplyEyeMakeup_g03_c01.npy",
-             _npy_bytes(np.zeros(256, np.float32)))  # bad shape
-        _add(tar, "ApplyEyeMakeup/v_ApplyEyeMakeup_g04_c01.npy",
-             _npy_bytes(np.zeros(512, np.float64)))  # bad dtype
+        _add(
+            tar,
+            "ApplyEyeMakeup/v_ApplyEyeMakeup_g03_c01.npy",
+            _npy_bytes(np.zeros(256, np.float32)),
+        )  # bad shape
+        _add(
+            tar,
+            "ApplyEyeMakeup/v_ApplyEyeMakeup_g04_c01.npy",
+            _npy_bytes(np.zeros(512, np.float64)),
+        )  # bad dtype
         nan = np.zeros(512, np.float32)
         nan[3] = np.nan
         _add(tar, "ApplyEyeMakeup/v_ApplyEyeMakeup_g05_c01.npy", _npy_bytes(nan))
@@ -527,34 +560,63 @@ def test_cli_register(tmp_path: Path) -> None:
     assert args.func(args) == 0
     assert (tmp_path / "o" / "Drumming" / "v_Drumming_g01_c01.npy").is_file()
     missing = parser.parse_args(
-        ["import-audio-features", "--from-archive", str(tmp_path / "nope.tar.gz"),
-         "--out", str(tmp_path / "o2")]
+        [
+            "import-audio-features",
+            "--from-archive",
+            str(tmp_path / "nope.tar.gz"),
+            "--out",
+            str(tmp_path / "o2"),
+        ]
     )
     assert missing.func(missing) == 2
     ext = parser.parse_args(
-        ["extract-audio", "SRC", "--checkpoint", "c.pth", "--out", "O", "--segment-seconds",
-         "2.5", "--batch-size", "4", "--device", "cpu"]
+        [
+            "extract-audio",
+            "SRC",
+            "--checkpoint",
+            "c.pth",
+            "--out",
+            "O",
+            "--segment-seconds",
+            "2.5",
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+        ]
     )
     assert (ext.src, ext.segment_seconds, ext.batch_size, ext.device) == ("SRC", 2.5, 4, "cpu")
     assert callable(ext.func)
 
 
-def test_extract_cli_batches_equal_lengths(
-    tmp_path: Path, checkpoint: tuple[Path, dict]
-) -> None:
+def test_extract_cli_batches_equal_lengths(tmp_path: Path, checkpoint: tuple[Path, dict]) -> None:
     """Equal-length soundtracks share a forward pass and give the per-clip embeddings."""
     ckpt, _ = checkpoint
     src, out = tmp_path / "videos", tmp_path / "emb"
     rng = np.random.default_rng(3)
-    waves = {f"v_K_g0{i}_c01": (0.1 * rng.standard_normal(12_000)).astype(np.float32)
-             for i in range(1, 4)}
+    waves = {
+        f"v_K_g0{i}_c01": (0.1 * rng.standard_normal(12_000)).astype(np.float32)
+        for i in range(1, 4)
+    }
     for vid, wave in waves.items():
         write_store(src / "K" / f"{vid}.hdf5", wave)
     parser = argparse.ArgumentParser(prog="ccl")
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["extract-audio", str(src), "--checkpoint", str(ckpt), "--out",
-                              str(out), "--batch-size", "2", "--device", "cpu",
-                              "--no-progress"])
+    args = parser.parse_args(
+        [
+            "extract-audio",
+            str(src),
+            "--checkpoint",
+            str(ckpt),
+            "--out",
+            str(out),
+            "--batch-size",
+            "2",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
     assert args.func(args) == 0
     model = load_cnn14(ckpt)
     with torch.no_grad():

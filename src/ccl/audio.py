@@ -63,8 +63,19 @@ AUDIO_MODEL_NAMES = {**MODEL_NAMES, "small": "ccl-small-audio-cnn"}
 MANIFEST_NAME = "manifest.json"
 MANIFEST_KIND = "ccl-audio-embeddings"
 VIDEO_EXTENSIONS = (
-    ".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp",
-    ".ogv", ".ts",
+    ".avi",
+    ".mp4",
+    ".mkv",
+    ".webm",
+    ".mov",
+    ".m4v",
+    ".mpg",
+    ".mpeg",
+    ".flv",
+    ".wmv",
+    ".3gp",
+    ".ogv",
+    ".ts",
 )
 STORE_EXTENSIONS = (".hdf5", ".h5")
 ARCHIVE_EMBEDDING_DIM = 512
@@ -138,7 +149,7 @@ def _resample_array(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
     def frames() -> Iterator[Any]:
         block = 65536
         for start in range(0, len(samples), block):
-            chunk = np.ascontiguousarray(samples[None, start:start + block], dtype=np.float32)
+            chunk = np.ascontiguousarray(samples[None, start : start + block], dtype=np.float32)
             frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
             frame.sample_rate = rate
             yield frame
@@ -273,8 +284,8 @@ def _segments(samples: np.ndarray, seg_len: int, minimum: int) -> list[np.ndarra
     """Non-overlapping ``seg_len`` windows; a trailing remainder is kept when it has at least
     ``minimum`` samples or when it is the only segment."""
     n_full = len(samples) // seg_len
-    segs = [samples[i * seg_len:(i + 1) * seg_len] for i in range(n_full)]
-    rest = samples[n_full * seg_len:]
+    segs = [samples[i * seg_len : (i + 1) * seg_len] for i in range(n_full)]
+    rest = samples[n_full * seg_len :]
     if len(rest) and (len(rest) >= minimum or not segs):
         segs.append(rest)
     return segs
@@ -344,10 +355,19 @@ def extract_audio(
     dev = _resolve_device(device)
     model.to(dev)
     settings = {
-        "sample_rate": AUDIO_SAMPLE_RATE, "window_size": WINDOW_SIZE, "hop_size": HOP_SIZE,
-        "mel_bins": MEL_BINS, "fmin": FMIN, "fmax": FMAX, "ref": 1.0, "amin": AMIN,
-        "top_db": None, "downmix": "mean of channels", "segment_seconds": segment_seconds,
-        "min_samples": minimum, "short_clips": "zero-padded at the end to min_samples",
+        "sample_rate": AUDIO_SAMPLE_RATE,
+        "window_size": WINDOW_SIZE,
+        "hop_size": HOP_SIZE,
+        "mel_bins": MEL_BINS,
+        "fmin": FMIN,
+        "fmax": FMAX,
+        "ref": 1.0,
+        "amin": AMIN,
+        "top_db": None,
+        "downmix": "mean of channels",
+        "segment_seconds": segment_seconds,
+        "min_samples": minimum,
+        "short_clips": "zero-padded at the end to min_samples",
     }
     identity = {
         "model": AUDIO_MODEL_NAMES[variant],
@@ -367,8 +387,14 @@ def extract_audio(
                 "use another --out folder (or delete it) to extract with these"
             )
     else:
-        manifest = {"kind": MANIFEST_KIND, "source": "extract", **identity,
-                    "videos": {}, "unavailable": {}, "failed": {}}
+        manifest = {
+            "kind": MANIFEST_KIND,
+            "source": "extract",
+            **identity,
+            "videos": {},
+            "unavailable": {},
+            "failed": {},
+        }
     manifest.update(checkpoint=str(checkpoint), src=str(src), device=str(dev))
     videos: dict[str, Any] = manifest.setdefault("videos", {})
     unavailable: dict[str, str] = manifest.setdefault("unavailable", {})
@@ -472,8 +498,10 @@ def extract_audio(
                 full = [s for s in segs if len(s) == seg_len]
                 rest = [s for s in segs if len(s) != seg_len]  # at most one, the last
                 try:
-                    rows = [embed(np.stack(full[i:i + batch_size]))
-                            for i in range(0, len(full), batch_size)]
+                    rows = [
+                        embed(np.stack(full[i : i + batch_size]))
+                        for i in range(0, len(full), batch_size)
+                    ]
                     rows += [embed(s[None]) for s in rest]
                     store(key, target, np.concatenate(rows), len(samples))
                 except Exception as err:  # noqa: BLE001 - recorded, the run goes on
@@ -703,24 +731,38 @@ def _cmd_import(args: argparse.Namespace) -> int:
 def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``extract-audio`` (reusable under another command name)."""
     parser.add_argument("src", help="folder of class sub-folders with videos or .hdf5 stores")
-    parser.add_argument("--checkpoint", required=True,
-                        help="PANNs checkpoint, e.g. Cnn14_emb512_mAP=0.420.pth "
-                        "(Zenodo record 3987831)")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="PANNs checkpoint, e.g. Cnn14_emb512_mAP=0.420.pth (Zenodo record 3987831)",
+    )
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--segment-seconds", type=float, default=None,
-                        help="one embedding per segment of this length: (T, D) arrays")
+    parser.add_argument(
+        "--segment-seconds",
+        type=float,
+        default=None,
+        help="one embedding per segment of this length: (T, D) arrays",
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--variant", choices=sorted(AUDIO_MODEL_NAMES), default="emb512",
-                        help="emb512 (512-d, the CCL teacher) or cnn14 (2048-d)")
+    parser.add_argument(
+        "--variant",
+        choices=sorted(AUDIO_MODEL_NAMES),
+        default="emb512",
+        help="emb512 (512-d, the CCL teacher) or cnn14 (2048-d)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=_cmd_extract)
 
 
 def add_import_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``import-audio-features`` (also usable as ``prepare audio-features``)."""
-    parser.add_argument("--from-archive", required=True, metavar="FILE",
-                        help="the reference's audiocnn14embed512_features.tar.gz")
+    parser.add_argument(
+        "--from-archive",
+        required=True,
+        metavar="FILE",
+        help="the reference's audiocnn14embed512_features.tar.gz",
+    )
     parser.add_argument("--out", required=True, help="output folder")
     parser.set_defaults(func=_cmd_import)
 

@@ -335,8 +335,22 @@ def _numpy_safe_globals() -> list:
         from numpy._core import multiarray
     except ImportError:  # numpy < 2
         from numpy.core import multiarray  # type: ignore[no-redef]
-    names = ("bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
-             "float16", "float32", "float64", "complex64", "complex128")
+    names = (
+        "bool",
+        "int8",
+        "uint8",
+        "int16",
+        "uint16",
+        "int32",
+        "uint32",
+        "int64",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+        "complex64",
+        "complex128",
+    )
     allowed: list = [np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar]
     allowed += [type(np.dtype(name)) for name in names]
     # pickles written with numpy 1.x name the module numpy.core.multiarray
@@ -363,13 +377,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
         obj = obj["model"]
     if not isinstance(obj, Mapping) or not all(torch.is_tensor(v) for v in obj.values()):
-        raise ValueError(
-            f"{path} is not a PANNs checkpoint: want a dict with a 'model' state dict"
-        )
+        raise ValueError(f"{path} is not a PANNs checkpoint: want a dict with a 'model' state dict")
     state = dict(obj)
     # DataParallel-saved state dicts carry a 'module.' prefix
     if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return state
 
 
@@ -380,9 +392,7 @@ def check_state_dict(
     fit ``model`` (missing or unexpected keys, shape mismatches). BatchNorm's
     ``num_batches_tracked`` counters may be absent (older PyTorch)."""
     expected = model.state_dict()
-    missing = [
-        k for k in expected if k not in state and not k.endswith("num_batches_tracked")
-    ]
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
     mismatched = [
         f"{k} {tuple(state[k].shape)} (model {tuple(v.shape)})"
@@ -390,14 +400,18 @@ def check_state_dict(
         if k in state and tuple(state[k].shape) != tuple(v.shape)
     ]
     problems = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected),
-                        ("shape mismatch", mismatched)):
+    for label, keys in (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("shape mismatch", mismatched),
+    ):
         if keys:
             shown = ", ".join(keys[:5]) + (f", ... ({len(keys)} in all)" if len(keys) > 5 else "")
             problems.append(f"{label} keys: {shown}")
     if problems:
         raise ValueError(
-            f"{source} does not fit {type(model).__name__}: " + "; ".join(problems)
+            f"{source} does not fit {type(model).__name__}: "
+            + "; ".join(problems)
             + ". Is it the right PANNs checkpoint for this variant "
             f"({', '.join(CHECKPOINT_FILES.values())})?"
         )

@@ -623,3 +623,18 @@ def test_extract_cli_batches_equal_lengths(tmp_path: Path, checkpoint: tuple[Pat
         for vid, wave in waves.items():
             direct = model(torch.from_numpy(wave)[None]).embedding[0].numpy()
             np.testing.assert_allclose(np.load(out / "K" / f"{vid}.npy"), direct, atol=1e-5)
+
+
+def test_frame_store_soundtrack_equals_the_video_files(tmp_path: Path) -> None:
+    """`ccl prepare videos --audio` and `ccl extract-audio` on the video file downmix alike,
+    so embeddings from stores and from videos agree (stereo sources included)."""
+    from ccl.data.prepare import prepare_videos
+
+    video = write_clip(tmp_path / "src" / "Class" / "v_a.avi", audio_seconds=1.0)
+    report = prepare_videos(tmp_path / "src", tmp_path / "stores", audio=True, progress=False)
+    assert report.ok
+    from_store = load_soundtrack(tmp_path / "stores" / "Class" / "v_a.hdf5")
+    from_video = load_soundtrack(video)
+    assert from_store is not None and from_video is not None
+    np.testing.assert_allclose(from_store, from_video, rtol=0, atol=1e-6)
+    assert 0.27 < np.abs(from_store[4000:20000]).max() < 0.33

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from ccl.data.prepare import resample_mono
 from ccl.models.panns import (
     AMIN,
     FMAX,
@@ -86,28 +87,6 @@ _MANIFEST_EVERY = 50  # videos between manifest checkpoints during extraction
 # ----------------------------------------------------------------------------- soundtracks
 
 
-def _resample(frames: Iterator[Any], rate: int) -> np.ndarray | None:
-    """Resample decoded ``av.AudioFrame`` s to ``rate`` (planar float), then average the
-    channels. None when no sample came out."""
-    import av
-
-    resampler = av.AudioResampler(format="fltp", rate=rate)  # keeps the channel layout
-    parts: list[np.ndarray] = []
-
-    def collect(out_frames: list[Any]) -> None:
-        for out in out_frames:
-            arr = out.to_ndarray()  # (channels, samples)
-            parts.append(arr.reshape(-1, arr.shape[-1]).mean(axis=0, dtype=np.float32))
-
-    for frame in frames:
-        collect(resampler.resample(frame))
-    collect(resampler.resample(None))
-    if not parts:
-        return None
-    samples = np.concatenate(parts).astype(np.float32, copy=False)
-    return samples if len(samples) else None
-
-
 def _decode_video_audio(path: Path) -> tuple[np.ndarray | None, str | None]:
     import av
 
@@ -115,7 +94,7 @@ def _decode_video_audio(path: Path) -> tuple[np.ndarray | None, str | None]:
         if not container.streams.audio:
             return None, "no audio stream"
         stream = container.streams.audio[0]
-        samples = _resample(container.decode(stream), AUDIO_SAMPLE_RATE)
+        samples = resample_mono(container.decode(stream), AUDIO_SAMPLE_RATE)
     if samples is None:
         return None, "audio stream has no samples"
     return samples, None
@@ -154,7 +133,7 @@ def _resample_array(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
             frame.sample_rate = rate
             yield frame
 
-    out = _resample(frames(), target)
+    out = resample_mono(frames(), target)
     return out if out is not None else np.zeros(0, dtype=np.float32)
 
 

@@ -239,21 +239,36 @@ def _decode_audio(video: Path) -> tuple[np.ndarray | None, str | None]:
             if not container.streams.audio:
                 return None, "no audio stream"
             stream = container.streams.audio[0]
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_SAMPLE_RATE)
-            parts: list[np.ndarray] = []
-            for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    parts.append(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):
-                parts.append(out.to_ndarray().reshape(-1))
+            samples = resample_mono(container.decode(stream), AUDIO_SAMPLE_RATE)
     except Exception as err:  # noqa: BLE001 - reported, never fatal
         return None, f"audio decode error: {type(err).__name__}: {err}"
-    if not parts:
-        return None, "audio stream has no samples"
-    samples = np.concatenate(parts).astype(np.float32, copy=False)
-    if not len(samples):
+    if samples is None:
         return None, "audio stream has no samples"
     return samples, None
+
+
+def resample_mono(frames: Iterable[Any], rate: int) -> np.ndarray | None:
+    """Resample decoded ``av.AudioFrame`` s to ``rate`` keeping their channels, then average
+    the channels (librosa's, hence PANNs', downmix; FFmpeg's ``layout="mono"`` would weight
+    stereo channels by 0.707 instead). None when no sample came out. Shared by frame stores
+    and ``ccl extract-audio`` so both give the same samples."""
+    import av
+
+    resampler = av.AudioResampler(format="fltp", rate=rate)
+    parts: list[np.ndarray] = []
+
+    def collect(out_frames: list[Any]) -> None:
+        for out in out_frames:
+            arr = out.to_ndarray()  # (channels, samples)
+            parts.append(arr.reshape(-1, arr.shape[-1]).mean(axis=0, dtype=np.float32))
+
+    for frame in frames:
+        collect(resampler.resample(frame))
+    collect(resampler.resample(None))
+    if not parts:
+        return None
+    samples = np.concatenate(parts).astype(np.float32, copy=False)
+    return samples if len(samples) else None
 
 
 def write_frame_store(

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from ccl.data.prepare import resample_mono
+from ccl.data.prepare import VIDEO_EXTENSIONS, resample_mono
 from ccl.models.panns import (
     AMIN,
     FMAX,
@@ -63,21 +63,6 @@ AUDIO_SAMPLE_RATE = SAMPLE_RATE
 AUDIO_MODEL_NAMES = {**MODEL_NAMES, "small": "ccl-small-audio-cnn"}
 MANIFEST_NAME = "manifest.json"
 MANIFEST_KIND = "ccl-audio-embeddings"
-VIDEO_EXTENSIONS = (
-    ".avi",
-    ".mp4",
-    ".mkv",
-    ".webm",
-    ".mov",
-    ".m4v",
-    ".mpg",
-    ".mpeg",
-    ".flv",
-    ".wmv",
-    ".3gp",
-    ".ogv",
-    ".ts",
-)
 STORE_EXTENSIONS = (".hdf5", ".h5")
 ARCHIVE_EMBEDDING_DIM = 512
 _MAX_MEMBER_BYTES = 1 << 24  # a (512,) float32 .npy is 2176 bytes; refuse anything absurd

@@ -465,6 +465,8 @@ def train(cfg: Config) -> RunResult:
             world_size=dist_info.world_size,
             start_batch=batch_in_epoch,
         )
+        if hasattr(train_set, "set_epoch"):
+            train_set.set_epoch(epoch)  # per-(epoch, sample) augmentation: exact resume
         n_clips, t0 = 0, time.perf_counter()
         bar = tqdm(
             _loader(train_set, cfg, sampler, epoch),

@@ -297,10 +297,20 @@ class ClipDataset(Dataset):
             self._handles.move_to_end(key)
         return entry[1]
 
-    def rng(self) -> np.random.Generator:
-        """A generator for one sample, seeded from ``seed`` and a draw from torch's global
-        generator, so ``torch.manual_seed`` fixes the crops in the main process and the
-        DataLoader's per-worker seeding makes workers differ."""
+    def set_epoch(self, epoch: int | None) -> None:
+        """Tie training randomness to ``(seed, epoch, index)`` (the training loop calls this
+        every epoch): a sample's crop, flip and window then do not depend on which worker
+        loads it or on what was loaded before, so a run resumed mid-epoch sees the very
+        clips an uninterrupted one would. ``None`` restores the default below."""
+        self.epoch = epoch
+
+    def rng(self, index: int | None = None) -> np.random.Generator:
+        """A generator for one sample. After :meth:`set_epoch`, seeded by ``(seed, epoch,
+        index)``; otherwise from ``seed`` and a draw from torch's global generator, so
+        ``torch.manual_seed`` fixes the crops in the main process and the DataLoader's
+        per-worker seeding makes workers differ."""
+        if getattr(self, "epoch", None) is not None and index is not None:
+            return np.random.default_rng([self.seed, self.epoch, index])
         draw = int(torch.randint(0, 2**62, (), dtype=torch.int64))
         return np.random.default_rng([self.seed, draw])
 
@@ -385,7 +395,7 @@ class ClipDataset(Dataset):
             video = index
             rec = self.videos[video]
             span = (self.frames - 1) * self.stride + 1
-            rng = self.rng()
+            rng = self.rng(index)
             start = int(rng.integers(0, max(0, rec.n_frames - span) + 1))
         else:
             rng = None

@@ -29,34 +29,26 @@ def _step(name: str, done: Path, fn: Any) -> None:
     print(f"[demo] {name}: {time.perf_counter() - t0:.0f} s", flush=True)
 
 
-def run_demo(
-    out: str | Path,
-    *,
-    seed: int = 1,
-    quick: bool = False,
-    overrides: list[str] | None = None,
-    methods: tuple[str, ...] = METHODS,
-) -> dict[str, Any]:
-    """Run the demo into ``out``; returns the report's data (one entry per method)."""
+def prepare_demo_data(out: Path, *, seed: int, quick: bool) -> dict[str, Path]:
+    """Generate, prepare and annotate the benchmark, pre-train both teachers and extract the
+    audio embeddings into ``out``; returns the paths a run needs. Finished steps are skipped."""
     from ccl.audio import extract_audio
-    from ccl.config import apply_overrides, preset
     from ccl.data.annotations import build_ucf101
     from ccl.data.prepare import prepare_videos
-    from ccl.engine import train
-    from ccl.evaluation import EvalSettings, evaluate, summary_line
     from ccl.pretrain import pretrain_audio_teacher, pretrain_image_teacher
-    from ccl.report import build_report
     from ccl.synth import generate
 
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
-    synth, frames = out / "synth", out / "frames"
-    annotations = out / "annotations.json"
-    image_teacher, audio_teacher = out / "teachers" / "image.pth", out / "teachers" / "audio.pt"
-    audio_dir = out / "audio_features"
+    paths = {
+        "synth": out / "synth",
+        "frames": out / "frames",
+        "annotations": out / "annotations.json",
+        "image_teacher": out / "teachers" / "image.pth",
+        "audio_teacher": out / "teachers" / "audio.pt",
+        "audio_dir": out / "audio_features",
+    }
+    synth, frames = paths["synth"], paths["frames"]
     scale = "quick" if quick else "demo"
-
     _step(
         "generate synthetic videos",
         synth / "synth_info.json",
@@ -76,16 +68,16 @@ def run_demo(
     def annotate() -> None:
         ann = build_ucf101(synth / "splits", frames, split=1, seed=seed)
         print("  " + ann.report.summary())
-        ann.write(annotations)
+        ann.write(paths["annotations"])
 
-    _step("write annotations", annotations, annotate)
+    _step("write annotations", paths["annotations"], annotate)
     teacher_epochs = {"image": 1, "audio": 1} if quick else {"image": 5, "audio": 5}
     _step(
         "pre-train the image teacher (object kinds)",
-        image_teacher,
+        paths["image_teacher"],
         lambda: pretrain_image_teacher(
             synth / "corpora" / "images",
-            image_teacher,
+            paths["image_teacher"],
             size=32,
             epochs=teacher_epochs["image"],
             seed=seed,
@@ -93,55 +85,186 @@ def run_demo(
     )
     _step(
         "pre-train the audio teacher (sound events)",
-        audio_teacher,
+        paths["audio_teacher"],
         lambda: pretrain_audio_teacher(
-            synth / "corpora" / "audio", audio_teacher, epochs=teacher_epochs["audio"], seed=seed
+            synth / "corpora" / "audio",
+            paths["audio_teacher"],
+            epochs=teacher_epochs["audio"],
+            seed=seed,
         ),
     )
 
     def extract() -> None:
-        report = extract_audio(frames, audio_teacher, audio_dir, variant="small", progress=False)
+        report = extract_audio(
+            frames, paths["audio_teacher"], paths["audio_dir"], variant="small", progress=False
+        )
         print("  " + report.summary())
 
-    _step("extract audio embeddings", audio_dir / "manifest.json", extract)
+    _step("extract audio embeddings", paths["audio_dir"] / "manifest.json", extract)
+    return paths
 
+
+def train_and_evaluate(
+    cfg: Any,
+    paths: dict[str, Path],
+    *,
+    label: str,
+    quick: bool,
+    overrides: list[str] | None,
+    checkpoints: tuple[str, ...] = ("best", "last"),
+) -> Path:
+    """Point a ``demo-*`` config at the prepared data, train it and evaluate it on the test
+    split; returns the run folder. Finished steps are skipped."""
+    from ccl.config import apply_overrides
+    from ccl.engine import train
+    from ccl.evaluation import EvalSettings, evaluate, summary_line
+
+    cfg.data.annotations = str(paths["annotations"])
+    cfg.data.frames_dir = str(paths["frames"])
+    cfg.data.audio_dir = str(paths["audio_dir"])
+    cfg.image_teacher.weights = str(paths["image_teacher"])
+    cfg.train.progress = False
+    if quick:
+        cfg.train.epochs = 2
+        cfg.optim.milestones = (2,)
+    apply_overrides(cfg, overrides or [])
+    run_dir = Path(cfg.train.out_dir) / cfg.train.name
+    _step(f"train {label}", run_dir / "checkpoints" / "last.pt", lambda: train(cfg))
+
+    def test() -> None:
+        for kind in checkpoints:
+            report = evaluate(run_dir, EvalSettings(checkpoint=kind, workers=0, progress=False))
+            print(f"  {kind}: {summary_line(report)}")
+
+    done = "eval_test.json" if checkpoints == ("best",) else "eval_test_last.json"
+    _step(f"evaluate {label}", run_dir / done, test)
+    return run_dir
+
+
+def run_demo(
+    out: str | Path,
+    *,
+    seed: int = 1,
+    quick: bool = False,
+    overrides: list[str] | None = None,
+    methods: tuple[str, ...] = METHODS,
+) -> dict[str, Any]:
+    """Run the demo into ``out``; returns the report's data (one entry per method)."""
+    from ccl.config import preset
+    from ccl.report import build_report
+
+    out = Path(out)
+    t_start = time.perf_counter()
+    paths = prepare_demo_data(out, seed=seed, quick=quick)
     run_dirs = []
     for method in methods:
         cfg = preset(f"demo-{method}")
         cfg.train.out_dir = str(out / "runs")
         cfg.train.seed = seed
-        cfg.data.annotations = str(annotations)
-        cfg.data.frames_dir = str(frames)
-        cfg.data.audio_dir = str(audio_dir)
-        cfg.image_teacher.weights = str(image_teacher)
-        cfg.train.progress = False
-        if quick:
-            cfg.train.epochs = 2
-            cfg.optim.milestones = (2,)
-        apply_overrides(cfg, overrides or [])
-        run_dir = Path(cfg.train.out_dir) / cfg.train.name
-        run_dirs.append(run_dir)
-
-        def fit(cfg: Any = cfg) -> None:
-            train(cfg)
-
-        _step(f"train {method}", run_dir / "checkpoints" / "last.pt", fit)
-
-        def test(run_dir: Path = run_dir) -> None:
-            for kind in ("best", "last"):
-                report = evaluate(run_dir, EvalSettings(checkpoint=kind, workers=0, progress=False))
-                print(f"  {kind}: {summary_line(report)}")
-
-        _step(f"evaluate {method}", run_dir / "eval_test_last.json", test)
+        run_dirs.append(
+            train_and_evaluate(cfg, paths, label=method, quick=quick, overrides=overrides)
+        )
 
     print("[demo] report ...", flush=True)
     report_md = build_report(run_dirs, out / "report")
     data = json.loads((out / "report" / "report.json").read_text())
-    table = _table(data, json.loads((synth / "synth_info.json").read_text()))
+    table = _table(data, json.loads((paths["synth"] / "synth_info.json").read_text()))
     (out / "demo_table.md").write_text(table + "\n")
     print(table)
     print(f"\n[demo] full report: {report_md}  ({(time.perf_counter() - t_start) / 60:.1f} min)")
     return data
+
+
+COMPARED = ("ccl", "fitnet", "pkt", "cc", "rkd", "crd", "cmc")
+TEACHER_SETTINGS = {"A": ("audio",), "I": ("image",), "AI": ("audio", "image")}
+METHOD_NAMES = {
+    "ccl": "CCL",
+    "fitnet": "FitNet",
+    "pkt": "PKT",
+    "cc": "COR (CC)",
+    "rkd": "RKD",
+    "crd": "CRD",
+    "cmc": "CMC",
+}
+
+
+def run_compare(
+    out: str | Path,
+    *,
+    seeds: tuple[int, ...] = (1,),
+    quick: bool = False,
+    overrides: list[str] | None = None,
+    methods: tuple[str, ...] = COMPARED,
+) -> str:
+    """The paper's comparison table (spec section 6) on the demo: every method with the
+    audio, image and both teachers, test top-1 of the best-on-validation checkpoint, mean +-
+    std over ``seeds`` (each seed its own benchmark, teachers and runs under ``out/seed_S``).
+    Writes ``out/compare_table.md`` and ``out/compare.json``; returns the table."""
+    from ccl.config import preset
+    from ccl.report import build_report
+
+    out = Path(out)
+    results: dict[tuple[str, str], list[float]] = {}
+    for seed in seeds:
+        root = out / f"seed_{seed}"
+        paths = prepare_demo_data(root, seed=seed, quick=quick)
+        runs = []
+        for method in ("baseline", *methods):
+            for column, teachers in TEACHER_SETTINGS.items():
+                if method == "baseline" and column != "A":
+                    continue  # one baseline serves every column
+                cfg = preset("demo-baseline")
+                cfg.objective.method = method
+                cfg.objective.teachers = () if method == "baseline" else teachers
+                cfg.train.name = (
+                    "baseline" if method == "baseline" else f"{method}-{column.lower()}"
+                )
+                cfg.train.out_dir = str(root / "runs")
+                cfg.train.seed = seed
+                label = f"{cfg.train.name} (seed {seed})"
+                run_dir = train_and_evaluate(
+                    cfg, paths, label=label, quick=quick, overrides=overrides, checkpoints=("best",)
+                )
+                runs.append(run_dir)
+                top1 = json.loads((run_dir / "eval_test.json").read_text())["recognition"]["top1"]
+                for col in TEACHER_SETTINGS if method == "baseline" else (column,):
+                    results.setdefault((method, col), []).append(top1)
+        build_report(runs, root / "report")
+    table = _compare_table(results, ("baseline", *methods), seeds)
+    (out / "compare_table.md").write_text(table + "\n")
+    (out / "compare.json").write_text(
+        json.dumps({f"{m}/{c}": v for (m, c), v in results.items()}, indent=1) + "\n"
+    )
+    print(table)
+    return table
+
+
+def _compare_table(
+    results: dict[tuple[str, str], list[float]], methods: tuple[str, ...], seeds: tuple[int, ...]
+) -> str:
+    """Rows: methods; columns: A, I, AI (the paper's layout); cells: mean +- std of test top-1
+    in % over the seeds (population std; a single seed shows the value alone)."""
+    import statistics
+
+    lines = [
+        f"Test top-1 (%), best-on-validation checkpoint, seeds {', '.join(map(str, seeds))}",
+        "",
+        "| method | A | I | AI |",
+        "|---|---|---|---|",
+    ]
+    for method in methods:
+        cells = []
+        for column in TEACHER_SETTINGS:
+            values = [100 * v for v in results.get((method, column), [])]
+            if not values:
+                cells.append("-")
+            elif len(values) == 1:
+                cells.append(f"{values[0]:.1f}")
+            else:
+                cells.append(f"{statistics.mean(values):.1f} +- {statistics.pstdev(values):.1f}")
+        name = "baseline (no distillation)" if method == "baseline" else METHOD_NAMES[method]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _table(report: dict[str, Any], synth_info: dict[str, Any]) -> str:
@@ -177,7 +300,11 @@ def _table(report: dict[str, Any], synth_info: dict[str, Any]) -> str:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    run_demo(args.out, seed=args.seed, quick=args.quick, overrides=args.overrides)
+    if args.compare:
+        seeds = tuple(args.seeds) if args.seeds else (args.seed,)
+        run_compare(args.out, seeds=seeds, quick=args.quick, overrides=args.overrides)
+    else:
+        run_demo(args.out, seed=args.seed, quick=args.quick, overrides=args.overrides)
     return 0
 
 
@@ -189,5 +316,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", default="demo_runs", help="folder for everything the demo writes")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="tiny scale, 2 epochs (CI smoke test)")
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="the paper's table: CCL, FitNet, PKT, CC, RKD, CRD and CMC with each teacher setting",
+    )
+    p.add_argument("--seeds", type=int, nargs="+", help="with --compare: seeds to average over")
     p.add_argument("overrides", nargs="*", metavar="section.key=value", help="applied to every run")
     p.set_defaults(func=_cmd_demo)

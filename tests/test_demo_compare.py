@@ -1,0 +1,29 @@
+"""`ccl demo --compare`: the paper's table layout over methods and teacher settings."""
+
+import json
+
+from ccl.demo import _compare_table, run_compare
+
+
+def test_compare_table_layout_and_statistics():
+    results = {("baseline", c): [0.10, 0.20] for c in ("A", "I", "AI")}
+    results[("ccl", "A")] = [0.30, 0.50]
+    table = _compare_table(results, ("baseline", "ccl"), (1, 2))
+    lines = table.splitlines()
+    assert lines[2] == "| method | A | I | AI |"
+    assert lines[4] == "| baseline (no distillation) | 15.0 +- 5.0 | 15.0 +- 5.0 | 15.0 +- 5.0 |"
+    assert lines[5] == "| CCL | 40.0 +- 10.0 | - | - |"
+
+
+def test_quick_compare_runs_each_method_with_each_teacher_setting(tmp_path, capsys):
+    table = run_compare(tmp_path, seeds=(1,), quick=True, methods=("ccl", "crd"))
+    for row in ("| baseline (no distillation) |", "| CCL |", "| CRD |"):
+        assert row in table
+    results = json.loads((tmp_path / "compare.json").read_text())
+    assert set(results) == {
+        f"{m}/{c}" for m in ("baseline", "ccl", "crd") for c in ("A", "I", "AI")
+    }
+    assert all(len(v) == 1 and 0.0 <= v[0] <= 1.0 for v in results.values())
+    for name in ("baseline", "ccl-a", "ccl-i", "ccl-ai", "crd-a", "crd-i", "crd-ai"):
+        assert (tmp_path / "seed_1" / "runs" / name / "eval_test.json").is_file()
+    assert (tmp_path / "seed_1" / "report" / "report.md").is_file()

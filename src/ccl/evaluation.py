@@ -12,7 +12,6 @@ Every expected video is accounted for: a missing or unreadable one is an error u
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ccl import distributed, metrics
+from ccl.audio import sha256_file
 from ccl.checkpoint import load_checkpoint
 from ccl.config import Config
 from ccl.data.sampling import EpochSampler
@@ -60,14 +60,6 @@ def resolve_checkpoint(target: str | Path, kind: str = "best") -> Path:
     if not target.is_file():
         raise FileNotFoundError(f"no run folder or checkpoint at {target}")
     return target
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class _GuardedWindows(Dataset):
@@ -317,7 +309,7 @@ def evaluate(
         "split": settings.split,
         "checkpoint": str(ckpt_path),
         "checkpoint_kind": settings.checkpoint,
-        "checkpoint_sha256": sha256_of(ckpt_path),
+        "checkpoint_sha256": sha256_file(ckpt_path),
         "epoch": int(state["epoch"]),
         "classes": classes,
         "videos_expected": n_expected,

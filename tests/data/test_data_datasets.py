@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from data_helpers import N_FRAMES, write_ucf_splits
+from PIL import Image
 from torch.utils.data import DataLoader
 
 from ccl.data import transforms as T
@@ -242,6 +244,33 @@ def test_fast_flip_and_eval_match_naive(big_stores) -> None:
     norm = T.naive_train_clip(buffers, (0, 0, 240, 320), False, 112, mean=[0.5] * 3, std=[0.25] * 3)
     plain = T.naive_train_clip(buffers, (0, 0, 240, 320), False, 112)
     assert torch.allclose(norm, (plain - 0.5) / 0.25, atol=1e-5)
+
+
+def _jpeg(arr: np.ndarray, **kw) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", **kw)
+    return buf.getvalue()
+
+
+def test_decode_jpegs_sizes_colour_and_bad_frames() -> None:
+    rgb = _textured(0, 61, 83)
+    frames = [_jpeg(rgb, quality=95), _jpeg(rgb, quality=95, progressive=True)]
+    full = T.decode_jpegs(frames)
+    assert full.shape == (2, 61, 83, 3) and np.array_equal(full[0], full[1])
+    pillow = np.asarray(Image.open(io.BytesIO(frames[0])).convert("RGB"))
+    assert np.abs(full[0].astype(int) - pillow).max() <= 1  # both are libjpeg-turbo
+    for factor in (2, 4, 8):  # DCT scaling, sizes rounded up as libjpeg does
+        assert T.decode_jpegs(frames, factor).shape == (2, -(-61 // factor), -(-83 // factor), 3)
+    grey = T.decode_jpegs([_jpeg(np.full((16, 24), 90, np.uint8))])
+    assert grey.shape == (1, 16, 24, 3) and np.abs(grey.astype(int) - 90).max() <= 1
+    with pytest.raises(ValueError, match="frame 1 has size"):
+        T.decode_jpegs([frames[0], _jpeg(rgb[:40])])
+    with pytest.raises(ValueError):
+        T.decode_jpegs([frames[0], frames[0][: len(frames[0]) // 2]])  # truncated
+    with pytest.raises(ValueError):
+        T.decode_jpegs([b"not a jpeg"])
+    with pytest.raises(ValueError, match="factor"):
+        T.decode_jpegs(frames, 3)
 
 
 def test_random_crop_distribution() -> None:

@@ -375,9 +375,7 @@ class ClipDataset(Dataset):
             full_h, full_w = self.frame_size(video, buffers[0])
             box = T.sample_resized_crop(full_h, full_w, rng, self.scale, self.ratio)
             flip = bool(self.flip and rng.random() < 0.5)
-            clip = T.train_clip(
-                buffers, box, flip, self.size, (full_h, full_w), self.reduced_decode
-            )
+            clip = T.train_clip(buffers, box, flip, self.size, self.reduced_decode)
         else:
             clip = T.eval_clip(
                 buffers,

@@ -1,21 +1,20 @@
 """Clip decoding and spatial transforms on stacked uint8 tensors.
 
-The fast path decodes the JPEG frames a clip needs in one call into one (T, H, W, 3) uint8
-block (cropped while stacking), at a reduced size when the crop allows it (JPEG DCT scaling
-through Pillow's ``Image.draft``: 1/2, 1/4 or 1/8 of the stored size, chosen so the cropped
-region still has at least the output's size, i.e. never upsampled), then resizes (bilinear
-with antialiasing, as Pillow's resize) and flips the whole clip at once with torch. Every
-frame of a clip gets the same crop and flip.
+The fast path decodes the JPEG frames a clip needs straight into one (T, H, W, 3) uint8
+block with libjpeg-turbo (through simplejpeg: no per-frame image objects, no copies), at a
+reduced size when the crop allows it (DCT scaling: 1/2, 1/4 or 1/8 of the stored size,
+chosen so the cropped region still has at least the output's size, i.e. never upsampled),
+then crops, resizes (bilinear with antialiasing, as Pillow's resize) and flips the whole clip
+at once with torch. Every frame of a clip gets the same crop and flip.
 
-Decoder choice, measured on a 2-core CPU, one thread, 16 frames of 320x240 at quality 90:
-``torchvision.io.decode_jpeg`` on the list 9 ms, Pillow 15 ms at full size (Pillow pays for an
-image object and a copy per frame); Pillow with DCT scaling 1/2 about 6 ms (torchvision cannot
-scale). So full-size decoding uses torchvision, reduced-size decoding Pillow. The resize runs
-on the channels-last uint8 clip (1.1 ms for 16 frames to 112x112; 4-6 ms in NCHW layout,
-6 ms with per-frame Pillow resizes). JPEG decoding of the full frame stays the floor (about
-three quarters of a training clip's time): RandomResizedCrop at scale 0.25-1 on 240p frames
-rarely leaves a crop twice the output size, so reduced decoding helps evaluation (short side
-240 -> 112 decodes at 1/2) far more than training.
+Why simplejpeg rather than Pillow or torchvision (measured on the 2-core development machine,
+one thread, 16 frames of 320x240 at quality 90, best of interleaved rounds): full size
+simplejpeg 5.8 ms, ``torchvision.io.decode_jpeg`` 6.6 ms, Pillow 9-13 ms (an image object and
+a copy per frame); at 1/2 size simplejpeg 4.7 ms, Pillow's ``draft`` 8.0 ms (torchvision
+cannot scale). The same libjpeg-turbo decoder, so full-size pixels are identical to
+torchvision's and Pillow's. The resize runs on the channels-last uint8 clip (about 1 ms for
+16 frames to 112x112; 4-6 ms in NCHW layout or per frame with Pillow). Entropy decoding of
+the whole frame stays the floor (about 4 ms for 16 frames even at 1/8 size).
 
 Pixels: without reduced decoding the result equals the reference's per-frame Pillow
 pipeline to +-1 grey level (torch's uint8 antialiased bilinear matches Pillow's).
@@ -37,6 +36,7 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
+import simplejpeg
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -93,83 +93,50 @@ def draft_factor(region_h: float, region_w: float, out_h: int, out_w: int) -> in
 
 def decode_jpegs(buffers: Sequence[np.ndarray | bytes], factor: int = 1) -> np.ndarray:
     """Decode JPEG frames (all the same size) into one (T, H, W, 3) uint8 array, at
-    1/``factor`` of the stored size (DCT scaling; factor 1, 2, 4 or 8)."""
-    out: np.ndarray | None = None
-    for k, buf in enumerate(buffers):
-        with Image.open(io.BytesIO(memoryview(buf))) as img:
-            if factor > 1:
-                img.draft("RGB", (img.width // factor, img.height // factor))
-            if img.mode != "RGB":
-                img = img.convert("RGB")
-            arr = np.asarray(img)
-        if out is None:
-            out = np.empty((len(buffers), *arr.shape), dtype=np.uint8)
-        elif arr.shape != out.shape[1:]:
-            raise ValueError(f"frame {k} has size {arr.shape[:2]}, frame 0 {out.shape[1:3]}")
-        out[k] = arr
-    if out is None:
+    1/``factor`` of the stored size (DCT scaling; factor 1, 2, 4 or 8; sizes rounded up).
+
+    libjpeg-turbo through simplejpeg, each frame decoded straight into its slot of the
+    output (no image objects, no copies)."""
+    if not buffers:
         raise ValueError("no frames to decode")
+    if factor not in DRAFT_FACTORS:
+        raise ValueError(f"factor must be one of {DRAFT_FACTORS}, got {factor}")
+    height, width = jpeg_size(buffers[0])
+    out_h, out_w = -(-height // factor), -(-width // factor)
+    out = np.empty((len(buffers), out_h, out_w, 3), dtype=np.uint8)
+    for k, buf in enumerate(buffers):
+        size = jpeg_size(buf) if k else (height, width)
+        if size != (height, width):
+            raise ValueError(f"frame {k} has size {size}, frame 0 {(height, width)}")
+        simplejpeg.decode_jpeg(
+            memoryview(buf),
+            colorspace="RGB",
+            min_height=out_h,
+            min_width=out_w,
+            min_factor=factor,
+            buffer=out[k],
+        )
     return out
 
 
-def _as_tensor(buf: np.ndarray | bytes) -> torch.Tensor:
-    if isinstance(buf, np.ndarray):
-        return torch.from_numpy(buf if buf.flags.writeable else buf.copy())
-    return torch.frombuffer(bytearray(buf), dtype=torch.uint8)
-
-
 def decode_clip(
-    buffers: Sequence[np.ndarray | bytes],
-    factor: int = 1,
-    box: Box | None = None,
-    full_height: int | None = None,
+    buffers: Sequence[np.ndarray | bytes], factor: int = 1, box: Box | None = None
 ) -> torch.Tensor:
     """Decode JPEG frames into a (T, 3, H, W) uint8 clip (a channels-last view of one
-    (T, H, W, 3) block), cropped to ``box`` (full-size coordinates) when given.
-
-    Full size: ``torchvision.io.decode_jpeg`` on the whole list (no Python image objects;
-    9 ms for 16 frames of 320x240 against Pillow's 15 ms), the crop taken while stacking so
-    only the cropped pixels are copied. Reduced size (``factor`` 2, 4, 8): Pillow's DCT
-    scaling (torchvision cannot scale); ``box`` is mapped to the reduced grid."""
-    if factor > 1:
-        arr = decode_jpegs(buffers, factor)
-        clip = to_tchw(arr)
-        if box is None:
-            return clip
-        full_h = full_height or jpeg_size(buffers[0])[0]
-        real = round(full_h / arr.shape[1])  # what the decoder actually did
-        t, lft, h, w = scale_box(box, real, arr.shape[1], arr.shape[2])
-        return clip[:, :, t : t + h, lft : lft + w]
-    decoded = None
-    try:
-        from torchvision.io import ImageReadMode, decode_jpeg
-
-        with warnings.catch_warnings():
-            # torchvision >= 0.29 warns on every call that its codecs move to TorchCodec;
-            # decoding still works, and Pillow takes over once it is gone (ImportError)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            decoded = decode_jpeg([_as_tensor(b) for b in buffers], mode=ImageReadMode.RGB)
-    except (ImportError, RuntimeError):  # no image ops, or an unusual JPEG: Pillow tries
-        clip = to_tchw(decode_jpegs(buffers, 1))
-        if box is None:
-            return clip
-        t, lft, h, w = box
-        return clip[:, :, t : t + h, lft : lft + w]
-    shapes = {tuple(x.shape) for x in decoded}
-    if len(shapes) != 1:
-        raise ValueError(f"frames of one clip differ in size: {sorted(shapes)}")
-    _, height, width = decoded[0].shape
-    t, lft, h, w = box if box is not None else (0, 0, height, width)
-    # decode_jpeg returns (3, H, W) views of (H, W, 3) data: stacking the cropped (h, w, 3)
-    # views is a plain copy, and the result is channels-last (the fast uint8 resize layout)
-    hwc = [x.permute(1, 2, 0)[t : t + h, lft : lft + w] for x in decoded]
-    return torch.stack(hwc).permute(0, 3, 1, 2)
+    (T, H, W, 3) block) at 1/``factor`` size, cropped to ``box`` (given in full-size
+    coordinates, mapped to the reduced grid) when given."""
+    arr = decode_jpegs(buffers, factor)
+    clip = to_tchw(arr)
+    if box is None:
+        return clip
+    t, lft, h, w = scale_box(box, factor, arr.shape[1], arr.shape[2])
+    return clip[:, :, t : t + h, lft : lft + w]
 
 
 def jpeg_size(buf: np.ndarray | bytes) -> tuple[int, int]:
     """(height, width) of a JPEG from its header (no decoding)."""
-    with Image.open(io.BytesIO(memoryview(buf))) as img:
-        return img.height, img.width
+    height, width, _, _ = simplejpeg.decode_jpeg_header(memoryview(buf))
+    return int(height), int(width)
 
 
 def to_tchw(frames: np.ndarray) -> torch.Tensor:
@@ -234,14 +201,12 @@ def train_clip(
     box: Box,
     flip: bool,
     size: int,
-    full_hw: tuple[int, int] | None = None,
     reduced_decode: bool = True,
 ) -> torch.Tensor:
     """Fast training transform: decode (reduced when the box allows), crop ``box`` (in
     full-size coordinates), resize to ``size`` x ``size``, flip. -> (T, 3, size, size) uint8."""
     factor = draft_factor(box[2], box[3], size, size) if reduced_decode else 1
-    full_h = full_hw[0] if full_hw is not None else None
-    cropped = decode_clip(buffers, factor, box, full_h)
+    cropped = decode_clip(buffers, factor, box)
     out = resize(cropped, (size, size))
     return out.flip(-1) if flip else out
 
@@ -263,6 +228,12 @@ def eval_clip(
     h, w = short_side_size(full_h, full_w, short_side)
     resized = resize(frames, (h, w))
     return crop_resize_flip(resized, center_box(h, w, size), (size, size))
+
+
+def _as_tensor(buf: np.ndarray | bytes) -> torch.Tensor:
+    if isinstance(buf, np.ndarray):
+        return torch.from_numpy(buf if buf.flags.writeable else buf.copy())
+    return torch.frombuffer(bytearray(buf), dtype=torch.uint8)
 
 
 def decode_jpegs_cuda(

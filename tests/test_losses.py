@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from ccl.losses import MultiClassNCELoss, SymmetricKLLoss
-from ccl.losses.contrastive import log1mexp
+from ccl.losses import MultiClassNCELoss, SymmetricKLLoss, symmetric_contrastive
+from ccl.losses.contrastive import log1mexp, symmetric_contrastive_pairs
 from reference_impl import jsd_reference, nce_loops, nce_reference
 
 
@@ -139,3 +139,148 @@ def test_symmetric_kl_golden_and_js_option():
     assert SymmetricKLLoss()(q, q).item() == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ValueError, match="divergence"):
         SymmetricKLLoss(0.5, "kl")
+
+
+# --- masks and batched pairs: the same values and gradients as selecting the subset -------
+
+VALID_PATTERNS = {
+    "all": [True] * 8,
+    "some": [True, False, True, True, False, True, True, False],
+    "none": [False] * 8,
+}
+
+
+def _grads(fn, *inputs):
+    leaves = [x.clone().requires_grad_() for x in inputs]
+    value = fn(*leaves)
+    value.sum().backward()
+    return value.detach(), [x.grad for x in leaves]
+
+
+@pytest.mark.parametrize("pattern", VALID_PATTERNS)
+@pytest.mark.parametrize("eps", [1e-10, 0.0])
+@pytest.mark.parametrize("seed", range(3))
+def test_masked_nce_equals_loss_on_selected_subset(pattern, eps, seed):
+    f1, f2, y = _features(seed=seed)
+    valid = torch.tensor(VALID_PATTERNS[pattern])
+    loss = MultiClassNCELoss(0.1, eps=eps)
+    masked, masked_grads = _grads(lambda a, b: loss(a, b, y, valid), f1, f2)
+    assert torch.isfinite(masked) and all(torch.isfinite(g).all() for g in masked_grads)
+    if pattern == "none":
+        assert masked.item() == 0.0
+        assert all((g == 0).all() for g in masked_grads)
+        return
+    subset, subset_grads = _grads(lambda a, b: loss(a[valid], b[valid], y[valid]), f1, f2)
+    torch.testing.assert_close(masked, subset, rtol=1e-12, atol=1e-12)
+    for g, ref in zip(masked_grads, subset_grads):
+        torch.testing.assert_close(g, ref, rtol=1e-10, atol=1e-12)
+        assert (g[~valid] == 0).all()  # left-out samples get exactly no gradient
+    # and the subset is the reference's loss on those samples
+    assert subset.item() == pytest.approx(
+        nce_loops(f1[valid], f2[valid], y[valid], 0.1, eps), rel=1e-9
+    )
+
+
+def test_masked_nce_single_valid_sample_has_no_negatives():
+    f1, f2, y = _features(b=4)
+    valid = torch.tensor([False, False, True, False])
+    value = MultiClassNCELoss(0.1)(f1, f2, y, valid)
+    assert value.item() == pytest.approx(0.0, abs=1e-8)  # p = 1: only -log(1 + eps) is left
+
+
+@pytest.mark.parametrize("pattern", VALID_PATTERNS)
+def test_masked_symmetric_contrastive_equals_subset(pattern):
+    f1, f2, y = _features(seed=3)
+    valid = torch.tensor(VALID_PATTERNS[pattern])
+    loss = MultiClassNCELoss(0.5)
+    masked, masked_grads = _grads(lambda a, b: symmetric_contrastive(loss, a, b, y, valid), f1, f2)
+    if pattern == "none":
+        assert masked.item() == 0.0 and all((g == 0).all() for g in masked_grads)
+        return
+    subset, subset_grads = _grads(
+        lambda a, b: symmetric_contrastive(loss, a[valid], b[valid], y[valid]), f1, f2
+    )
+    torch.testing.assert_close(masked, subset, rtol=1e-12, atol=1e-12)
+    for g, ref in zip(masked_grads, subset_grads):
+        torch.testing.assert_close(g, ref, rtol=1e-10, atol=1e-12)
+
+
+def _pairs_inputs(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    v, m, x = (torch.randn(8, 16, generator=g, dtype=torch.float64) for _ in range(3))
+    y = torch.randint(3, (8,), generator=g)
+    return v, m, x, y
+
+
+def _four_terms(v, m, x):
+    # the reference rule's four terms, shared inputs and a detached copy included
+    h = 2 * m + 1
+    return (v, v, v.detach(), h), (m, x, h, x)
+
+
+@pytest.mark.parametrize("pattern", [None, *VALID_PATTERNS])
+def test_symmetric_pairs_equal_separate_calls(pattern):
+    v, m, x, y = _pairs_inputs()
+    valid = None if pattern is None else torch.tensor(VALID_PATTERNS[pattern])
+    loss = MultiClassNCELoss(0.1)
+
+    def batched(v, m, x):
+        return symmetric_contrastive_pairs(loss, *_four_terms(v, m, x), y, valid)
+
+    def separate(v, m, x):
+        a, b = _four_terms(v, m, x)
+        return torch.stack([symmetric_contrastive(loss, ai, bi, y, valid) for ai, bi in zip(a, b)])
+
+    values, grads = _grads(batched, v, m, x)
+    ref_values, ref_grads = _grads(separate, v, m, x)
+    assert values.shape == (4,)
+    torch.testing.assert_close(values, ref_values, rtol=1e-12, atol=1e-12)
+    for g, ref in zip(grads, ref_grads):
+        torch.testing.assert_close(g, ref, rtol=1e-10, atol=1e-12)
+    if pattern == "none":
+        assert (values == 0).all() and all((g == 0).all() for g in grads)
+    # a (K, B, D) stack works as well as a sequence
+    a, b = _four_terms(v, m, x)
+    torch.testing.assert_close(
+        loss.symmetric_pairs(torch.stack(a), torch.stack(b), y, valid), values.detach()
+    )
+
+
+def test_symmetric_pairs_float32_at_least_and_bad_input():
+    v, m, x, y = _pairs_inputs()
+    loss = MultiClassNCELoss(0.5)
+    out = loss.symmetric_pairs([v.half()], [m.half()], y)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(
+        out[0], symmetric_contrastive(loss, v.half(), m.half(), y), rtol=1e-6, atol=1e-6
+    )
+    with pytest.raises(ValueError, match="K"):
+        loss.symmetric_pairs([v], [m[:, :4]], y)
+    with pytest.raises(ValueError, match="targets"):
+        loss.symmetric_pairs([v], [m], y[:3])
+    with pytest.raises(ValueError, match="valid"):
+        loss.symmetric_pairs([v], [m], y, torch.ones(8))
+    with pytest.raises(ValueError, match="valid"):
+        loss(v, m, y, torch.ones(3, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("divergence", ["symmetric-kl", "js"])
+@pytest.mark.parametrize("pattern", VALID_PATTERNS)
+def test_masked_divergence_equals_subset(divergence, pattern):
+    g = torch.Generator().manual_seed(1)
+    p, q = (torch.randn(8, 5, generator=g, dtype=torch.float64) for _ in range(2))
+    valid = torch.tensor(VALID_PATTERNS[pattern])
+    div = SymmetricKLLoss(0.5, divergence)
+    masked, masked_grads = _grads(lambda a, b: div(a, b, valid), p, q)
+    if pattern == "none":
+        assert masked.item() == 0.0 and all((g == 0).all() for g in masked_grads)
+        return
+    subset, subset_grads = _grads(lambda a, b: div(a[valid], b[valid]), p, q)
+    torch.testing.assert_close(masked, subset, rtol=1e-12, atol=1e-12)
+    for gr, ref in zip(masked_grads, subset_grads):
+        torch.testing.assert_close(gr, ref, rtol=1e-10, atol=1e-12)
+    # stacked pairs: one value per pair, each equal to its separate call
+    stacked = div(torch.stack([p, q]), torch.stack([q, p * 2]), valid)
+    torch.testing.assert_close(stacked, torch.stack([div(p, q, valid), div(q, p * 2, valid)]))
+    with pytest.raises(ValueError, match="valid"):
+        div(p, q, torch.ones(5, dtype=torch.bool))

@@ -3,8 +3,11 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.func import functional_call
 
+from ccl.losses import symmetric_contrastive
 from ccl.models import CompositionHead, ImageTeacher, build_student
+from ccl.models.r2plus1d import StudentOutput
 from ccl.objectives import BaselineObjective, Batch, CCLObjective
 from reference_impl import jsd_reference, sym_nce, tiny_image_teacher
 
@@ -112,11 +115,125 @@ def test_samples_without_audio_only_leave_audio_terms():
     student, objective, batch = _setup(("audio",), missing_audio=range(6))
     out = objective(student(batch.clip), batch)
     out.loss.backward()
-    assert "audio/contrast_vm" not in out.terms
     assert out.terms["audio/available"] == 0
+    # the audio terms contribute nothing; they are logged as 0 (not left out)
+    for name in ("contrast_vm", "contrast_vt", "contrast_mt", "jsd", "head_ce", "head_acc"):
+        assert out.terms[f"audio/{name}"] == 0, name
     assert torch.isclose(out.loss, out.terms["ce"])
-    assert all(p.grad is None for p in objective.heads.parameters())
+    # the heads stay in the graph (no data-dependent skip) with exactly zero gradients
+    assert all(p.grad is not None and (p.grad == 0).all() for p in objective.heads.parameters())
     assert all(torch.isfinite(p.grad).all() for p in student.parameters() if p.grad is not None)
+
+
+def _selection_forward(objective, student_out, batch):
+    """The previous implementation, kept as the slow obvious version: samples without audio
+    are selected out of the batch (boolean indexing), a teacher without any sample is
+    skipped with Python control flow, and every S(a, b) is its own pair of loss calls."""
+    v, v_logits, y = student_out.feature, student_out.logits, batch.label
+    ce = F.cross_entropy(v_logits, y)
+    terms = {"ce": ce.detach()}
+    distill, heads_loss = v.new_zeros(()), v.new_zeros(())
+    for t in objective.teachers:
+        x_t, available = objective.teacher_features(t, batch)
+        tv, t_logits, ty = v, v_logits, y
+        if available is not None:
+            terms[f"{t}/available"] = available.float().mean()
+            if not bool(available.any()):
+                continue
+            tv, t_logits, ty, x_t = v[available], v_logits[available], y[available], x_t[available]
+        head, contrast = objective.heads[t], objective.contrast[t]
+        if objective.head_update == "reference":
+            m_logits, m = head(x_t, tv)
+        else:
+            frozen = {k: p.detach() for k, p in head.named_parameters()}
+            m_logits, m = functional_call(head, frozen, (x_t, tv))
+        s_vm = symmetric_contrastive(contrast, tv, m, ty)
+        s_vt = symmetric_contrastive(contrast, tv, x_t, ty)
+        jsd = objective.jsd(t_logits, m_logits)
+        v_d, v_logits_d = tv.detach(), t_logits.detach()
+        h_logits, h = head(x_t, v_d)
+        head_ce = F.cross_entropy(h_logits, ty)
+        head_loss = head_ce
+        if objective.head_update == "reference":
+            s_mt = symmetric_contrastive(contrast, h, x_t, ty)
+            head_loss = (
+                head_ce
+                + symmetric_contrastive(contrast, v_d, h, ty)
+                + s_mt
+                + objective.jsd(v_logits_d, h_logits)
+            )
+            terms[f"{t}/contrast_mt"] = s_mt.detach()
+        terms[f"{t}/contrast_vm"] = s_vm.detach()
+        terms[f"{t}/contrast_vt"] = s_vt.detach()
+        terms[f"{t}/jsd"] = jsd.detach()
+        terms[f"{t}/head_ce"] = head_ce.detach()
+        terms[f"{t}/head_acc"] = (h_logits.argmax(1) == ty).float().mean()
+        distill = distill + s_vm + s_vt + jsd
+        heads_loss = heads_loss + head_loss
+    loss_v = ce + objective.loss_weight * distill
+    terms["loss_v"] = loss_v.detach()
+    terms["loss_heads"] = heads_loss.detach()
+    return loss_v + heads_loss, terms
+
+
+def _grads_of(student, objective, loss):
+    params = [*student.named_parameters(), *objective.heads.named_parameters()]
+    for _, p in params:
+        p.grad = None
+    loss.backward()
+    # a parameter the selection version skips has no gradient: the masked one gives 0
+    return {n: torch.zeros_like(p) if p.grad is None else p.grad.clone() for n, p in params}
+
+
+MISSING = {"none": (), "some": (1, 4), "all": tuple(range(6))}
+
+
+@pytest.mark.parametrize("missing", MISSING)
+@pytest.mark.parametrize("head_update", ["reference", "paper"])
+@pytest.mark.parametrize("teachers", [("audio",), ("image",), ("audio", "image")])
+def test_masked_objective_equals_selection_version(teachers, head_update, missing):
+    student, objective, batch = _setup(teachers, seed=1, missing_audio=MISSING[missing])
+    objective.head_update = head_update
+    out = objective(student(batch.clip), batch)
+    ours = _grads_of(student, objective, out.loss)
+    ref_loss, ref_terms = _selection_forward(objective, student(batch.clip), batch)
+    ref = _grads_of(student, objective, ref_loss)
+    torch.testing.assert_close(out.loss.detach(), ref_loss.detach(), rtol=1e-6, atol=1e-9)
+    for name, value in ref_terms.items():
+        torch.testing.assert_close(out.terms[name], value, rtol=1e-6, atol=1e-9, msg=name)
+    # terms the selection version leaves out (a teacher without any sample) are 0 here
+    assert all(out.terms[k] == 0 for k in out.terms.keys() - ref_terms.keys())
+    assert ref.keys() == ours.keys()
+    for name in ref:
+        torch.testing.assert_close(ours[name], ref[name], rtol=1e-6, atol=1e-9, msg=name)
+    if teachers[-1] == "image" or missing != "all":  # the last teacher has samples
+        assert any(ours[n].abs().sum() > 0 for n in ours if n.startswith(teachers[-1]))
+
+
+def test_objective_step_has_no_data_dependent_control_flow():
+    """fullgraph capture of forward and backward fails on any host sync (bool(tensor),
+    .item(), boolean indexing, nonzero); aot_eager traces the backward without compiling."""
+    student, objective, batch = _setup(("audio", "image"), seed=2)
+    with torch.no_grad():
+        out = student(batch.clip)
+
+    def step(logits, feature, clip, label, audio, available):
+        res = objective(StudentOutput(logits, feature), Batch(clip, label, audio, available))
+        return res.loss, res.terms
+
+    def run(fn):
+        logits = out.logits.clone().requires_grad_()
+        feature = out.feature.clone().requires_grad_()
+        loss, terms = fn(
+            logits, feature, batch.clip, batch.label, batch.audio, batch.audio_available
+        )
+        loss.backward()
+        return loss.detach(), terms, logits.grad, feature.grad
+
+    eager = run(step)
+    compiled = run(torch.compile(step, fullgraph=True, backend="aot_eager"))
+    for a, b in zip(eager, compiled):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 
 
 def test_baseline_is_cross_entropy():

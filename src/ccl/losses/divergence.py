@@ -20,6 +20,12 @@ class SymmetricKLLoss(nn.Module):
     KL(q || m) ]`` with ``m = (p + q) / 2``, which at ``weight=0.5`` is JS(p, q) itself.
     Computed from ``log_softmax`` (the reference adds 1e-10 inside its log; the difference
     is below float32 resolution unless a probability ratio falls under 1e-10).
+
+    Logits are (B, C), or (..., B, C) stacks of such pairs, which give one value per
+    leading index (several terms in one launch). ``valid`` (optional (B,) bool) takes the
+    mean over the valid samples only, without selecting them: value and gradient equal
+    those on ``logits[valid]``, invalid samples get a zero gradient, and with no valid
+    sample the value is exactly 0.
     """
 
     def __init__(self, weight: float = 0.5, divergence: Divergence = "symmetric-kl") -> None:
@@ -29,20 +35,35 @@ class SymmetricKLLoss(nn.Module):
         self.weight = weight
         self.divergence = divergence
 
-    def forward(self, logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
-        if logits_p.shape != logits_q.shape or logits_p.ndim != 2:
+    def forward(
+        self,
+        logits_p: torch.Tensor,
+        logits_q: torch.Tensor,
+        valid: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if logits_p.shape != logits_q.shape or logits_p.ndim < 2:
             raise ValueError(
-                f"logits must both be (B, C); got {tuple(logits_p.shape)} "
+                f"logits must both be (B, C) or (..., B, C); got {tuple(logits_p.shape)} "
                 f"and {tuple(logits_q.shape)}"
             )
+        if valid is not None and (
+            valid.dtype != torch.bool or valid.shape != logits_p.shape[-2:-1]
+        ):
+            raise ValueError(
+                f"valid must be a ({logits_p.shape[-2]},) bool tensor, got {valid.dtype} "
+                f"{tuple(valid.shape)}"
+            )
         dtype = torch.promote_types(logits_p.dtype, torch.float32)
-        log_p = torch.log_softmax(logits_p.to(dtype), dim=1)
-        log_q = torch.log_softmax(logits_q.to(dtype), dim=1)
+        log_p = torch.log_softmax(logits_p.to(dtype), dim=-1)
+        log_q = torch.log_softmax(logits_q.to(dtype), dim=-1)
         if self.divergence == "symmetric-kl":
-            per_sample = ((log_p.exp() - log_q.exp()) * (log_p - log_q)).sum(1)
+            per_sample = ((log_p.exp() - log_q.exp()) * (log_p - log_q)).sum(-1)
         else:
             log_m = torch.logaddexp(log_p, log_q) - math.log(2.0)
-            per_sample = (log_p.exp() * (log_p - log_m)).sum(1) + (
+            per_sample = (log_p.exp() * (log_p - log_m)).sum(-1) + (
                 log_q.exp() * (log_q - log_m)
-            ).sum(1)
-        return self.weight * per_sample.mean()
+            ).sum(-1)
+        if valid is None:
+            return self.weight * per_sample.mean(-1)
+        weight = valid.to(per_sample.dtype) / valid.sum().clamp(min=1)
+        return self.weight * (per_sample * weight).sum(-1)

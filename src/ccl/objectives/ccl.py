@@ -15,6 +15,17 @@ Gradient routing (``head_update``):
   reach the heads and not the student, while L_v reaches both.
 - ``paper`` (Algorithm A of the paper): each head is trained by its CE only. L_v then
   sees the heads through detached parameters.
+
+Launch cost: the step makes no host synchronisation and has no data-dependent control
+flow. Samples without a teacher (missing audio) are not selected out of the batch; a
+(B,) mask leaves them out of that teacher's terms instead (contrastive anchors and
+candidates, cross-entropy, divergence: Eq. 3 and 5 over the valid samples), with the same
+values and gradients as on the selected subset. The contrastive terms of one teacher come
+from one stacked similarity (``MultiClassNCELoss.symmetric_pairs``), the two divergences of
+the reference rule from one stacked call. When no sample of the step has audio, the audio
+terms contribute exactly 0 and their logged values are 0 (not absent); the heads stay in
+the graph with zero gradients (as ``keep_in_graph`` gave under DDP), so an optimizer with
+momentum or weight decay still moves them that step.
 """
 
 from __future__ import annotations
@@ -28,8 +39,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ccl.distributed import gather_no_grad, gather_with_grad
-from ccl.distributed import info as dist_info
-from ccl.losses import MultiClassNCELoss, SymmetricKLLoss, symmetric_contrastive
+from ccl.losses import MultiClassNCELoss, SymmetricKLLoss
 from ccl.losses.divergence import Divergence
 from ccl.models.composition import CompositionHead
 from ccl.models.r2plus1d import StudentOutput
@@ -38,7 +48,6 @@ from ccl.objectives.base import (
     Batch,
     Objective,
     ObjectiveOutput,
-    keep_in_graph,
     teacher_features,
 )
 
@@ -121,21 +130,13 @@ class CCLObjective(Objective):
         for t in self.teachers:
             x_t, available = self.teacher_features(t, batch)
             x_t = gather_no_grad(x_t)
-            tv, t_logits, ty = v, v_logits, y
             if available is not None:
                 available = gather_no_grad(available)
                 terms[f"{t}/available"] = available.float().mean()
-                if not bool(available.any()):
-                    heads_loss = heads_loss + keep_in_graph(self.heads[t], v, dist_info().enabled)
-                    continue  # no sample has this teacher: its terms are absent this step
-                if not bool(available.all()):
-                    tv, t_logits, ty, x_t = (
-                        v[available],
-                        v_logits[available],
-                        y[available],
-                        x_t[available],
-                    )
-            student_terms, head_loss = self._branch(t, tv, t_logits, ty, x_t, terms)
+                # Rows without this teacher are zeroed (whatever they held cannot reach the
+                # valid terms) and left out of every term of t by the mask.
+                x_t = x_t.masked_fill(~available.unsqueeze(1), 0.0)
+            student_terms, head_loss = self._branch(t, v, v_logits, y, x_t, available, terms)
             distill = distill + student_terms
             heads_loss = heads_loss + head_loss
         loss_v = ce + self.loss_weight * distill
@@ -150,35 +151,56 @@ class CCLObjective(Objective):
         v_logits: torch.Tensor,
         y: torch.Tensor,
         x_t: torch.Tensor,
+        valid: torch.Tensor | None,
         terms: dict[str, torch.Tensor],
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(student terms of teacher t, head loss evaluated on a detached student)."""
+        """(student terms of teacher t, head loss evaluated on a detached student), both over
+        the ``valid`` samples only (None: all)."""
         head, contrast = self.heads[t], self.contrast[t]
+        v_d, v_logits_d = v.detach(), v_logits.detach()
         if self.head_update == "reference":
-            m_logits, m = head(x_t, v)
+            # m = head(x_t, v) and h = head(x_t, v_d) in one call: the same rows twice, once
+            # with the student's graph and once without.
+            both_logits, both = head(torch.cat((x_t, x_t)), torch.cat((v, v_d)))
+            m_logits, h_logits = both_logits.chunk(2)
+            m, h = both.chunk(2)
+            # S(v, m), S(v, x_t) for the student; S(v_d, h), S(h, x_t) for the head.
+            s_vm, s_vt, s_vh, s_mt = contrast.symmetric_pairs(
+                (v, v, v_d, h), (m, x_t, h, x_t), y, valid
+            ).unbind()
+            jsd, jsd_head = self.jsd(
+                torch.stack((v_logits, v_logits_d)), torch.stack((m_logits, h_logits)), valid
+            ).unbind()
+            head_ce = _cross_entropy(h_logits, y, valid)
+            head_loss = head_ce + s_vh + s_mt + jsd_head
+            terms[f"{t}/contrast_mt"] = s_mt.detach()
         else:
             frozen = {k: p.detach() for k, p in head.named_parameters()}
             m_logits, m = functional_call(head, frozen, (x_t, v))
-        s_vm = symmetric_contrastive(contrast, v, m, y)
-        s_vt = symmetric_contrastive(contrast, v, x_t, y)
-        jsd = self.jsd(v_logits, m_logits)
-
-        v_d, v_logits_d = v.detach(), v_logits.detach()
-        h_logits, h = head(x_t, v_d)
-        head_ce = F.cross_entropy(h_logits, y)
-        head_loss = head_ce
-        if self.head_update == "reference":
-            s_mt = symmetric_contrastive(contrast, h, x_t, y)
-            head_loss = (
-                head_ce
-                + symmetric_contrastive(contrast, v_d, h, y)
-                + s_mt
-                + self.jsd(v_logits_d, h_logits)
-            )
-            terms[f"{t}/contrast_mt"] = s_mt.detach()
+            h_logits, _ = head(x_t, v_d)
+            s_vm, s_vt = contrast.symmetric_pairs((v, v), (m, x_t), y, valid).unbind()
+            jsd = self.jsd(v_logits, m_logits, valid)
+            head_ce = _cross_entropy(h_logits, y, valid)
+            head_loss = head_ce
+        correct = h_logits.argmax(1) == y
         terms[f"{t}/contrast_vm"] = s_vm.detach()
         terms[f"{t}/contrast_vt"] = s_vt.detach()
         terms[f"{t}/jsd"] = jsd.detach()
         terms[f"{t}/head_ce"] = head_ce.detach()
-        terms[f"{t}/head_acc"] = (h_logits.argmax(1) == y).float().mean()
+        terms[f"{t}/head_acc"] = (
+            correct.float().mean()
+            if valid is None
+            else (correct & valid).sum().float() / valid.sum().clamp(min=1)
+        )
         return s_vm + s_vt + jsd, head_loss
+
+
+def _cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None
+) -> torch.Tensor:
+    """Mean cross-entropy over the ``valid`` samples (None: all); 0 when there is none."""
+    if valid is None:
+        return F.cross_entropy(logits, targets)
+    per_sample = F.cross_entropy(logits, targets, reduction="none")
+    weight = valid.to(per_sample.dtype) / valid.sum().clamp(min=1)
+    return (per_sample * weight).sum()

@@ -2,7 +2,9 @@
 # GPU check (H100/H200), under 5 minutes: training clips/s per method at batch 32,
 # 3x16x112x112, r2plus1d-10 and r2plus1d-18, in fp32, bf16 and bf16 + channels_last +
 # torch.compile; evaluation windows/s; peak GPU memory; loader clips/s with the machine's
-# cores. Prints a Markdown table (also written to $OUT/gpu_check.md when OUT is set).
+# cores (libjpeg-turbo workers) and with nvJPEG in the main process; nvJPEG vs CPU pixels.
+# Prints a Markdown table (also written to $OUT/gpu_check.md when OUT is set; every step's
+# output is appended to $OUT/gpu_check.log as it runs, so a cut-off run still reports).
 #
 #   bash benchmarks/gpu_check.sh            # needs a CUDA device; uses python3 (or $PYTHON)
 #   QUICK=1 DEVICE=cpu bash benchmarks/gpu_check.sh   # smoke run of the script itself
@@ -12,6 +14,8 @@ PY=${PYTHON:-python3}
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 DEVICE=${DEVICE:-cuda}
 LOG=$(mktemp -d)
+FULL=${OUT:+$OUT/gpu_check.log}; FULL=${FULL:-$LOG/all.log}
+step() { local out=$1; shift; "$@" > "$out" 2>&1; local rc=$?; { echo "== $*"; cat "$out"; } >> "$FULL"; return $rc; }
 if [ -n "${QUICK:-}" ]; then
   SHAPE=(--batch 2 --frames 4 --size 32 --steps 1 --warmup 1); ARCHS=(r2plus1d-10); MODES=(fp32)
   EVAL=(--windows 4 --batch 2 --frames 4 --size 32)
@@ -23,35 +27,58 @@ fi
 $PY -c "import torch; print('device:', torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu', '| torch', torch.__version__)" | tee "$LOG/device"
 
 table="| arch | mode | method | step s | clips/s | vs baseline | peak GiB |\n|---|---|---|---|---|---|---|\n"
-for arch in "${ARCHS[@]}"; do
-  for mode in "${MODES[@]}"; do
-    extra=(--precision fp32); methods=baseline,ccl-a,ccl-i,ccl-ai
-    case $mode in
-      bf16) extra=(--precision bf16) ;;
-      bf16-cl-compile) extra=(--precision bf16 --channels-last --compile); methods=baseline,ccl-ai ;;
-    esac
-    out="$LOG/train_${arch}_${mode}"
-    $PY benchmarks/train_step.py --device "$DEVICE" --arch "$arch" "${SHAPE[@]}" "${extra[@]}" \
-      --methods "$methods" > "$out" 2>&1 || { echo "train_step failed: $arch $mode"; tail -5 "$out"; continue; }
-    peak=$(sed -n 's/^peak_gpu_memory_gib=//p' "$out"); peak=${peak:--}
-    while read -r line; do
-      m=$(sed -n 's/^method=\([^ ]*\).*/\1/p' <<<"$line")
-      s=$(sed -n 's/.*median_s=\([^ ]*\).*/\1/p' <<<"$line")
-      r=$(sed -n 's/.*ratio_to_baseline=\([^ ]*\).*/\1/p' <<<"$line")
-      c=$(sed -n "s/^throughput method=$m clips_per_s=//p" "$out")
-      table+="| $arch | $mode | $m | $s | $c | $(awk -v r="$r" 'BEGIN{printf "%.2f", 1/r}')x clips/s | $peak |\n"
-    done < <(grep '^method=' "$out")
+train_runs() {  # train_runs MODE...: every arch in each mode, rows appended to $table
+  local mode arch out extra methods peak line m s r c
+  for mode in "$@"; do
+    [ -n "$mode" ] || continue
+    for arch in "${ARCHS[@]}"; do
+      extra=(--precision fp32); methods=baseline,ccl-a,ccl-i,ccl-ai
+      case $mode in
+        bf16) extra=(--precision bf16) ;;
+        bf16-cl-compile) extra=(--precision bf16 --channels-last --compile); methods=baseline,ccl-ai ;;
+      esac
+      out="$LOG/train_${arch}_${mode}"
+      step "$out" $PY benchmarks/train_step.py --device "$DEVICE" --arch "$arch" "${SHAPE[@]}" \
+        "${extra[@]}" --methods "$methods" || { echo "train_step failed: $arch $mode"; tail -5 "$out"; continue; }
+      echo "done: $arch $mode ($SECONDS s)"
+      peak=$(sed -n 's/^peak_gpu_memory_gib=//p' "$out"); peak=${peak:--}
+      while read -r line; do
+        m=$(sed -n 's/^method=\([^ ]*\).*/\1/p' <<<"$line")
+        s=$(sed -n 's/.*median_s=\([^ ]*\).*/\1/p' <<<"$line")
+        r=$(sed -n 's/.*ratio_to_baseline=\([^ ]*\).*/\1/p' <<<"$line")
+        c=$(sed -n "s/^throughput method=$m clips_per_s=//p" "$out")
+        table+="| $arch | $mode | $m | $s | $c | $(awk -v r="$r" 'BEGIN{printf "%.2f", 1/r}')x clips/s | $peak |\n"
+      done < <(grep '^method=' "$out")
+    done
   done
-done
+}
+# eager modes first; compilation (the slowest, least certain step) runs last
+train_runs "${MODES[@]/bf16-cl-compile/}"
 
-$PY benchmarks/evaluate.py --device "$DEVICE" "${EVAL[@]}" --precision "$([ "$DEVICE" = cuda ] && echo bf16 || echo fp32)" \
-  > "$LOG/eval" 2>&1 || tail -5 "$LOG/eval"
-loader="-"
-if [ -f benchmarks/data_loading.py ] && [ -z "${QUICK:-}" ]; then
-  $PY benchmarks/data_loading.py --workers "$(nproc)" > "$LOG/loader" 2>&1 || tail -5 "$LOG/loader"
-  loader=$(grep '^pipeline=ours' "$LOG/loader" | tail -1 || true)
+step "$LOG/eval" $PY benchmarks/evaluate.py --device "$DEVICE" "${EVAL[@]}" \
+  --precision "$([ "$DEVICE" = cuda ] && echo bf16 || echo fp32)" || tail -5 "$LOG/eval"
+echo "done: evaluation ($SECONDS s)"
+loader="-"; loader_gpu="-"; pixels="-"
+if [ -z "${QUICK:-}" ]; then
+  step "$LOG/loader" $PY benchmarks/data_loading.py --workers "$(nproc)" --epochs 8 \
+    || tail -5 "$LOG/loader"
+  loader=$(grep '^pipeline=' "$LOG/loader" | tr '\n' ' ' || true)
+  echo "done: CPU loader ($SECONDS s)"
+  if [ "$DEVICE" = cuda ]; then
+    step "$LOG/loader_gpu" $PY benchmarks/data_loading.py --workers 0 --decoder cuda --epochs 8 \
+      || tail -5 "$LOG/loader_gpu"
+    loader_gpu=$(grep '^pipeline=' "$LOG/loader_gpu" | tr '\n' ' ' || true)
+    step "$LOG/pixels" $PY -m pytest -q -s tests/data/test_data_datasets.py -k cuda_decoder \
+      || tail -5 "$LOG/pixels"
+    pixels="$(grep -c 'nvJPEG vs CPU' "$LOG/pixels") clips compared, max mean diff $(sed -n \
+      's/.*mean \([0-9.]*\) p99 \([0-9.]*\)/\1 \2/p' "$LOG/pixels" | sort -n | tail -1) (mean p99); \
+      $(tail -1 "$LOG/pixels")"
+    echo "done: GPU loader and pixels ($SECONDS s)"
+  fi
 fi
 
-report="$(cat "$LOG/device")\n\n${table}\nEvaluation: $(grep '^eval' "$LOG/eval" || echo '-')\n\nLoader ($(nproc) cores): ${loader}\n"
+[[ " ${MODES[*]} " == *" bf16-cl-compile "* ]] && train_runs bf16-cl-compile
+
+report="$(cat "$LOG/device")\n\n${table}\nEvaluation: $(grep '^eval' "$LOG/eval" || echo '-')\n\nLoader, CPU decoding with $(nproc) workers: ${loader}\n\nLoader, nvJPEG in the main process: ${loader_gpu}\n\nnvJPEG vs CPU pixels: ${pixels}\n"
 printf "%b" "$report"
-if [ -n "${OUT:-}" ]; then printf "%b" "$report" > "$OUT/gpu_check.md"; cp -r "$LOG" "$OUT/logs" 2>/dev/null || true; fi
+if [ -n "${OUT:-}" ]; then printf "%b" "$report" > "$OUT/gpu_check.md"; fi

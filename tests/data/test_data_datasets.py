@@ -246,6 +246,25 @@ def test_fast_flip_and_eval_match_naive(big_stores) -> None:
     assert torch.allclose(norm, (plain - 0.5) / 0.25, atol=1e-5)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_decoder_matches_cpu_decoder(big_stores) -> None:
+    """nvJPEG clips (train and test mode, same crops) against the CPU pipeline's."""
+    ann, frames = big_stores
+    for mode in ("train", "test"):
+        kw = dict(frames=16, size=112, flip=True)
+        cpu = ClipDataset(ann, frames, "training", mode, reduced_decode=False, **kw)
+        gpu = ClipDataset(ann, frames, "training", mode, decoder="cuda", **kw)
+        cpu.set_epoch(0)
+        gpu.set_epoch(0)
+        for i in range(len(cpu)):
+            a, b = cpu[i]["clip"], gpu[i]["clip"]
+            assert b.is_cuda and b.dtype == torch.uint8 and b.shape == a.shape
+            d = (a.float() - b.cpu().float()).abs().flatten()
+            mean, p99 = d.mean().item(), torch.quantile(d[:1_000_000], 0.99).item()
+            print(f"{mode} sample {i}: nvJPEG vs CPU mean {mean:.3f} p99 {p99:.1f}")
+            assert mean <= T.GPU_DECODE_MEAN_TOL and p99 <= T.GPU_DECODE_P99_TOL
+
+
 def _jpeg(arr: np.ndarray, **kw) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="JPEG", **kw)

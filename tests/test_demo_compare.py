@@ -27,3 +27,13 @@ def test_quick_compare_runs_each_method_with_each_teacher_setting(tmp_path, caps
     for name in ("baseline", "ccl-a", "ccl-i", "ccl-ai", "crd-a", "crd-i", "crd-ai"):
         assert (tmp_path / "seed_1" / "runs" / name / "eval_test.json").is_file()
     assert (tmp_path / "seed_1" / "report" / "report.md").is_file()
+
+
+def test_parallel_compare_gives_the_same_table(tmp_path):
+    """``--jobs``: trainings in separate processes give the results of one at a time."""
+    serial = run_compare(tmp_path / "serial", seeds=(1,), quick=True, methods=("ccl",))
+    parallel = run_compare(tmp_path / "parallel", seeds=(1,), quick=True, methods=("ccl",), jobs=2)
+    assert parallel == serial
+    assert json.loads((tmp_path / "parallel" / "compare.json").read_text()) == json.loads(
+        (tmp_path / "serial" / "compare.json").read_text()
+    )

@@ -188,6 +188,39 @@ METHOD_NAMES = {
 }
 
 
+def _compare_run(spec: dict[str, Any]) -> tuple[str, str, float, str]:
+    """One training of the comparison (also the body of a ``--jobs`` worker process):
+    -> (method, column, test top-1 of the best-on-validation checkpoint, run folder)."""
+    import torch
+
+    from ccl.config import preset
+
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    method, column, seed, root = spec["method"], spec["column"], spec["seed"], Path(spec["root"])
+    cfg = preset("demo-baseline")
+    cfg.objective.method = method
+    cfg.objective.teachers = () if method == "baseline" else TEACHER_SETTINGS[column]
+    cfg.train.name = "baseline" if method == "baseline" else f"{method}-{column.lower()}"
+    cfg.train.out_dir = str(root / "runs")
+    cfg.train.seed = seed
+    run_dir = train_and_evaluate(
+        cfg,
+        spec["paths"],
+        label=f"{cfg.train.name} (seed {seed})",
+        quick=spec["quick"],
+        overrides=spec["overrides"],
+        checkpoints=("best",),
+    )
+    top1 = json.loads((run_dir / "eval_test.json").read_text())["recognition"]["top1"]
+    return method, column, float(top1), str(run_dir)
+
+
+def _prepare_seed(args: tuple[Path, int, bool]) -> dict[str, Path]:
+    root, seed, quick = args
+    return prepare_demo_data(root, seed=seed, quick=quick)
+
+
 def run_compare(
     out: str | Path,
     *,
@@ -195,41 +228,57 @@ def run_compare(
     quick: bool = False,
     overrides: list[str] | None = None,
     methods: tuple[str, ...] = COMPARED,
+    jobs: int = 1,
 ) -> str:
     """The paper's comparison table (spec section 6) on the demo: every method with the
     audio, image and both teachers, test top-1 of the best-on-validation checkpoint, mean +-
     std over ``seeds`` (each seed its own benchmark, teachers and runs under ``out/seed_S``).
-    Writes ``out/compare_table.md`` and ``out/compare.json``; returns the table."""
-    from ccl.config import preset
+    ``jobs`` > 1 prepares the seeds and runs the trainings in that many processes at once
+    (each with its share of the CPU threads; the runs are the same as one at a time, only
+    their output interleaves). Writes ``out/compare_table.md`` and ``out/compare.json``;
+    returns the table."""
+    import os
+
     from ccl.report import build_report
 
     out = Path(out)
+    jobs = max(1, int(jobs))
+    roots = {seed: out / f"seed_{seed}" for seed in seeds}
+    prep = [(roots[seed], seed, quick) for seed in seeds]
+    if jobs > 1 and len(seeds) > 1:
+        with _process_pool(min(jobs, len(seeds))) as pool:
+            paths = dict(zip(seeds, pool.map(_prepare_seed, prep)))
+    else:
+        paths = {seed: _prepare_seed(args) for seed, args in zip(seeds, prep)}
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    specs = [
+        {
+            "method": method,
+            "column": column,
+            "seed": seed,
+            "root": str(roots[seed]),
+            "paths": paths[seed],
+            "quick": quick,
+            "overrides": list(overrides or []),
+            "threads": threads,
+        }
+        for seed in seeds
+        for method in ("baseline", *methods)
+        for column in TEACHER_SETTINGS
+        if method != "baseline" or column == "A"  # one baseline serves every column
+    ]
+    if jobs > 1:
+        with _process_pool(jobs) as pool:
+            done = list(pool.map(_compare_run, specs))
+    else:
+        done = [_compare_run(spec) for spec in specs]
     results: dict[tuple[str, str], list[float]] = {}
+    for method, column, top1, _ in done:
+        for col in TEACHER_SETTINGS if method == "baseline" else (column,):
+            results.setdefault((method, col), []).append(top1)
     for seed in seeds:
-        root = out / f"seed_{seed}"
-        paths = prepare_demo_data(root, seed=seed, quick=quick)
-        runs = []
-        for method in ("baseline", *methods):
-            for column, teachers in TEACHER_SETTINGS.items():
-                if method == "baseline" and column != "A":
-                    continue  # one baseline serves every column
-                cfg = preset("demo-baseline")
-                cfg.objective.method = method
-                cfg.objective.teachers = () if method == "baseline" else teachers
-                cfg.train.name = (
-                    "baseline" if method == "baseline" else f"{method}-{column.lower()}"
-                )
-                cfg.train.out_dir = str(root / "runs")
-                cfg.train.seed = seed
-                label = f"{cfg.train.name} (seed {seed})"
-                run_dir = train_and_evaluate(
-                    cfg, paths, label=label, quick=quick, overrides=overrides, checkpoints=("best",)
-                )
-                runs.append(run_dir)
-                top1 = json.loads((run_dir / "eval_test.json").read_text())["recognition"]["top1"]
-                for col in TEACHER_SETTINGS if method == "baseline" else (column,):
-                    results.setdefault((method, col), []).append(top1)
-        build_report(runs, root / "report")
+        runs = [Path(d[3]) for d, spec in zip(done, specs) if spec["seed"] == seed]
+        build_report(runs, roots[seed] / "report")
     table = _compare_table(results, ("baseline", *methods), seeds)
     (out / "compare_table.md").write_text(table + "\n")
     (out / "compare.json").write_text(
@@ -237,6 +286,14 @@ def run_compare(
     )
     print(table)
     return table
+
+
+def _process_pool(workers: int) -> Any:
+    """Worker processes started fresh (spawn): safe with CUDA and with torch's threads."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 def _compare_table(
@@ -267,19 +324,23 @@ def _compare_table(
     return "\n".join(lines)
 
 
-def _table(report: dict[str, Any], synth_info: dict[str, Any]) -> str:
-    """The comparison as Markdown: best-on-validation checkpoint, test split, with top-1
-    split by whether the class's soundtrack is related to it (spec section 6)."""
+TABLE_COLUMNS = (
+    ("top1", "top-1"),
+    ("top5", "top-5"),
+    ("top1_related", "top-1 related audio"),
+    ("top1_unrelated", "top-1 unrelated audio"),
+    ("r1", "R@1"),
+    ("r5", "R@5"),
+    ("map", "mAP"),
+)
+
+
+def _metrics(report: dict[str, Any], synth_info: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per method (report order): the demo table's numbers as fractions (None if absent),
+    from the best-on-validation checkpoint on the test split; "related / unrelated audio" is
+    the mean per-class top-1 over the classes whose soundtrack is / is not tied to them."""
     unrelated = set(synth_info.get("unrelated_audio_classes", []))
-
-    def pct(x: Any) -> str:
-        return "-" if x is None else f"{100 * x:.1f}"
-
-    lines = [
-        "| method | top-1 | top-5 | top-1 related audio | top-1 unrelated audio "
-        "| R@1 | R@5 | mAP |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    out: dict[str, dict[str, Any]] = {}
     for run in report.get("runs", []):
         best = run.get("best") or {}
         retrieval = run.get("retrieval") or {}
@@ -291,18 +352,84 @@ def _table(report: dict[str, Any], synth_info: dict[str, Any]) -> str:
                 if acc is not None:
                     groups[name in unrelated].append(acc)
         mean = {k: (sum(v) / len(v) if v else None) for k, v in groups.items()}
-        lines.append(
-            f"| {run.get('method')} | {pct(best.get('top1'))} | {pct(best.get('top5'))} | "
-            f"{pct(mean[False])} | {pct(mean[True])} | {pct(recall.get('1'))} | "
-            f"{pct(recall.get('5'))} | {pct(retrieval.get('map'))} |"
-        )
+        out[str(run.get("method"))] = {
+            "top1": best.get("top1"),
+            "top5": best.get("top5"),
+            "top1_related": mean[False],
+            "top1_unrelated": mean[True],
+            "r1": recall.get("1"),
+            "r5": recall.get("5"),
+            "map": retrieval.get("map"),
+        }
+    return out
+
+
+def _format_table(per_seed: list[dict[str, dict[str, Any]]]) -> str:
+    """Markdown table of :func:`_metrics` in %: the value for one seed, mean +- std
+    (population) over several."""
+    import statistics
+
+    header = "| method | " + " | ".join(name for _, name in TABLE_COLUMNS) + " |"
+    lines = [header, "|---" * (len(TABLE_COLUMNS) + 1) + "|"]
+    for method in per_seed[0]:
+        cells = []
+        for key, _ in TABLE_COLUMNS:
+            values = [
+                100 * m[method][key] for m in per_seed if m.get(method, {}).get(key) is not None
+            ]
+            if not values:
+                cells.append("-")
+            elif len(per_seed) == 1:
+                cells.append(f"{values[0]:.1f}")
+            else:
+                cells.append(f"{statistics.mean(values):.1f} +- {statistics.pstdev(values):.1f}")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _table(report: dict[str, Any], synth_info: dict[str, Any]) -> str:
+    """The comparison of one demo run as Markdown (spec section 6)."""
+    return _format_table([_metrics(report, synth_info)])
+
+
+def run_demo_seeds(
+    out: str | Path,
+    *,
+    seeds: tuple[int, ...],
+    quick: bool = False,
+    overrides: list[str] | None = None,
+) -> str:
+    """``ccl demo`` for each seed (into ``out/seed_S``), then the table with mean +- std over
+    the seeds (``out/demo_table_seeds.md``, per-seed numbers in ``out/demo_seeds.json``)."""
+    out = Path(out)
+    per_seed = []
+    for seed in seeds:
+        root = out / f"seed_{seed}"
+        report = run_demo(root, seed=seed, quick=quick, overrides=overrides)
+        info = json.loads((root / "synth" / "synth_info.json").read_text())
+        per_seed.append(_metrics(report, info))
+    table = (
+        f"Test split, best-on-validation checkpoint, mean +- std over seeds "
+        f"{', '.join(map(str, seeds))}\n\n" + _format_table(per_seed)
+    )
+    (out / "demo_table_seeds.md").write_text(table + "\n")
+    (out / "demo_seeds.json").write_text(
+        json.dumps({str(s): m for s, m in zip(seeds, per_seed)}, indent=1) + "\n"
+    )
+    print(table)
+    return table
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     if args.compare:
         seeds = tuple(args.seeds) if args.seeds else (args.seed,)
-        run_compare(args.out, seeds=seeds, quick=args.quick, overrides=args.overrides)
+        run_compare(
+            args.out, seeds=seeds, quick=args.quick, overrides=args.overrides, jobs=args.jobs
+        )
+    elif args.seeds:
+        run_demo_seeds(
+            args.out, seeds=tuple(args.seeds), quick=args.quick, overrides=args.overrides
+        )
     else:
         run_demo(args.out, seed=args.seed, quick=args.quick, overrides=args.overrides)
     return 0
@@ -321,6 +448,18 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="the paper's table: CCL, FitNet, PKT, CC, RKD, CRD and CMC with each teacher setting",
     )
-    p.add_argument("--seeds", type=int, nargs="+", help="with --compare: seeds to average over")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        help="seeds to average over (one benchmark, teachers and runs per seed, in --out/seed_S)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="with --compare: trainings run at once, in separate processes (e.g. on a GPU "
+        "machine with many cores); the results do not depend on it",
+    )
     p.add_argument("overrides", nargs="*", metavar="section.key=value", help="applied to every run")
     p.set_defaults(func=_cmd_demo)

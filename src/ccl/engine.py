@@ -319,8 +319,17 @@ def train_step(
     """One optimisation step: forward, a finite-loss check, one backward, one step."""
     with autocast_context(batch.clip.device, precision):
         student_out, result = module(batch)
-    terms = {k: float(v) for k, v in result.terms.items()}
-    if not math.isfinite(float(result.loss.detach())):
+    # One device-to-host copy for the loss and every logged term (a float() each would
+    # synchronise with the GPU once per term)
+    names = list(result.terms)
+    values = torch.stack(
+        [
+            torch.as_tensor(v, device=result.loss.device).detach().float().reshape(())
+            for v in (result.loss, *(result.terms[k] for k in names))
+        ]
+    ).tolist()
+    loss_value, terms = values[0], dict(zip(names, values[1:]))
+    if not math.isfinite(loss_value):
         raise NonFiniteLossError(", ".join(f"{k}={v:.4g}" for k, v in terms.items()))
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(result.loss).backward()

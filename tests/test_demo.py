@@ -51,3 +51,11 @@ def test_demo_over_seeds_writes_mean_table(tmp_path, capsys):
         "CCL-AI",
     }
     assert (tmp_path / "seed_2" / "report" / "report.md").is_file()
+    # the comparison over the same folder reuses the demo's baseline and CCL runs
+    capsys.readouterr()
+    from ccl.demo import run_compare
+
+    run_compare(tmp_path, seeds=(1, 2), quick=True, methods=("ccl",))
+    printed = capsys.readouterr().out
+    for name in ("demo-baseline", "demo-ccl-a", "demo-ccl-i", "demo-ccl-ai"):
+        assert f"train {name} (seed 2): done already" in printed

@@ -24,7 +24,7 @@ def test_quick_compare_runs_each_method_with_each_teacher_setting(tmp_path, caps
         f"{m}/{c}" for m in ("baseline", "ccl", "crd") for c in ("A", "I", "AI")
     }
     assert all(len(v) == 1 and 0.0 <= v[0] <= 1.0 for v in results.values())
-    for name in ("baseline", "ccl-a", "ccl-i", "ccl-ai", "crd-a", "crd-i", "crd-ai"):
+    for name in ("demo-baseline", "demo-ccl-a", "demo-ccl-i", "demo-ccl-ai", "crd-a", "crd-i"):
         assert (tmp_path / "seed_1" / "runs" / name / "eval_test.json").is_file()
     assert (tmp_path / "seed_1" / "report" / "report.md").is_file()
 

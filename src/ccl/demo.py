@@ -201,7 +201,14 @@ def _compare_run(spec: dict[str, Any]) -> tuple[str, str, float, str]:
     cfg = preset("demo-baseline")
     cfg.objective.method = method
     cfg.objective.teachers = () if method == "baseline" else TEACHER_SETTINGS[column]
-    cfg.train.name = "baseline" if method == "baseline" else f"{method}-{column.lower()}"
+    # baseline and CCL are the runs `ccl demo` makes (the same configs): with the same
+    # --out, a comparison reuses the runs of `ccl demo --seeds ...` instead of repeating them
+    if method == "baseline":
+        cfg.train.name = "demo-baseline"
+    elif method == "ccl":
+        cfg.train.name = f"demo-ccl-{column.lower()}"
+    else:
+        cfg.train.name = f"{method}-{column.lower()}"
     cfg.train.out_dir = str(root / "runs")
     cfg.train.seed = seed
     run_dir = train_and_evaluate(
@@ -296,12 +303,23 @@ def _process_pool(workers: int) -> Any:
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
+def _cell(values: list[float]) -> str:
+    """A table cell: "-" without values, the value alone for one, else mean +- std
+    (population std) over them."""
+    import statistics
+
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} +- {statistics.pstdev(values):.1f}"
+
+
 def _compare_table(
     results: dict[tuple[str, str], list[float]], methods: tuple[str, ...], seeds: tuple[int, ...]
 ) -> str:
     """Rows: methods; columns: A, I, AI (the paper's layout); cells: mean +- std of test top-1
     in % over the seeds (population std; a single seed shows the value alone)."""
-    import statistics
 
     lines = [
         f"Test top-1 (%), best-on-validation checkpoint, seeds {', '.join(map(str, seeds))}",
@@ -312,13 +330,7 @@ def _compare_table(
     for method in methods:
         cells = []
         for column in TEACHER_SETTINGS:
-            values = [100 * v for v in results.get((method, column), [])]
-            if not values:
-                cells.append("-")
-            elif len(values) == 1:
-                cells.append(f"{values[0]:.1f}")
-            else:
-                cells.append(f"{statistics.mean(values):.1f} +- {statistics.pstdev(values):.1f}")
+            cells.append(_cell([100 * v for v in results.get((method, column), [])]))
         name = "baseline (no distillation)" if method == "baseline" else METHOD_NAMES[method]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -367,22 +379,14 @@ def _metrics(report: dict[str, Any], synth_info: dict[str, Any]) -> dict[str, di
 def _format_table(per_seed: list[dict[str, dict[str, Any]]]) -> str:
     """Markdown table of :func:`_metrics` in %: the value for one seed, mean +- std
     (population) over several."""
-    import statistics
 
     header = "| method | " + " | ".join(name for _, name in TABLE_COLUMNS) + " |"
     lines = [header, "|---" * (len(TABLE_COLUMNS) + 1) + "|"]
     for method in per_seed[0]:
         cells = []
         for key, _ in TABLE_COLUMNS:
-            values = [
-                100 * m[method][key] for m in per_seed if m.get(method, {}).get(key) is not None
-            ]
-            if not values:
-                cells.append("-")
-            elif len(per_seed) == 1:
-                cells.append(f"{values[0]:.1f}")
-            else:
-                cells.append(f"{statistics.mean(values):.1f} +- {statistics.pstdev(values):.1f}")
+            values = [m[method][key] for m in per_seed if m.get(method, {}).get(key) is not None]
+            cells.append(_cell([100 * v for v in values]))
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

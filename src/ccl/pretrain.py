@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ccl.checkpoint import save_checkpoint
+from ccl.engine import resolve_device
 from ccl.models.teachers import IMAGE_TEACHER_ARCHS, KINETICS_MEAN, KINETICS_STD
 
 
@@ -53,8 +54,12 @@ def _fit(
     seed: int,
     augment: Any = None,
     log_prefix: str = "",
+    device: torch.device | None = None,
 ) -> float:
-    """Adam with a cosine schedule; returns held-out accuracy (10 % of the corpus)."""
+    """Adam with a cosine schedule on ``device`` (the corpus stays on the CPU, batches move);
+    the model is left on the CPU. Returns held-out accuracy (10 % of the corpus)."""
+    device = device or torch.device("cpu")
+    model.to(device)
     train_idx, val_idx = _split(len(labels), seed)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
@@ -71,26 +76,31 @@ def _fit(
             idx = perm[i : i + batch_size]
             x = inputs[idx]
             if augment is not None:
-                x = augment(x, g)
-            loss = F.cross_entropy(forward(x), labels[idx])
+                x = augment(x, g)  # on the CPU, from the seeded generator
+            loss = F.cross_entropy(forward(x.to(device)), labels[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             total, n = total + float(loss.detach()) * len(idx), n + len(idx)
-        acc = _accuracy(model, forward, inputs[val_idx], labels[val_idx])
+        acc = _accuracy(model, forward, inputs[val_idx], labels[val_idx], device)
         print(
             f"{log_prefix}epoch {epoch + 1}/{epochs} loss {total / max(n, 1):.3f} "
             f"held-out acc {acc:.3f} ({time.perf_counter() - t0:.1f}s)",
             flush=True,
         )
+    model.to("cpu")
     return acc
 
 
 @torch.no_grad()
-def _accuracy(model: torch.nn.Module, forward: Any, x: torch.Tensor, y: torch.Tensor) -> float:
+def _accuracy(
+    model: torch.nn.Module, forward: Any, x: torch.Tensor, y: torch.Tensor, device: torch.device
+) -> float:
     model.eval()
-    preds = torch.cat([forward(x[i : i + 256]).argmax(1) for i in range(0, len(x), 256)])
+    preds = torch.cat(
+        [forward(x[i : i + 256].to(device)).argmax(1).cpu() for i in range(0, len(x), 256)]
+    )
     return float((preds == y).float().mean())
 
 
@@ -104,6 +114,7 @@ def pretrain_image_teacher(
     batch_size: int = 64,
     lr: float = 2e-3,
     seed: int = 0,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Train a torchvision ResNet on ``images.npz`` (``images`` (N, H, W, 3) uint8,
     ``labels``, ``label_names``); write its state dict to ``out`` and ``out.json``."""
@@ -136,6 +147,7 @@ def pretrain_image_teacher(
         seed=seed,
         augment=augment,
         log_prefix="image teacher ",
+        device=resolve_device(device),
     )
     out = Path(out)
     save_checkpoint(model.state_dict(), out)
@@ -160,6 +172,7 @@ def pretrain_audio_teacher(
     batch_size: int = 64,
     lr: float = 2e-3,
     seed: int = 0,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Train :class:`SmallAudioCNN` on ``sounds.npz`` (``waveforms`` (N, samples),
     ``labels``, ``label_names``, ``sample_rate``) resampled to 32 kHz; save to ``out``."""
@@ -202,6 +215,7 @@ def pretrain_audio_teacher(
         seed=seed,
         augment=augment,
         log_prefix="audio teacher ",
+        device=resolve_device(device),
     )
     meta = {
         "classes": names,
@@ -225,10 +239,11 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
             size=args.size,
             epochs=args.epochs or 6,
             seed=args.seed,
+            device=args.device,
         )
     else:
         meta = pretrain_audio_teacher(
-            args.corpus, args.out, epochs=args.epochs or 8, seed=args.seed
+            args.corpus, args.out, epochs=args.epochs or 8, seed=args.seed, device=args.device
         )
     print(
         f"{args.modality} teacher: held-out accuracy {meta['held_out_accuracy']:.3f} -> {args.out}"
@@ -247,6 +262,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--size", type=int, default=32, help="image teacher input size")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda")
     p.set_defaults(func=_cmd_pretrain)
 
 

@@ -106,3 +106,22 @@ def test_crashed_worker_is_a_clear_error_not_a_hang():
         [sys.executable, "-c", CRASH_SCRIPT], capture_output=True, text=True, timeout=120
     )
     assert "CAUGHT a data loader worker died" in out.stdout and "data.workers=0" in out.stdout
+
+
+def test_guard_workers_maps_broken_pipes_and_keeps_dataset_errors():
+    from ccl.engine import _guard_workers
+
+    def broken_pipe():  # a worker killed while its batch was being received
+        yield 1
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    with pytest.raises(RuntimeError, match="worker died .ConnectionResetError.*data.workers=0"):
+        list(_guard_workers(broken_pipe()))
+
+    def dataset_error():  # torch re-raises what the dataset raised inside a worker
+        raise RuntimeError("Caught RuntimeError in DataLoader worker process 0.\nbad store")
+        yield
+
+    with pytest.raises(RuntimeError, match="bad store") as info:
+        list(_guard_workers(dataset_error()))
+    assert "worker died" not in str(info.value)

@@ -571,11 +571,20 @@ def _guard_workers(loader: Iterable) -> Iterator:
     deep in the multiprocessing machinery."""
     try:
         yield from loader
-    except RuntimeError as err:
-        if "DataLoader worker" in str(err):
+    except (RuntimeError, ConnectionError, EOFError) as err:
+        # torch reports a killed worker as a RuntimeError naming it; when the worker dies
+        # while the main process is receiving a batch from it, the pipe breaks first
+        # (ConnectionResetError / EOFError). Errors the dataset raised inside a worker are
+        # re-raised by torch "in DataLoader worker process": those pass unchanged.
+        message = str(err)
+        died = "DataLoader worker" in message and "in DataLoader worker process" not in message
+        if died or (
+            isinstance(err, (ConnectionError, EOFError)) and "worker process" not in message
+        ):
             raise RuntimeError(
-                f"a data loader worker died ({err}). Rerun with data.workers=0 to see the "
-                "error in the main process, or check memory (each worker holds open stores)."
+                f"a data loader worker died ({type(err).__name__}: {err}). Rerun with "
+                "data.workers=0 to see the error in the main process, or check memory (each "
+                "worker holds open stores)."
             ) from err
         raise
 

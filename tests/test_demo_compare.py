@@ -37,3 +37,24 @@ def test_parallel_compare_gives_the_same_table(tmp_path):
     assert json.loads((tmp_path / "parallel" / "compare.json").read_text()) == json.loads(
         (tmp_path / "serial" / "compare.json").read_text()
     )
+
+
+def test_diverged_method_is_recorded_not_fatal(tmp_path, monkeypatch):
+    import math
+
+    import ccl.demo as demo
+    from ccl.engine import NonFiniteLossError
+
+    def diverge(cfg, *args, **kwargs):
+        (tmp_path / "runs" / cfg.train.name).mkdir(parents=True)
+        raise NonFiniteLossError("non-finite loss at epoch 1, step 3: loss=nan")
+
+    monkeypatch.setattr(demo, "train_and_evaluate", diverge)
+    spec = {"method": "fitnet", "column": "A", "seed": 1, "root": str(tmp_path), "paths": {}}
+    spec.update(quick=True, overrides=[], threads=None)
+    method, column, top1, run_dir = demo._compare_run(spec)
+    assert (method, column) == ("fitnet", "A") and math.isnan(top1)
+    assert "loss=nan" in (tmp_path / "runs" / "fitnet-a" / "DIVERGED").read_text()
+    assert math.isnan(demo._compare_run(spec)[2])  # a rerun does not train it again
+    assert demo._cell([math.nan]) == "diverged"
+    assert demo._cell([10.0, math.nan, 20.0]) == "15.0 +- 5.0 (1 of 3 diverged)"

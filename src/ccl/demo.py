@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -194,6 +195,7 @@ def _compare_run(spec: dict[str, Any]) -> tuple[str, str, float, str]:
     import torch
 
     from ccl.config import preset
+    from ccl.engine import NonFiniteLossError
 
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
@@ -211,14 +213,26 @@ def _compare_run(spec: dict[str, Any]) -> tuple[str, str, float, str]:
         cfg.train.name = f"{method}-{column.lower()}"
     cfg.train.out_dir = str(root / "runs")
     cfg.train.seed = seed
-    run_dir = train_and_evaluate(
-        cfg,
-        spec["paths"],
-        label=f"{cfg.train.name} (seed {seed})",
-        quick=spec["quick"],
-        overrides=spec["overrides"],
-        checkpoints=("best",),
-    )
+    label = f"{cfg.train.name} (seed {seed})"
+    diverged = root / "runs" / cfg.train.name / "DIVERGED"
+    if diverged.exists():
+        print(f"[demo] {label}: diverged in an earlier run ({diverged.read_text().strip()})")
+        return method, column, math.nan, str(diverged.parent)
+    try:
+        run_dir = train_and_evaluate(
+            cfg,
+            spec["paths"],
+            label=label,
+            quick=spec["quick"],
+            overrides=spec["overrides"],
+            checkpoints=("best",),
+        )
+    except NonFiniteLossError as err:
+        # A method that diverges with its paper's default weight is a result of the
+        # comparison, not a reason to lose the other runs: recorded, shown as "diverged".
+        print(f"[demo] {label}: diverged: {err}", flush=True)
+        diverged.write_text(str(err) + "\n")
+        return method, column, math.nan, str(diverged.parent)
     top1 = json.loads((run_dir / "eval_test.json").read_text())["recognition"]["top1"]
     return method, column, float(top1), str(run_dir)
 
@@ -284,7 +298,11 @@ def run_compare(
         for col in TEACHER_SETTINGS if method == "baseline" else (column,):
             results.setdefault((method, col), []).append(top1)
     for seed in seeds:
-        runs = [Path(d[3]) for d, spec in zip(done, specs) if spec["seed"] == seed]
+        runs = [
+            Path(d[3])
+            for d, spec in zip(done, specs)
+            if spec["seed"] == seed and not math.isnan(d[2])
+        ]  # diverged runs (NaN) have no checkpoint to report
         build_report(runs, roots[seed] / "report")
     table = _compare_table(results, ("baseline", *methods), seeds)
     (out / "compare_table.md").write_text(table + "\n")
@@ -310,6 +328,11 @@ def _cell(values: list[float]) -> str:
 
     if not values:
         return "-"
+    finite = [v for v in values if not math.isnan(v)]
+    if len(finite) < len(values):
+        if not finite:
+            return "diverged"
+        return f"{_cell(finite)} ({len(values) - len(finite)} of {len(values)} diverged)"
     if len(values) == 1:
         return f"{values[0]:.1f}"
     return f"{statistics.mean(values):.1f} +- {statistics.pstdev(values):.1f}"

@@ -134,8 +134,9 @@ def test_pickled_object_checkpoint_is_refused(tmp_path):
 
 def test_non_finite_loss_stops_with_clear_message(tmp_path):
     cfg = _cfg("baseline", tmp_path, "train.epochs=1", "optim.lr=1e30", "optim.momentum=0")
-    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at epoch 1, step \d+: ce="):
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at epoch 1, step \d+: ce=") as e:
         train(cfg)
+    assert "No checkpoint was saved yet" in str(e.value)  # none before the first epoch ends
 
 
 def test_optimizer_groups_and_schedules(tmp_path):

@@ -496,7 +496,11 @@ def train(cfg: Config) -> RunResult:
             except NonFiniteLossError as err:
                 raise NonFiniteLossError(
                     f"non-finite loss at epoch {epoch + 1}, step {step}: {err}. "
-                    f"Last good checkpoint: {ckpt_dir / 'last.pt'}"
+                    + (
+                        f"Last good checkpoint: {ckpt_dir / 'last.pt'}"
+                        if (ckpt_dir / "last.pt").is_file()
+                        else "No checkpoint was saved yet."
+                    )
                 ) from None
             terms["acc"] = float((student_out.logits.argmax(1) == batch.label).float().mean())
             terms["data/skipped"] = float(torch.as_tensor(raw.get("skipped", 0)).sum())

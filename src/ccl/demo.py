@@ -200,16 +200,14 @@ def _compare_run(spec: dict[str, Any]) -> tuple[str, str, float, str]:
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     method, column, seed, root = spec["method"], spec["column"], spec["seed"], Path(spec["root"])
-    cfg = preset("demo-baseline")
-    cfg.objective.method = method
-    cfg.objective.teachers = () if method == "baseline" else TEACHER_SETTINGS[column]
-    # baseline and CCL are the runs `ccl demo` makes (the same configs): with the same
-    # --out, a comparison reuses the runs of `ccl demo --seeds ...` instead of repeating them
-    if method == "baseline":
-        cfg.train.name = "demo-baseline"
-    elif method == "ccl":
-        cfg.train.name = f"demo-ccl-{column.lower()}"
+    if method in ("baseline", "ccl"):
+        # the demo's own presets and run names: with the same --out, a comparison reuses
+        # the runs of `ccl demo --seeds ...` instead of repeating them
+        cfg = preset("demo-baseline" if method == "baseline" else f"demo-ccl-{column.lower()}")
     else:
+        cfg = preset("demo-baseline")
+        cfg.objective.method = method
+        cfg.objective.teachers = TEACHER_SETTINGS[column]
         cfg.train.name = f"{method}-{column.lower()}"
     cfg.train.out_dir = str(root / "runs")
     cfg.train.seed = seed

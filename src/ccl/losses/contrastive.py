@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ccl.losses.masking import check_valid, masked_mean
+
 # log(p + eps) with the reference's eps keeps our value equal to the reference's; it is
 # evaluated as logaddexp(log p, log eps) so nothing leaves log space.
 REFERENCE_EPS = 1e-10
@@ -25,13 +27,6 @@ def log1mexp(x: torch.Tensor) -> torch.Tensor:
     small = torch.log(-torch.expm1(torch.where(near_zero, x, safe)))
     large = torch.log1p(-torch.exp(torch.where(near_zero, safe, x)))
     return torch.where(near_zero, small, large)
-
-
-def _check_valid(valid: torch.Tensor | None, batch: int) -> None:
-    if valid is not None and (valid.dtype != torch.bool or valid.shape != (batch,)):
-        raise ValueError(
-            f"valid must be a ({batch},) bool tensor, got {valid.dtype} {tuple(valid.shape)}"
-        )
 
 
 def _stack_features(
@@ -89,7 +84,7 @@ class MultiClassNCELoss(nn.Module):
             )
         if targets.shape != anchors.shape[:1]:
             raise ValueError(f"targets must be (B,), got {tuple(targets.shape)}")
-        _check_valid(valid, anchors.shape[0])
+        check_valid(valid, anchors.shape[0])
         # Float32 at least: the softmax over B and the log1mexp need it under autocast.
         dtype = torch.promote_types(anchors.dtype, torch.float32)
         a = F.normalize(anchors.to(dtype), dim=1)
@@ -124,7 +119,7 @@ class MultiClassNCELoss(nn.Module):
             )
         if targets.shape != a_k.shape[1:2]:
             raise ValueError(f"targets must be (B,), got {tuple(targets.shape)}")
-        _check_valid(valid, a_k.shape[1])
+        check_valid(valid, a_k.shape[1])
         k = a_k.shape[0]
         sim = F.normalize(a_k, dim=2) @ F.normalize(b_k, dim=2).mT / self.temperature
         both = self._from_logits(torch.cat((sim, sim.mT)), targets, valid, dtype)
@@ -168,12 +163,7 @@ class MultiClassNCELoss(nn.Module):
         # A row without negatives has a negative term of 0 by definition (the reference:
         # NaN): its sum is 0, divided by max(|N(i)|, 1).
         neg_term = -log_not_p.masked_fill(~negative, 0.0).sum(-1) / n_neg.clamp(min=1)
-        per_anchor = pos_term + neg_term
-        if valid is None:
-            return per_anchor.mean(-1)
-        # the mean over valid anchors; 0 when there is none
-        weight = valid.to(per_anchor.dtype) / valid.sum().clamp(min=1)
-        return (per_anchor * weight).sum(-1)
+        return masked_mean(pos_term + neg_term, valid)  # over valid anchors
 
 
 def symmetric_contrastive(
@@ -185,15 +175,3 @@ def symmetric_contrastive(
 ) -> torch.Tensor:
     """``S(a, b) = L(a, b) + L(b, a)``, the form every CCL term takes (spec section 3)."""
     return loss(a, b, targets, valid) + loss(b, a, targets, valid)
-
-
-def symmetric_contrastive_pairs(
-    loss: MultiClassNCELoss,
-    a: torch.Tensor | Sequence[torch.Tensor],
-    b: torch.Tensor | Sequence[torch.Tensor],
-    targets: torch.Tensor,
-    valid: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """``S(a_k, b_k)`` for K pairs from one stacked similarity, as a (K,) tensor
-    (:meth:`MultiClassNCELoss.symmetric_pairs`)."""
-    return loss.symmetric_pairs(a, b, targets, valid)

@@ -8,6 +8,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ccl.losses.masking import check_valid, masked_mean
+
 Divergence = Literal["symmetric-kl", "js"]
 
 
@@ -46,13 +48,7 @@ class SymmetricKLLoss(nn.Module):
                 f"logits must both be (B, C) or (..., B, C); got {tuple(logits_p.shape)} "
                 f"and {tuple(logits_q.shape)}"
             )
-        if valid is not None and (
-            valid.dtype != torch.bool or valid.shape != logits_p.shape[-2:-1]
-        ):
-            raise ValueError(
-                f"valid must be a ({logits_p.shape[-2]},) bool tensor, got {valid.dtype} "
-                f"{tuple(valid.shape)}"
-            )
+        check_valid(valid, logits_p.shape[-2])
         dtype = torch.promote_types(logits_p.dtype, torch.float32)
         log_p = torch.log_softmax(logits_p.to(dtype), dim=-1)
         log_q = torch.log_softmax(logits_q.to(dtype), dim=-1)
@@ -63,7 +59,4 @@ class SymmetricKLLoss(nn.Module):
             per_sample = (log_p.exp() * (log_p - log_m)).sum(-1) + (
                 log_q.exp() * (log_q - log_m)
             ).sum(-1)
-        if valid is None:
-            return self.weight * per_sample.mean(-1)
-        weight = valid.to(per_sample.dtype) / valid.sum().clamp(min=1)
-        return self.weight * (per_sample * weight).sum(-1)
+        return self.weight * masked_mean(per_sample, valid)

@@ -41,6 +41,7 @@ from torch.func import functional_call
 from ccl.distributed import gather_no_grad, gather_with_grad
 from ccl.losses import MultiClassNCELoss, SymmetricKLLoss
 from ccl.losses.divergence import Divergence
+from ccl.losses.masking import masked_mean
 from ccl.models.composition import CompositionHead
 from ccl.models.r2plus1d import StudentOutput
 from ccl.models.teachers import ImageTeacher
@@ -187,11 +188,7 @@ class CCLObjective(Objective):
         terms[f"{t}/contrast_vt"] = s_vt.detach()
         terms[f"{t}/jsd"] = jsd.detach()
         terms[f"{t}/head_ce"] = head_ce.detach()
-        terms[f"{t}/head_acc"] = (
-            correct.float().mean()
-            if valid is None
-            else (correct & valid).sum().float() / valid.sum().clamp(min=1)
-        )
+        terms[f"{t}/head_acc"] = masked_mean(correct.float(), valid)
         return s_vm + s_vt + jsd, head_loss
 
 
@@ -201,6 +198,4 @@ def _cross_entropy(
     """Mean cross-entropy over the ``valid`` samples (None: all); 0 when there is none."""
     if valid is None:
         return F.cross_entropy(logits, targets)
-    per_sample = F.cross_entropy(logits, targets, reduction="none")
-    weight = valid.to(per_sample.dtype) / valid.sum().clamp(min=1)
-    return (per_sample * weight).sum()
+    return masked_mean(F.cross_entropy(logits, targets, reduction="none"), valid)

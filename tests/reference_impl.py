@@ -1,4 +1,4 @@
-"""Straightforward re-statements of the reference's formulas (spec section 3), for tests.
+"""Straightforward re-statements of the reference's formulas (docs/METHOD.md §3), for tests.
 
 Written from the formulas, deliberately naive: probabilities (not log space), the
 reference's 1e-10 inside each log, explicit Python loops where that is the obvious form.

@@ -10,7 +10,7 @@ from ccl.models.r2plus1d import intermediate_channels
 
 @pytest.mark.parametrize(
     ("arch", "params"),
-    # 51 classes; r2plus1d-10 is the reference's "depth 18" (spec: about 14.4 M)
+    # 51 classes; r2plus1d-10 is the reference's "depth 18" (docs/METHOD.md §2.1: about 14.4 M)
     [("r2plus1d-10", 14_391_466), ("r2plus1d-18", 33_204_586), ("r2plus1d-34", 63_530_922)],
 )
 def test_parameter_counts(arch, params):

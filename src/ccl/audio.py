@@ -1,6 +1,6 @@
 """Audio-teacher embeddings: extraction with PANNs and import of the reference's archive.
 
-Both paths write the same layout (spec sections 2 and 5)::
+Both paths write the same layout (docs/METHOD.md §2.3 and §6.2)::
 
     <out>/<Class>/<video_id>.npy     (512,) float32, or (T, 512) with segment embeddings
     <out>/manifest.json              what was written, how, and which videos have no sound

@@ -141,7 +141,7 @@ class Config:
 
 
 def _ucf51(method: str, teachers: tuple[str, ...]) -> Config:
-    """The reference's UCF51 runs (spec section 4): 300 epochs, batch 16, SGD 1e-3."""
+    """The reference's UCF51 runs (docs/METHOD.md §5.1): 300 epochs, batch 16, SGD 1e-3."""
     cfg = Config()
     cfg.objective.method = method  # type: ignore[assignment]
     cfg.objective.teachers = teachers
@@ -215,7 +215,7 @@ PRESETS = {
 
 
 _TEACHER_SETS = {"a": ("audio",), "i": ("image",), "ai": ("audio", "image")}
-# The paper's comparison (spec section 6): each method with each teacher setting, UCF51.
+# The paper's comparison (docs/METHOD.md §7): each method with each teacher setting, UCF51.
 PRESETS.update(
     {
         f"ucf51-{kd}-{short}": (

@@ -249,7 +249,7 @@ def run_compare(
     methods: tuple[str, ...] = COMPARED,
     jobs: int = 1,
 ) -> str:
-    """The paper's comparison table (spec section 6) on the demo: every method with the
+    """The paper's comparison table (docs/METHOD.md §7) on the demo: every method with the
     audio, image and both teachers, test top-1 of the best-on-validation checkpoint, mean +-
     std over ``seeds`` (each seed its own benchmark, teachers and runs under ``out/seed_S``).
     ``jobs`` > 1 prepares the seeds and runs the trainings in that many processes at once
@@ -413,7 +413,7 @@ def _format_table(per_seed: list[dict[str, dict[str, Any]]]) -> str:
 
 
 def _table(report: dict[str, Any], synth_info: dict[str, Any]) -> str:
-    """The comparison of one demo run as Markdown (spec section 6)."""
+    """The comparison of one demo run as Markdown (docs/METHOD.md §7)."""
     return _format_table([_metrics(report, synth_info)])
 
 

@@ -1,10 +1,10 @@
 """Video-level evaluation: recognition by the reference protocol, and video retrieval.
 
-Recognition (spec section 4): every non-overlapping window of each test video, short side
-resized then centre crop, softmax averaged over the video's windows; top-1, top-5, mean
+Recognition (docs/METHOD.md §5.4): every non-overlapping window of each test video, short
+side resized then centre crop, softmax averaged over the video's windows; top-1, top-5, mean
 per-class accuracy, per-class accuracies, confusion matrix. Retrieval from the same forward
-pass: queries = test videos, gallery = training videos, features = window-averaged,
-L2-normalised student features, cosine similarity; R@k and mAP.
+pass (docs/METHOD.md §5.5): queries = test videos, gallery = training videos, features =
+window-averaged, L2-normalised student features, cosine similarity; R@k and mAP.
 
 Every expected video is accounted for: a missing or unreadable one is an error unless
 ``allow_missing``, and then it counts as wrong (never leaves a denominator).

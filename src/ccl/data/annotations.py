@@ -1,4 +1,4 @@
-"""Split files -> the reference's annotation JSON (spec sections 4 and 5).
+"""Split files -> the reference's annotation JSON (docs/METHOD.md §5.3 and §6).
 
 Schema (the reference's, readable by its code)::
 

@@ -1,4 +1,4 @@
-"""Clip datasets over (annotation JSON, frame-store folder) (spec section 4).
+"""Clip datasets over (annotation JSON, frame-store folder) (docs/METHOD.md §5).
 
 Modes:
 

@@ -1,4 +1,4 @@
-"""Videos -> one HDF5 frame store per video (spec section 4).
+"""Videos -> one HDF5 frame store per video (docs/METHOD.md §5.2).
 
 Each store holds the frames of one video decoded with PyAV (any container FFmpeg reads),
 short side resized, JPEG-encoded, in the reference's layout: dataset ``video`` is a 1-D

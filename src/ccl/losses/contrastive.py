@@ -1,4 +1,4 @@
-"""Multi-class (label-aware) contrastive loss of CCL (paper Eq. 3; spec section 3)."""
+"""Multi-class (label-aware) contrastive loss of CCL (paper Eq. 3; docs/METHOD.md §3.1)."""
 
 from __future__ import annotations
 
@@ -173,5 +173,5 @@ def symmetric_contrastive(
     targets: torch.Tensor,
     valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``S(a, b) = L(a, b) + L(b, a)``, the form every CCL term takes (spec section 3)."""
+    """``S(a, b) = L(a, b) + L(b, a)``, the form every CCL term takes (docs/METHOD.md §3.1)."""
     return loss(a, b, targets, valid) + loss(b, a, targets, valid)

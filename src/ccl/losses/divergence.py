@@ -1,4 +1,4 @@
-"""Posterior-matching term of CCL, the "JSD" of the reference (spec section 3)."""
+"""Posterior-matching term of CCL, the "JSD" of the reference (docs/METHOD.md §3.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Compositional embedding head (CCL paper, section 3.2; spec section 2)."""
+"""Compositional embedding head (CCL paper, section 3.2; docs/METHOD.md §2.4)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """PANNs audio tagging networks (Kong et al., 2020): ``Cnn14`` and ``Cnn14_emb512``.
 
-The CCL audio teacher (spec section 2) is PANNs ``Cnn14_emb512``: Cnn14 whose first fully
+The CCL audio teacher (docs/METHOD.md §2.3) is PANNs ``Cnn14_emb512``: Cnn14 whose first fully
 connected layer maps 2048 -> 512, trained on AudioSet (527 classes). This module is an
 independent implementation whose parameter names and shapes are those of the published
 PANNs classes, so the authors' checkpoints (``Cnn14_mAP=0.431.pth``,

@@ -1,4 +1,4 @@
-"""Frozen teachers (spec section 2): an ImageNet ResNet on one frame of the clip, and
+"""Frozen teachers (docs/METHOD.md §2.2, §2.3): an ImageNet ResNet on one frame of the clip, and
 precomputed audio embeddings (PANNs Cnn14_emb512) looked up per video."""
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def load_torchvision_weights(path: str | Path, arch: str) -> Mapping[str, torch.
 
 
 class AudioEmbeddings:
-    """Precomputed audio-teacher embeddings joined to videos by id (spec section 2).
+    """Precomputed audio-teacher embeddings joined to videos by id (docs/METHOD.md §2.3).
 
     Each video has one (D,) vector or a (T, D) array of segment embeddings (a random row is
     used per training sample). A video without an entry, or marked unavailable, gives a zero

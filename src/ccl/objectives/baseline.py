@@ -9,7 +9,7 @@ from ccl.objectives.base import Batch, Objective, ObjectiveOutput
 
 
 class BaselineObjective(Objective):
-    """``L_v = CE(v)`` (spec section 3, "baseline")."""
+    """``L_v = CE(v)`` (docs/METHOD.md §3.3, "baseline")."""
 
     def forward(self, student_out: StudentOutput, batch: Batch) -> ObjectiveOutput:
         ce = F.cross_entropy(student_out.logits, batch.label)

@@ -1,4 +1,4 @@
-"""Compositional Contrastive Learning (Chen et al., CVPR 2021; spec sections 2-3).
+"""Compositional Contrastive Learning (Chen et al., CVPR 2021; docs/METHOD.md §2 and §3).
 
 Per teacher t with student feature v, teacher feature x_t and composed feature m = x_tv:
 
@@ -6,11 +6,12 @@ Per teacher t with student feature v, teacher feature x_t and composed feature m
     head loss      CE(m_logits) + S(v, m) + S(m, x_t) + J(v_logits, m_logits)
     L_v            CE(v_logits) + w * sum_t (student terms of t)      (w = 1, or 0.5 with both)
 
-Gradient routing (``head_update``):
+Gradient routing (``head_update``; docs/METHOD.md §4):
 
-- ``reference`` (default; produced the published numbers): the student receives grad L_v
-  only, each head grad(L_head + L_v). The reference gets this with two or three backward
-  passes through the student (``retain_graph``); here one scalar does it in one pass,
+- ``reference`` (default): the student receives grad L_v only, each head
+  grad(L_head + L_v): what the reference's two or three backward passes through the student
+  (``retain_graph``) give when no head is stepped between them (its code steps each head
+  before L_v's backward; docs/METHOD.md §4.1, §4.3). Here one scalar does it in one pass,
   ``L_v + sum_t L_head_t(v.detach())``: the head losses see a detached student, so they
   reach the heads and not the student, while L_v reaches both.
 - ``paper`` (Algorithm A of the paper): each head is trained by its CE only. L_v then
@@ -54,7 +55,7 @@ from ccl.objectives.base import (
 
 HeadUpdate = Literal["reference", "paper"]
 TEACHERS = ("audio", "image")
-# The reference's temperatures (spec section 3).
+# The reference's temperatures (docs/METHOD.md §3.1).
 DEFAULT_TEMPERATURES = {"audio": 0.5, "image": 0.1}
 
 

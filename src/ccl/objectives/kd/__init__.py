@@ -1,4 +1,4 @@
-"""Feature-distillation methods the CCL paper compares against (spec section 6), trained by
+"""Feature-distillation methods the CCL paper compares against (docs/METHOD.md §3.5, §7), trained by
 the same loop as CCL: FitNet, PKT, CC ("COR"), RKD, CRD and CMC.
 
 ``build_kd_objective(method, ...)`` returns a :class:`DistillationObjective`:

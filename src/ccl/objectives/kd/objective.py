@@ -1,9 +1,9 @@
-"""Feature-distillation baselines of the CCL paper (spec section 6) as one objective.
+"""Feature-distillation baselines of the CCL paper (docs/METHOD.md §3.5) as one objective.
 
 ``L = CE(student logits) + w * sum_t D_t(v, x_t)`` with ``v`` the student's pooled feature,
 ``x_t`` teacher t's frozen feature and ``D_t`` the chosen method's loss module (one per
 teacher, its trainable parts and buffers in ``self.heads[t]``). ``w`` defaults to 1 with one
-teacher and 0.5 each with both, as CCL-AI weights its teacher terms (spec section 3).
+teacher and 0.5 each with both, as CCL-AI weights its teacher terms (docs/METHOD.md §3.3).
 
 As in :mod:`ccl.objectives.ccl`: samples without audio are dropped from the audio term only
 (a step where too few samples have audio skips that term); under DDP the distillation terms

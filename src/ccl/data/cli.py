@@ -28,6 +28,10 @@ def describe_os_error(err: OSError) -> str:
     """One line naming the path and the cause (``/data/out: Permission denied``), for
     commands that report file-system failures without a traceback."""
     cause = err.strerror or str(err)
+    if isinstance(err, (FileExistsError, NotADirectoryError)) and os.path.isfile(
+        err.filename or ""
+    ):
+        cause = "a file where a folder is expected"
     return f"{err.filename}: {cause}" if err.filename else cause
 
 
@@ -165,7 +169,7 @@ def _cmd_annotations(args: argparse.Namespace) -> int:
         ann.write(out)
         write_text_atomic(report_path, json.dumps(ann.report.to_dict(), indent=1))
     except OSError as err:
-        print(f"error: cannot write {describe_os_error(err)}", file=sys.stderr)
+        print(f"error: cannot write {out} ({describe_os_error(err)})", file=sys.stderr)
         return 2
     print(ann.report.summary())
     print(f"wrote {out} (report: {report_path})")

@@ -271,7 +271,7 @@ def test_os_errors_are_one_line_without_traceback(tmp_path: Path, monkeypatch, c
     (tmp_path / "file").write_text("a file, not a folder")
     # a file where the output folder, or one of its parents, should be
     proc = run_cli("prepare", "videos", str(src), str(tmp_path / "file"), "--no-progress")
-    assert_one_line_error(proc, str(tmp_path / "file"), "not a folder")
+    assert_one_line_error(proc, str(tmp_path / "file"), "a file where a folder is expected")
     assert data_cli(["prepare", "videos", str(src), str(tmp_path / "file" / "dst")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {tmp_path / 'file' / 'dst'}: cannot create the output folder")

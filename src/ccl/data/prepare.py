@@ -633,6 +633,8 @@ def prepare_videos(
         "audio": audio,
         "jpeg_quality": int(jpeg_quality),
         "workers": workers,
+        "reprepare": reprepare,
+        "allow_still_images": allow_still_images,
     }
     report = PrepareReport(src=str(src), dst=str(dst), settings=settings)
     start = time.perf_counter()

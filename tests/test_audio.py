@@ -547,7 +547,7 @@ def test_import_audio_archive(tmp_path: Path) -> None:
     assert sorted(again.written) == sorted(good)
 
 
-def test_cli_register(tmp_path: Path) -> None:
+def test_cli_register(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser(prog="ccl")
     register(parser.add_subparsers(dest="command", required=True))
     archive = tmp_path / "a.tar.gz"
@@ -569,6 +569,15 @@ def test_cli_register(tmp_path: Path) -> None:
         ]
     )
     assert missing.func(missing) == 2
+    # a file where the output folder should be: one line naming it, no traceback
+    (tmp_path / "file").write_text("x")
+    into_file = parser.parse_args(
+        ["import-audio-features", "--from-archive", str(archive), "--out", str(tmp_path / "file")]
+    )
+    capsys.readouterr()
+    assert into_file.func(into_file) == 2
+    printed = capsys.readouterr().out.strip()
+    assert printed == f"error: {tmp_path / 'file'}: a file where a folder is expected"
     ext = parser.parse_args(
         [
             "extract-audio",

@@ -49,3 +49,10 @@ def test_audio_teacher_round_trip(tmp_path):
     with pytest.raises(ValueError, match="img|not a ccl-small-audio-cnn"):
         torch.save({"a": torch.zeros(1)}, tmp_path / "img.pt")
         load_small_audio_teacher(tmp_path / "img.pt")
+
+
+def test_corrupt_corpus_is_named(tmp_path):
+    corpus = tmp_path / "images.npz"
+    corpus.write_bytes(b"PK\x03\x04 not a zip archive")
+    with pytest.raises(ValueError, match=f"cannot read teacher corpus {corpus}: BadZipFile"):
+        pretrain_image_teacher(tmp_path, tmp_path / "out.pt")

@@ -19,7 +19,9 @@ from ccl.report import (  # noqa: E402
     ReportError,
     build_report,
     human_duration,
+    load_run,
     method_label,
+    plot_tsne,
     read_metrics,
     register,
 )
@@ -262,6 +264,18 @@ def test_cli_bad_run_dir(
     assert ("does not exist" if broken == "missing" else "no config.json") in err
     with pytest.raises(ReportError):
         build_report([bad], tmp_path / "o2")
+
+
+def test_corrupt_features_file_is_named_and_its_figure_skipped(
+    runs: list[Path], tmp_path: Path
+) -> None:
+    features = runs[0] / "eval_test_features.npz"
+    features.write_bytes(b"PK\x03\x04 not a zip archive")
+    with pytest.raises(ValueError, match=f"cannot read saved features {features}: BadZipFile"):
+        plot_tsne(load_run(runs[0]), tmp_path / "tsne.png")
+    build_report([runs[0]], tmp_path / "report")
+    skipped = json.loads((tmp_path / "report" / "report.json").read_text())["skipped_figures"]
+    assert any(str(features) in s for s in skipped), skipped
 
 
 def test_helpers(tmp_path: Path) -> None:

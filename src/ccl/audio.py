@@ -674,6 +674,11 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}")
         return 2
+    except OSError as err:
+        from ccl.data.cli import describe_os_error
+
+        print(f"error: {describe_os_error(err)}")
+        return 2
     print(report.summary())
     for key, reason in list(report.failed.items())[:10]:
         print(f"  failed: {key}: {reason}")
@@ -685,6 +690,11 @@ def _cmd_import(args: argparse.Namespace) -> int:
         report = import_audio_archive(args.from_archive, args.out)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}")
+        return 2
+    except OSError as err:
+        from ccl.data.cli import describe_os_error
+
+        print(f"error: {describe_os_error(err)}")
         return 2
     print(report.summary())
     for name in report.junk:

@@ -29,11 +29,15 @@ def _load_npz(path: Path, name: str, keys: tuple[str, ...]) -> dict[str, np.ndar
     path = path / name if path.is_dir() else path
     if not path.is_file():
         raise FileNotFoundError(f"teacher corpus not found: {path} (made by `ccl synth`)")
-    with np.load(path, allow_pickle=False) as data:
-        absent = [k for k in keys if k not in data]
-        if absent:
-            raise ValueError(f"{path} lacks arrays {absent}")
-        return {k: data[k] for k in data.files}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except Exception as err:  # noqa: BLE001 - any unreadable file: one message naming it
+        raise ValueError(f"cannot read teacher corpus {path}: {type(err).__name__}: {err}") from err
+    absent = [k for k in keys if k not in arrays]
+    if absent:
+        raise ValueError(f"{path} lacks arrays {absent}")
+    return arrays
 
 
 def _split(n: int, seed: int, held_out: float = 0.1) -> tuple[np.ndarray, np.ndarray]:

@@ -519,9 +519,14 @@ def plot_tsne(
         return None
     from sklearn.manifold import TSNE
 
-    with np.load(fpath) as data:
-        feats = np.asarray(data["features"], dtype=np.float32)
-        labels = np.asarray(data["labels"]).astype(np.int64)
+    try:
+        with np.load(fpath, allow_pickle=False) as data:
+            feats = np.asarray(data["features"], dtype=np.float32)
+            labels = np.asarray(data["labels"]).astype(np.int64)
+    except Exception as err:  # noqa: BLE001 - any unreadable file: one message naming it
+        raise ValueError(
+            f"cannot read saved features {fpath}: {type(err).__name__}: {err}"
+        ) from err
     n = len(feats)
     if n < 5:
         return None
@@ -711,6 +716,8 @@ def build_report(
                 tsne = plot_tsne(run, out / f"tsne_{stem}.png", split, tsne_max_points)
             except ImportError:
                 skipped.append(f"tsne_{stem}.png: scikit-learn is not installed")
+            except ValueError as err:  # a corrupt features file
+                skipped.append(f"tsne_{stem}.png: {err}")
             else:
                 if tsne:
                     figures.append((f"tsne_{stem}.png", f"{run.name}: t-SNE of {split} features"))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -121,3 +124,37 @@ def write_ucf_splits(root: Path, extra_train: list[str] | None = None) -> Path:
     (root / "trainlist01.txt").write_text("\n".join(train) + "\n")
     (root / "testlist01.txt").write_text("\n".join(test) + "\n")
     return root
+
+
+def digest(root: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``root`` (or of ``root`` itself), by relative path: equal
+    before and after a command means it changed nothing there."""
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m ccl.cli ARGS`` in a subprocess with this checkout's sources; stdout and
+    stderr together in ``.stdout``."""
+    import ccl
+
+    env = dict(os.environ, PYTHONPATH=str(Path(ccl.__file__).parents[1]), OMP_NUM_THREADS="1")
+    return subprocess.run(
+        [sys.executable, "-m", "ccl.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
+    """A refused command: non-zero exit, no traceback, the error on its own line holding
+    every fragment. Returns that line."""
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stdout, proc.stdout
+    lines = [line for line in proc.stdout.splitlines() if "error" in line]
+    assert lines, proc.stdout
+    assert all(f in lines[-1] for f in fragments), proc.stdout
+    return lines[-1]

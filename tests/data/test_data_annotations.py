@@ -7,7 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_helpers import CORRUPT, N_FRAMES, write_ucf_splits
+from data_helpers import (
+    CORRUPT,
+    N_FRAMES,
+    assert_one_line_error,
+    digest,
+    run_cli,
+    write_ucf_splits,
+)
 
 from ccl.data.annotations import (
     AnnotationFormatError,
@@ -253,3 +260,69 @@ def test_hold_out_groups_fraction_and_determinism() -> None:
     assert held == hold_out_groups(groups, 0.2, seed=7)
     assert len(held) == 6 and len({groups[k] for k in held}) == 2
     assert hold_out_groups(groups, 0.0, seed=7) == set()
+
+
+def test_outputs_that_are_inputs_are_refused(prepared, tmp_path: Path, capsys) -> None:
+    stores, _ = prepared
+    splits = write_ucf_splits(tmp_path / "splits")
+    (tmp_path / "notes.txt").write_text("my notes\n")
+    before, stores_before = digest(tmp_path), digest(stores)
+    ucf = ["prepare", "annotations", "ucf101", "--splits", str(splits), "--videos", str(stores)]
+    proc = run_cli(*ucf, "--out", str(splits / "trainlist01.txt"))
+    assert_one_line_error(proc, "trainlist01.txt is one of the inputs")
+    for out in (splits / "classInd.txt", splits / "testlist02.txt", tmp_path / "notes.txt"):
+        assert data_cli([*ucf, "--out", str(out)]) == 2
+        assert str(out) in capsys.readouterr().err
+    # the report written next to the output must not replace an input either
+    csv = tmp_path / "list.report.json"
+    csv.write_text("v_Basketball_g01_c01,Basketball,train\n")
+    before = digest(tmp_path)
+    args = ["annotations", "csv", "--csv", str(csv), "--videos", str(stores)]
+    assert data_cli(["prepare", *args, "--out", str(tmp_path / "list.json")]) == 2
+    assert "list.report.json is one of the inputs" in capsys.readouterr().err
+    assert digest(tmp_path) == before and digest(stores) == stores_before
+
+
+def test_annotation_output_os_error_is_one_line(prepared, tmp_path: Path, capsys) -> None:
+    stores, _ = prepared
+    splits = write_ucf_splits(tmp_path / "splits")
+    (tmp_path / "file").write_text("x")
+    out = tmp_path / "file" / "ucf.json"
+    ucf = ["prepare", "annotations", "ucf101", "--splits", str(splits), "--videos", str(stores)]
+    assert data_cli([*ucf, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    where = tmp_path / "file"
+    assert err == [f"error: cannot write {out} ({where}: a file where a folder is expected)"]
+
+
+def test_val_fraction_outside_zero_one_is_refused(prepared, tmp_path: Path, capsys) -> None:
+    stores, _ = prepared
+    splits = write_ucf_splits(tmp_path / "splits")
+    out = tmp_path / "ucf.json"
+    ucf = ["prepare", "annotations", "ucf101", "--splits", str(splits), "--videos", str(stores)]
+    for bad in ("-1", "1", "nan"):
+        with pytest.raises(SystemExit) as exit_info:
+            data_cli([*ucf, "--out", str(out), "--val-fraction", bad])
+        assert exit_info.value.code == 2
+        assert "validation fraction must be in [0, 1)" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\).*got -1"):
+        build_ucf101(splits, stores, val_fraction=-1)
+    assert not out.exists()
+
+
+def test_input_file_errors_name_the_file(tmp_path: Path, capsys) -> None:
+    stores = tmp_path / "stores"
+    write_frame_store(stores / "c0" / "v0.hdf5", _frames(5), fps=5)
+    csv = tmp_path / "list.csv"
+    csv.write_text("v0,c0,train\n")
+    missing = tmp_path / "labels.txt"
+    with pytest.raises(FileNotFoundError, match=f"labels file not found: {missing}"):
+        build_csv(csv, stores, labels_file=missing)
+    csv.write_bytes("v0,c0,train\nv1,caf\xe9,test\n".encode("latin-1"))
+    with pytest.raises(AnnotationFormatError, match=r"list\.csv:2: not UTF-8 text \(byte 0xe9\)"):
+        build_csv(csv, stores)
+    out = tmp_path / "out.json"
+    args = ["annotations", "csv", "--csv", str(csv), "--videos", str(stores), "--out", str(out)]
+    assert data_cli(["prepare", *args]) == 2
+    assert f"{csv}:2: not UTF-8" in capsys.readouterr().err
+    assert not out.exists()

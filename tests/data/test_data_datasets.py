@@ -159,8 +159,11 @@ def test_missing_store_is_an_error_unless_skipped(ucf_json, tmp_path: Path) -> N
     }
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(data))
-    with pytest.raises(FileNotFoundError, match="1 videos have no frame store"):
+    with pytest.raises(FileNotFoundError, match="1 videos have no frame store") as err:
         ClipDataset(bad, stores, "training", "train")
+    # the hint names the command-line ways out, and says that training has none
+    assert "ccl evaluate --allow-missing" in str(err.value)
+    assert "ccl train has no option to leave them out" in str(err.value)
     ds = ClipDataset(bad, stores, "training", "train", missing="skip")
     assert len(ds) == 5 and ds.skipped == [("v_Ghost_g08_c01", "no frame store")]
     if not torch.cuda.is_available():

@@ -2,23 +2,40 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-from data_helpers import CORRUPT, N_FRAMES, SHORT_SIDE, VIDEOS, write_video
+from data_helpers import (
+    CORRUPT,
+    N_FRAMES,
+    SHORT_SIDE,
+    VIDEOS,
+    assert_one_line_error,
+    digest,
+    run_cli,
+    write_video,
+)
 from PIL import Image
 
 from ccl.data.cli import main as data_cli
 from ccl.data.prepare import (
     REPORT_NAME,
+    SettingsMismatchError,
     find_videos,
     prepare_videos,
     read_store_info,
+    store_settings_mismatch,
     temp_path_for,
 )
 
@@ -172,3 +189,185 @@ def test_cli_exit_status_and_summary(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "1 failed" in out[-1] and "prepare_report.json" in out[-1]
     with pytest.raises(SystemExit):
         data_cli(["prepare", "videos", str(src), str(tmp_path / "x"), "--fps", "fast"])
+
+
+def test_fixture_videos_have_no_frame_count_warnings(prepared) -> None:
+    _, report = prepared
+    assert not [w for w in report.warnings if "declares" in w["warning"]]
+
+
+def test_store_made_with_other_settings_is_refused_then_reprepared(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    write_video(src / "A" / "a.avi", 10, 64, 48)
+    write_video(src / "B" / "b.mkv", 8, 48, 64)
+    assert prepare_videos(src, dst, short_side=32, progress=False).ok
+    before = digest(dst)
+    # another short side: refused before anything is written (report included)
+    with pytest.raises(SettingsMismatchError, match=r"2 of the 2 stores.*short side 32, req"):
+        prepare_videos(src, dst, short_side=16, progress=False)
+    assert digest(dst) == before
+    code = data_cli(["prepare", "videos", str(src), str(dst), "--short-side", "16"])
+    assert code == 2 and digest(dst) == before
+    # asked to: converted again, and the report says so
+    report = prepare_videos(src, dst, short_side=16, reprepare=True, progress=False)
+    assert report.ok and len(report.converted) == 2 and not report.skipped
+    assert [r["reason"] for r in report.reprepared] == ["short side 32, requested 16"] * 2
+    for store in (dst / "A" / "a.hdf5", dst / "B" / "b.hdf5"):
+        info = read_store_info(store)
+        assert min(info["height"], info["width"]) == 16 and info["short_side"] == 16
+    written = json.loads((dst / REPORT_NAME).read_text())
+    assert written["settings"]["short_side"] == 16 and len(written["reprepared"]) == 2
+    assert "2 re-prepared" in report.summary()
+    # same settings again: skipped, nothing re-prepared
+    again = prepare_videos(src, dst, short_side=16, progress=False)
+    assert len(again.skipped) == 2 and not again.reprepared
+    # every recorded setting is compared
+    store = dst / "A" / "a.hdf5"
+    same = {"short_side": 16, "fps": None, "jpeg_quality": 90, "audio": False}
+    assert store_settings_mismatch(store, **same) is None
+    assert "JPEG quality 90, requested 70" in store_settings_mismatch(
+        store, **{**same, "jpeg_quality": 70}
+    )
+    assert "audio requested" in store_settings_mismatch(store, **{**same, "audio": True})
+    assert "fps 25, requested 10" in store_settings_mismatch(store, **{**same, "fps": 10})
+
+
+def test_missing_frames_warn_for_every_container(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for name, codec in (("a.avi", "mpeg4"), ("b.mkv", "mpeg4"), ("c.webm", "libvpx")):
+        full = write_video(tmp_path / "full" / name, 60, 64, 48, codec=codec)
+        data = full.read_bytes()
+        (src / "T").mkdir(parents=True, exist_ok=True)
+        (src / "T" / name).write_bytes(data[: len(data) * 7 // 10])  # header intact
+    report = prepare_videos(src, tmp_path / "dst", short_side=16, progress=False)
+    warned = {Path(w["source"]).name: w["warning"] for w in report.warnings}
+    assert sorted(warned) == ["a.avi", "b.mkv", "c.webm"], report.to_dict()
+    for name, text in warned.items():
+        n = read_store_info(tmp_path / "dst" / "T" / (Path(name).stem + ".hdf5"))["n_frames"]
+        assert 0 < n < 60 and f"only {n} of the 60 frames" in text
+
+
+def test_still_image_is_refused_unless_asked(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "A").mkdir(parents=True)
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(src / "A" / "photo.png")
+    (src / "A" / "photo.png").rename(src / "A" / "photo.mp4")
+    write_video(src / "A" / "one.mp4", 1, 64, 48, codec="libx264")  # a real 1-frame video
+    report = prepare_videos(src, tmp_path / "dst", short_side=16, progress=False)
+    assert [Path(f["source"]).name for f in report.failed] == ["photo.mp4"]
+    assert "still image (png)" in report.failed[0]["reason"]
+    assert "--allow-still-images" in report.failed[0]["reason"]
+    assert [Path(p).name for p in report.converted] == ["one.mp4"]
+    allowed = prepare_videos(
+        src, tmp_path / "dst", short_side=16, allow_still_images=True, progress=False
+    )
+    assert allowed.ok
+    assert read_store_info(tmp_path / "dst" / "A" / "photo.hdf5")["n_frames"] == 1
+
+
+def test_os_errors_are_one_line_without_traceback(tmp_path: Path, monkeypatch, capsys) -> None:
+    src = tmp_path / "src"
+    write_video(src / "A" / "a.avi", 4, 64, 48)
+    (tmp_path / "file").write_text("a file, not a folder")
+    # a file where the output folder, or one of its parents, should be
+    proc = run_cli("prepare", "videos", str(src), str(tmp_path / "file"), "--no-progress")
+    assert_one_line_error(proc, str(tmp_path / "file"), "a file where a folder is expected")
+    assert data_cli(["prepare", "videos", str(src), str(tmp_path / "file" / "dst")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {tmp_path / 'file' / 'dst'}: cannot create the output folder")
+    assert (tmp_path / "file").read_text() == "a file, not a folder"
+    # disk full while writing the report: the report's path and the cause, no temp file
+    real_write = Path.write_text
+
+    def full(self: Path, *args, **kwargs):
+        if self.name.startswith(f".{REPORT_NAME}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    dst = tmp_path / "dst"
+    assert data_cli(["prepare", "videos", str(src), str(dst), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {dst / REPORT_NAME}: No space left on device"
+    assert not list(dst.glob(f".{REPORT_NAME}*"))
+
+
+def test_bad_values_are_refused_at_the_boundary(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_video(src / "A" / "a.avi", 4, 64, 48)
+    dst = tmp_path / "dst"
+    proc = run_cli("prepare", "videos", str(src), str(dst), "--short-side", "-5")
+    assert_one_line_error(proc, "--short-side must be at least 0, got -5")
+    assert not dst.exists()
+    with pytest.raises(ValueError, match="short side must be positive"):
+        prepare_videos(src, dst, short_side=-5, progress=False)
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        prepare_videos(src, dst, workers=0, progress=False)
+    with pytest.raises(SystemExit):
+        data_cli(["prepare", "videos", str(src), str(dst), "--workers", "0"])
+    assert not dst.exists()
+
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields 3.. of /proc/PID/stat (state, ppid, ..., start time at index 19)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _children(pid: int) -> dict[int, str]:
+    """Processes whose parent is ``pid``, with their start times (a pid may be reused)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        stat = _stat(int(entry.name)) if entry.name.isdigit() else None
+        if stat is not None and int(stat[1]) == pid:
+            found[int(entry.name)] = stat[19]
+    return found
+
+
+def _alive(pid: int, start: str) -> bool:
+    """Still running (a zombie waiting for a reaper counts as gone)."""
+    stat = _stat(pid)
+    return stat is not None and stat[19] == start and stat[0] not in ("Z", "X")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_killed_run_leaves_no_worker_processes(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    for i in range(4):
+        write_video(src / "A" / f"v{i}.avi", 200, 96, 72)
+    import ccl
+
+    env = dict(os.environ, PYTHONPATH=str(Path(ccl.__file__).parents[1]), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "ccl.data.cli", "prepare", "videos", str(src), str(dst)]
+    parent = subprocess.Popen(
+        [*cmd, "--workers", "2", "--no-progress"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    children: dict[int, str] = {}
+    try:
+        deadline = time.monotonic() + 120
+        # mid-run: the workers exist and one of them is writing a store
+        while time.monotonic() < deadline and parent.poll() is None:
+            children.update(_children(parent.pid))
+            if len(children) >= 2 and list(dst.rglob(".*.tmp")):
+                break
+            time.sleep(0.05)
+        assert parent.poll() is None, "the run ended before it could be killed"
+        children.update(_children(parent.pid))
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(_alive(*c) for c in children.items()):
+            time.sleep(0.1)
+        assert not [pid for pid, start in children.items() if _alive(pid, start)], "orphans"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        for pid, start in children.items():  # only processes this test started
+            if _alive(pid, start):
+                os.kill(pid, signal.SIGKILL)

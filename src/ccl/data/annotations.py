@@ -22,12 +22,14 @@ test split).
 
 Problems never disappear silently: rows with unknown labels and listed videos without a
 frame store are left out of the JSON but counted and listed in :class:`AnnotationReport`.
-Malformed lines raise :class:`AnnotationFormatError` naming the file and line.
+Malformed lines and text that is not UTF-8 raise :class:`AnnotationFormatError` naming the
+file and line.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -39,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ccl.data.prepare import STORE_SUFFIX, read_store_info
+from ccl.data.prepare import STORE_SUFFIX, read_store_info, write_text_atomic
 
 SUBSETS = ("training", "validation", "testing")
 _SPLIT_NAMES = {
@@ -128,9 +130,7 @@ class Annotations:
         """Write the JSON atomically (temporary file, then rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_json()))
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(self.to_json()))
 
 
 # --------------------------------------------------------------------------- frame stores
@@ -200,6 +200,13 @@ def _entry(
 # --------------------------------------------------------------------------- hold-out
 
 
+def check_val_fraction(fraction: float) -> float:
+    """``fraction`` when it is a share of training that can be held out: in [0, 1)."""
+    if not 0 <= fraction < 1:  # also refuses NaN
+        raise ValueError(f"validation fraction must be in [0, 1) (0: no hold-out), got {fraction}")
+    return fraction
+
+
 def hold_out_groups(groups: dict[str, str], fraction: float, seed: int) -> set[str]:
     """Keys (sample ids) to move from training to validation: whole groups, chosen by a
     seeded shuffle, added until at least ``fraction`` of the samples are held out."""
@@ -221,19 +228,32 @@ def hold_out_groups(groups: dict[str, str], fraction: float, seed: int) -> set[s
     return held
 
 
-def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
+def read_text(path: Path, kind: str) -> str:
+    """The UTF-8 text of an input file (a byte-order mark dropped). Raises
+    ``FileNotFoundError`` naming ``kind`` (e.g. "split file") and :class:`AnnotationFormatError`
+    with the line of the first byte that is not UTF-8."""
     if not path.is_file():
-        raise FileNotFoundError(f"split file not found: {path}")
-    with path.open("r", encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, start=1):
-            line = line.strip()
-            if line:
-                yield lineno, line
+        raise FileNotFoundError(f"{kind} not found: {path}")
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise AnnotationFormatError(
+            path, line, f"not UTF-8 text (byte 0x{data[err.start]:02x}); save it as UTF-8"
+        ) from None
+
+
+def _read_lines(path: Path, kind: str = "split file") -> Iterator[tuple[int, str]]:
+    for lineno, line in enumerate(read_text(path, kind).splitlines(), start=1):
+        line = line.strip()
+        if line:
+            yield lineno, line
 
 
 def _read_label_file(path: str | Path) -> list[str]:
     path = Path(path)
-    labels = [line for _, line in _read_lines(path)]
+    labels = [line for _, line in _read_lines(path, "labels file")]
     dup = [k for k, v in Counter(labels).items() if v > 1]
     if dup:
         raise AnnotationFormatError(path, None, f"duplicate class names {dup[:5]}")
@@ -369,6 +389,7 @@ def build_ucf101(
 
     ``splits_dir`` holds ``classInd.txt``, ``trainlist0N.txt`` and ``testlist0N.txt``;
     ``videos_dir`` the prepared stores (``<Class>/<video_id>.hdf5``)."""
+    check_val_fraction(val_fraction)
     if split not in (1, 2, 3):
         raise ValueError(f"UCF101 split must be 1, 2 or 3, got {split}")
     splits_dir = Path(splits_dir)
@@ -476,11 +497,11 @@ def build_activitynet(
     the store's fps. Official ``training`` -> training (minus the held-out validation,
     grouped by YouTube video), official ``validation`` -> testing; the unlabelled official
     ``testing`` videos are skipped (counted). Stores may be named ``<id>`` or ``v_<id>``."""
+    check_val_fraction(val_fraction)
     path = Path(annotation_file)
-    if not path.is_file():
-        raise FileNotFoundError(f"ActivityNet annotation file not found: {path}")
+    text = read_text(path, "ActivityNet annotation file")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(text)
         database = data["database"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise AnnotationFormatError(
@@ -540,9 +561,8 @@ def build_activitynet(
 
 
 def _csv_rows(path: Path, n_cols: int, header_first: str) -> Iterator[tuple[int, list[str]]]:
-    if not path.is_file():
-        raise FileNotFoundError(f"csv file not found: {path}")
-    with path.open("r", encoding="utf-8-sig", newline="") as f:
+    text = read_text(path, "csv file")
+    with io.StringIO(text, newline="") as f:
         for lineno, row in enumerate(csv.reader(f), start=1):
             if not row or all(not c.strip() for c in row):
                 continue
@@ -579,6 +599,7 @@ def build_vggsound(
     """VGGSound ``vggsound.csv`` rows ``youtube_id,start_seconds,label,split`` (split
     train/test). Stores are looked up as ``<id>_<start:06d>``, ``<id>_<start>`` or ``<id>``.
     Classes: ``labels_file`` (one per line) or the sorted labels of the csv."""
+    check_val_fraction(val_fraction)
     path = Path(csv_file)
     rows: list[dict[str, Any]] = []
     for lineno, (yid, start, label, split) in _csv_rows(path, 4, "youtube_id"):
@@ -627,6 +648,7 @@ def build_csv(
     """Generic csv rows ``video_id,label,split`` (split train/val/test; an optional header
     line ``video_id,label,split``). Stores are found by video id anywhere under
     ``videos_dir``. When the csv has validation rows no hold-out is made."""
+    check_val_fraction(val_fraction)
     path = Path(csv_file)
     rows: list[dict[str, Any]] = []
     for lineno, (video_id, label, split) in _csv_rows(path, 3, "video_id"):
@@ -663,10 +685,9 @@ def build_csv(
 def load_annotations(path: str | Path) -> dict[str, Any]:
     """Read and check an annotation JSON (ours or the reference's)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"annotation file not found: {path}")
+    text = read_text(path, "annotation file")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(text)
     except json.JSONDecodeError as err:
         raise AnnotationFormatError(path, err.lineno, f"invalid JSON: {err.msg}") from err
     if not isinstance(data, dict) or "labels" not in data or "database" not in data:
@@ -707,6 +728,7 @@ __all__ = [
     "build_csv",
     "build_ucf101",
     "build_vggsound",
+    "check_val_fraction",
     "hold_out_groups",
     "iter_subset",
     "load_annotations",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -18,8 +19,43 @@ from ccl.data.annotations import (
     build_csv,
     build_ucf101,
     build_vggsound,
+    check_val_fraction,
 )
-from ccl.data.prepare import DEFAULT_JPEG_QUALITY, prepare_videos
+from ccl.data.prepare import DEFAULT_JPEG_QUALITY, prepare_videos, write_text_atomic
+
+
+def describe_os_error(err: OSError) -> str:
+    """One line naming the path and the cause (``/data/out: Permission denied``), for
+    commands that report file-system failures without a traceback."""
+    cause = err.strerror or str(err)
+    if isinstance(err, (FileExistsError, NotADirectoryError)) and os.path.isfile(
+        err.filename or ""
+    ):
+        cause = "a file where a folder is expected"
+    return f"{err.filename}: {cause}" if err.filename else cause
+
+
+def _count(minimum: int, what: str):
+    """argparse type: a whole number >= ``minimum``."""
+
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            msg = f"{what} wants a whole number, got {value!r}"
+            raise argparse.ArgumentTypeError(msg) from None
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"{what} must be at least {minimum}, got {n}")
+        return n
+
+    return parse
+
+
+def _fraction(value: str) -> float:
+    try:
+        return check_val_fraction(float(value))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _fps(value: str) -> int | None:
@@ -46,12 +82,57 @@ def _cmd_videos(args: argparse.Namespace) -> int:
             audio=args.audio,
             jpeg_quality=args.jpeg_quality,
             progress=not args.no_progress,
+            reprepare=args.reprepare,
+            allow_still_images=args.allow_still_images,
         )
-    except (FileNotFoundError, ValueError) as err:
+    except OSError as err:
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        return 2
+    except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(report.summary())
     return 0 if report.ok else 1
+
+
+def _inputs(args: argparse.Namespace) -> list[Path]:
+    """The files ``prepare annotations`` reads (never to be overwritten by its outputs)."""
+    if args.dataset == "ucf101":
+        lists = [f"{kind}list0{i}.txt" for kind in ("train", "test") for i in (1, 2, 3)]
+        return [args.splits / name for name in ["classInd.txt", *lists]]
+    if args.dataset == "activitynet":
+        return [args.annotation]
+    return [args.csv] + ([args.labels] if args.labels else [])
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_outputs(out: Path, report_path: Path, inputs: list[Path]) -> None:
+    """Refuse outputs that would overwrite an input, a folder, or a file that is not an
+    annotation JSON (a re-run may replace its own earlier output, nothing else)."""
+    for target in (out, report_path):
+        for src in inputs:
+            if _same_file(target, src):
+                raise ValueError(f"{target} is one of the inputs; choose another --out")
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give the annotation JSON file to write")
+    if out.exists():
+        try:
+            data = json.loads(out.read_text(encoding="utf-8"))
+            ours = isinstance(data, dict) and "labels" in data and "database" in data
+        except (OSError, ValueError):
+            ours = False
+        if not ours:
+            raise ValueError(
+                f"--out {out} exists and is not an annotation JSON; refusing to overwrite it"
+            )
 
 
 def _cmd_annotations(args: argparse.Namespace) -> int:
@@ -60,7 +141,10 @@ def _cmd_annotations(args: argparse.Namespace) -> int:
         "validate_on_test": args.validate_on_test,
         "seed": args.seed,
     }
+    out = Path(args.out)
+    report_path = out.with_name(out.stem + ".report.json")
     try:
+        _check_outputs(out, report_path, _inputs(args))
         if args.dataset == "ucf101":
             ann: Annotations = build_ucf101(
                 args.splits,
@@ -75,13 +159,18 @@ def _cmd_annotations(args: argparse.Namespace) -> int:
             ann = build_vggsound(args.csv, args.videos, labels_file=args.labels, **common)
         else:
             ann = build_csv(args.csv, args.videos, labels_file=args.labels, **common)
-    except (AnnotationFormatError, FileNotFoundError, ValueError, OSError) as err:
+    except (AnnotationFormatError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    ann.write(out)
-    report_path = out.with_name(out.stem + ".report.json")
-    report_path.write_text(json.dumps(ann.report.to_dict(), indent=1))
+    except OSError as err:
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        return 2
+    try:
+        ann.write(out)
+        write_text_atomic(report_path, json.dumps(ann.report.to_dict(), indent=1))
+    except OSError as err:
+        print(f"error: cannot write {out} ({describe_os_error(err)})", file=sys.stderr)
+        return 2
     print(ann.report.summary())
     print(f"wrote {out} (report: {report_path})")
     if args.strict and ann.report.n_problems:
@@ -102,20 +191,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="decode videos into one HDF5 frame store per video",
         description="Decode every video under SRC (class sub-folders mirrored) into "
         "DST/<Class>/<video>.hdf5: JPEG frames, short side resized. Resumable; failures are "
-        "listed in DST/prepare_report.json and make the exit status 1.",
+        "listed in DST/prepare_report.json and make the exit status 1. Existing stores made "
+        "with other settings make the run refuse, unless --reprepare.",
     )
     v.add_argument("src", type=Path, help="folder of videos (read only)")
     v.add_argument("dst", type=Path, help="output folder of frame stores")
-    v.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    v.add_argument(
+        "--workers", type=_count(1, "--workers"), default=1, help="parallel processes (default 1)"
+    )
     v.add_argument(
         "--short-side",
-        type=int,
+        type=_count(0, "--short-side"),
         default=240,
         help="resize frames so the short side has this length; 0 keeps the size (default 240)",
     )
     v.add_argument("--fps", type=_fps, default=None, help="'native' (default) or frames per second")
     v.add_argument("--audio", action="store_true", help="also store the soundtrack (mono 32 kHz)")
-    v.add_argument("--jpeg-quality", type=int, default=DEFAULT_JPEG_QUALITY)
+    v.add_argument("--jpeg-quality", type=int, default=DEFAULT_JPEG_QUALITY, help="1-100")
+    v.add_argument(
+        "--reprepare",
+        action="store_true",
+        help="convert again the existing stores made with other settings (without it the "
+        "run refuses to mix settings)",
+    )
+    v.add_argument(
+        "--allow-still-images",
+        action="store_true",
+        help="store a still image (one frame of an image codec) as a 1-frame video",
+    )
     v.add_argument("--no-progress", action="store_true", help="no progress bar")
     v.set_defaults(func=_cmd_videos)
 
@@ -143,7 +246,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--out", type=Path, required=True, help="annotation JSON to write")
         p.add_argument(
             "--val-fraction",
-            type=float,
+            type=_fraction,
             default=0.1,
             help="share of training held out for validation (default 0.1; 0 for none)",
         )

@@ -195,7 +195,12 @@ class ClipDataset(Dataset):
                 f"store under {self.frames_dir}, e.g. {missing_paths[:3]}"
             )
             if missing == "error":
-                raise FileNotFoundError(msg + "; pass missing='skip' to leave them out")
+                raise FileNotFoundError(
+                    msg + "; prepare them (ccl prepare videos) or remove them from the "
+                    "annotation file (ccl train has no option to leave them out); ccl evaluate "
+                    "--allow-missing counts them as wrong; in Python, ClipDataset("
+                    "missing='skip') leaves them out"
+                )
             log.warning(msg + "; left out")
         if not self.videos:
             raise ValueError(f"{self.annotation_path}: subset {subset!r} has no usable videos")

@@ -10,16 +10,30 @@ the video has sound, a float32 mono dataset ``audio`` (attribute ``sample_rate``
 The source tree is mirrored (``src/Class/v.avi -> dst/Class/v.hdf5``). Each store is written
 under a hidden temporary name next to its final path and renamed atomically when complete,
 so an interrupted run can be resumed: complete stores are skipped, leftovers replaced.
+A complete store made with other settings (short side, frame rate, JPEG quality, audio) is
+never skipped as if it matched: the run refuses, naming it, unless ``reprepare`` asks to
+convert it again (atomically, as above).
 A video that cannot be read does not stop the run; it is listed with the reason in
-``dst/prepare_report.json``.
+``dst/prepare_report.json``, as are videos that decoded to fewer frames than their
+container declares (truncated files). A still image (one frame of an image codec, e.g. a
+PNG renamed ``.mp4``) is refused unless ``allow_still_images``.
+
+Worker processes die with the parent (``PR_SET_PDEATHSIG`` on Linux, a parent-watching
+thread elsewhere), so killing a run leaves no orphans.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
 import io
 import json
 import multiprocessing
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -50,6 +64,13 @@ AUDIO_SAMPLE_RATE = 32_000
 DEFAULT_JPEG_QUALITY = 90
 STORE_SUFFIX = ".hdf5"
 _WRITE_CHUNK = 256  # frames buffered in memory before they are appended to the store
+# codecs of still images: a "video" of one such frame is a renamed picture
+IMAGE_CODECS = frozenset(
+    "apng bmp dds dpx exr gif hdr jpeg2000 jpegls jpegxl mjpeg pam pbm pcx pfm pgm pgmyuv "
+    "phm png ppm psd qoi sgi sunrast targa tiff webp xbm xpm xwd".split()
+)
+# decoded frames may fall short of the declared count by this share (rounding of durations)
+_FRAME_COUNT_SLACK = 0.02
 
 
 @dataclass
@@ -61,6 +82,8 @@ class PrepareReport:
     settings: dict[str, Any]
     n_found: int = 0
     converted: list[str] = field(default_factory=list)
+    # converted again because their store was made with other settings: {source, reason}
+    reprepared: list[dict[str, str]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)
     no_audio: list[str] = field(default_factory=list)
@@ -78,6 +101,8 @@ class PrepareReport:
             f"prepare: {self.n_found} videos, {len(self.converted)} converted, "
             f"{len(self.skipped)} already complete, {len(self.failed)} failed"
         )
+        if self.reprepared:
+            line += f", {len(self.reprepared)} re-prepared with the new settings"
         if self.settings.get("audio"):
             line += f", {len(self.no_audio)} without sound"
         if self.warnings:
@@ -90,10 +115,23 @@ class PrepareReport:
         return asdict(self)
 
     def write(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=1))
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` under a hidden temporary name next to ``path``, then rename: a failure
+    (disk full, read-only folder) leaves the previous file as it was and no temporary one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename == str(tmp):  # name the real target
+            raise type(err)(err.errno, err.strerror, str(path)) from err
+        raise
 
 
 def find_videos(src: str | Path) -> list[Path]:
@@ -136,6 +174,55 @@ def store_is_complete(path: Path, audio: bool = False) -> bool:
     except (OSError, KeyError, ValueError):
         return False
     return True
+
+
+class SettingsMismatchError(ValueError):
+    """Existing complete stores were made with other settings than those requested."""
+
+
+def _short_side_text(value: int | None) -> str:
+    return str(int(value)) if value else "native"
+
+
+def store_settings_mismatch(
+    path: str | Path,
+    *,
+    short_side: int | None,
+    fps: float | None,
+    jpeg_quality: int,
+    audio: bool,
+) -> str | None:
+    """Why the complete store at ``path`` was not made with these settings (None when it
+    was), e.g. ``short side 240, requested 120``. A setting the store does not record
+    counts as different: its value is unknown."""
+    with h5py.File(path, "r") as f:
+        attrs = dict(f.attrs)
+    diffs = []
+    have_short = attrs.get("short_side")
+    if have_short is None:
+        diffs.append("short side not recorded")
+    elif int(have_short) != int(short_side or 0):
+        diffs.append(
+            f"short side {_short_side_text(have_short)}, requested {_short_side_text(short_side)}"
+        )
+    have_quality = attrs.get("jpeg_quality")
+    if have_quality is None:
+        diffs.append("JPEG quality not recorded")
+    elif int(have_quality) != int(jpeg_quality):
+        diffs.append(f"JPEG quality {int(have_quality)}, requested {int(jpeg_quality)}")
+    have_fps, source_fps = attrs.get("fps"), attrs.get("source_fps")
+    if have_fps is None or (fps is None and source_fps is None):
+        diffs.append("frame rate not recorded")
+    elif fps is None and abs(float(have_fps) - float(source_fps)) > 1e-6:
+        diffs.append(f"fps {float(have_fps):g}, requested native ({float(source_fps):g})")
+    elif fps is not None and abs(float(have_fps) - float(fps)) > 1e-6:
+        diffs.append(f"fps {float(have_fps):g}, requested {float(fps):g}")
+    has_audio = "has_audio" in attrs
+    if audio and not has_audio:
+        diffs.append("made without audio, audio requested")
+    elif has_audio and not audio:
+        diffs.append("made with audio, audio not requested")
+    return "; ".join(diffs) or None
 
 
 def _output_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
@@ -190,18 +277,18 @@ class _StoreWriter:
         self.pending = []
 
 
-def _iter_frames(container: Any, stream: Any, fps: float | None):
-    """Yield decoded frames; with ``fps`` resample by dropping/duplicating (nearest earlier
-    frame for each output instant ``k / fps``)."""
+def _iter_frames(decoded: Iterable[Any], stream: Any, fps: float | None):
+    """Yield the ``decoded`` frames of ``stream``; with ``fps`` resample by dropping or
+    duplicating (nearest earlier frame for each output instant ``k / fps``)."""
     if fps is None:
-        yield from container.decode(stream)
+        yield from decoded
         return
     next_t = None
     prev = None
     prev_t = 0.0
     step = 1.0 / fps
     native = float(stream.average_rate) if stream.average_rate else fps
-    for frame in container.decode(stream):
+    for frame in decoded:
         t = float(frame.time) if frame.time is not None else (prev_t + 1.0 / native)
         if next_t is None:
             next_t = t
@@ -214,6 +301,35 @@ def _iter_frames(container: Any, stream: Any, fps: float | None):
         while next_t is not None and next_t < end - 1e-6:
             yield prev
             next_t += step
+
+
+def declared_frame_count(container: Any, stream: Any) -> int | None:
+    """Frames the container says the stream has: its frame count when the container stores
+    one (AVI, MP4), else duration x average rate (Matroska, WebM); None when unknown."""
+    if stream.frames and stream.frames > 0:
+        return int(stream.frames)
+    rate = float(stream.average_rate) if stream.average_rate else 0.0
+    if rate <= 0:
+        return None
+    if stream.duration is not None and stream.time_base is not None:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        import av
+
+        seconds = container.duration / av.time_base
+    else:
+        return None
+    n = round(seconds * rate)
+    return n if n > 0 else None
+
+
+def is_still_image(container: Any, stream: Any, n_decoded: int) -> bool:
+    """One decoded frame of an image codec, or from an image demuxer: a picture, not a
+    video (a PNG renamed ``.mp4`` opens as one)."""
+    if n_decoded != 1:
+        return False
+    fmt = str(container.format.name or "")
+    return stream.codec_context.name in IMAGE_CODECS or fmt == "image2" or fmt.endswith("_pipe")
 
 
 def _frame_rgb(frame: Any, short_side: int | None) -> np.ndarray:
@@ -313,13 +429,42 @@ def write_frame_store(
     return writer.n
 
 
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this worker when the process that started it dies (killed,
+    crashed), instead of leaving an orphan waiting for jobs forever. Linux: the kernel sends
+    SIGKILL (``PR_SET_PDEATHSIG``); other POSIX systems: a thread polls the parent id."""
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.name != "posix":
+        return  # Windows ends pool workers through their broken pipes to the parent
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+    if armed:
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="ccl-watch-parent", daemon=True).start()
+
+
 def _convert_one(job: dict[str, Any]) -> dict[str, Any]:
     """Worker: convert one video. Never raises; returns a result record."""
     import av
 
     video, store = Path(job["video"]), Path(job["store"])
     result: dict[str, Any] = {"source": str(video), "store": str(store), "status": "failed"}
-    if store_is_complete(store, job["audio"]):
+    if job.get("replace") is None and store_is_complete(store, job["audio"]):
         result["status"] = "skipped"
         if job["audio"]:
             with h5py.File(store, "r") as f:
@@ -329,7 +474,7 @@ def _convert_one(job: dict[str, Any]) -> dict[str, Any]:
     tmp = temp_path_for(store)
     try:
         store.parent.mkdir(parents=True, exist_ok=True)
-        warning = None
+        warnings = []
         with av.open(str(video), mode="r") as container:
             if not container.streams.video:
                 result["reason"] = "no video stream"
@@ -339,25 +484,46 @@ def _convert_one(job: dict[str, Any]) -> dict[str, Any]:
             stream.thread_count = job["threads"]
             source_fps = float(stream.average_rate) if stream.average_rate else 0.0
             out_fps = float(job["fps"]) if job["fps"] else source_fps
+            declared = declared_frame_count(container, stream)
+            n_decoded = 0
+
+            def decoded() -> Iterable[Any]:
+                nonlocal n_decoded
+                for frame in container.decode(stream):
+                    n_decoded += 1
+                    yield frame
+
             with h5py.File(tmp, "w") as f:
                 writer = _StoreWriter(f)
                 height = width = 0
                 try:
-                    for frame in _iter_frames(container, stream, job["fps"]):
+                    for frame in _iter_frames(decoded(), stream, job["fps"]):
                         rgb = _frame_rgb(frame, job["short_side"])
                         height, width = rgb.shape[:2]
                         writer.add(_encode_jpeg(rgb, job["jpeg_quality"]))
                 except (av.error.FFmpegError, ValueError) as err:
                     if writer.n + len(writer.pending) == 0:
                         raise
-                    warning = (
-                        f"decode error after {writer.n + len(writer.pending)} frames, "
-                        f"kept those: {type(err).__name__}: {err}"
+                    warnings.append(
+                        f"decode error after {n_decoded} frames, kept those: "
+                        f"{type(err).__name__}: {err}"
                     )
                 writer.flush()
                 if writer.n == 0:
                     result["reason"] = "no video frames could be decoded"
                     return result
+                if is_still_image(container, stream, n_decoded) and not job["still_images"]:
+                    result["reason"] = (
+                        f"a still image ({stream.codec_context.name}), not a video; "
+                        "pass --allow-still-images (allow_still_images=True) to store it as "
+                        "a 1-frame video"
+                    )
+                    return result
+                if declared and n_decoded < declared * (1 - _FRAME_COUNT_SLACK) - 1:
+                    warnings.append(
+                        f"only {n_decoded} of the {declared} frames the container declares "
+                        "could be decoded (truncated file?); kept those"
+                    )
                 f.attrs.update(
                     {
                         "fps": out_fps,
@@ -381,8 +547,10 @@ def _convert_one(job: dict[str, Any]) -> dict[str, Any]:
         os.replace(tmp, store)
         result["status"] = "converted"
         result["n_frames"] = writer.n
-        if warning:
-            result["warning"] = warning
+        if job.get("replace"):
+            result["reprepared"] = job["replace"]
+        if warnings:
+            result["warning"] = "; ".join(warnings)
         return result
     except Exception as err:  # noqa: BLE001 - one bad video never stops the run
         result["reason"] = f"{type(err).__name__}: {err}".strip()
@@ -406,6 +574,8 @@ def prepare_videos(
     jpeg_quality: int = DEFAULT_JPEG_QUALITY,
     progress: bool = True,
     videos: Iterable[str | Path] | None = None,
+    reprepare: bool = False,
+    allow_still_images: bool = False,
 ) -> PrepareReport:
     """Convert every video under ``src`` into an HDF5 frame store under ``dst``.
 
@@ -420,9 +590,18 @@ def prepare_videos(
         jpeg_quality: JPEG quality of the stored frames (1-95).
         progress: show a tqdm progress bar.
         videos: convert only these files (paths under ``src``) instead of all found.
+        reprepare: convert again the complete stores made with other settings (listed in
+            the report's ``reprepared``); without it such stores make the run refuse.
+        allow_still_images: store a still image (one frame of an image codec) as a 1-frame
+            video instead of failing it.
 
     Returns:
         A :class:`PrepareReport` (also written to ``dst/prepare_report.json``).
+
+    Raises:
+        SettingsMismatchError: complete stores in ``dst`` were made with other settings and
+            ``reprepare`` is False; nothing was changed.
+        OSError: ``dst`` or its report cannot be written (the error names the path).
     """
     from tqdm import tqdm
 
@@ -435,20 +614,34 @@ def prepare_videos(
         raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
     if fps is not None and fps <= 0:
         raise ValueError(f"fps must be positive or None (native), got {fps}")
-    workers = max(1, int(workers))
-    dst.mkdir(parents=True, exist_ok=True)
+    if short_side is not None and short_side < 0:
+        raise ValueError(f"short side must be positive (0 or None: native), got {short_side}")
+    if int(workers) < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    workers = int(workers)
+    if dst.exists() and not dst.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "a file, not a folder", str(dst))
+    try:
+        dst.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise type(err)(
+            err.errno, f"cannot create the output folder ({err.strerror})", str(dst)
+        ) from err
     settings = {
         "short_side": short_side,
         "fps": fps,
         "audio": audio,
         "jpeg_quality": int(jpeg_quality),
         "workers": workers,
+        "reprepare": reprepare,
+        "allow_still_images": allow_still_images,
     }
     report = PrepareReport(src=str(src), dst=str(dst), settings=settings)
     start = time.perf_counter()
 
     files = [Path(v).resolve() for v in videos] if videos is not None else find_videos(src)
     jobs, owners = [], {}
+    mismatched: list[tuple[Path, str]] = []
     threads = max(1, (os.cpu_count() or 1) // workers)
     for video in files:
         try:
@@ -465,6 +658,13 @@ def prepare_videos(
             )
             continue
         owners[store] = video
+        replace = None
+        if store_is_complete(store):
+            replace = store_settings_mismatch(
+                store, short_side=short_side, fps=fps, jpeg_quality=jpeg_quality, audio=audio
+            )
+            if replace:
+                mismatched.append((store, replace))
         jobs.append(
             {
                 "video": str(video),
@@ -474,13 +674,25 @@ def prepare_videos(
                 "audio": audio,
                 "jpeg_quality": int(jpeg_quality),
                 "threads": threads,
+                "replace": replace,
+                "still_images": allow_still_images,
             }
         )
     report.n_found = len(files)
+    if mismatched and not reprepare:
+        store, reason = mismatched[0]
+        raise SettingsMismatchError(
+            f"{len(mismatched)} of the {len(jobs)} stores in {dst} were made with other "
+            f"settings ({store.relative_to(dst)}: {reason}); nothing was changed. Pass "
+            "--reprepare (reprepare=True) to convert them again with these settings, or "
+            "choose another output folder"
+        )
 
     def handle(res: dict[str, Any]) -> None:
         if res["status"] == "converted":
             report.converted.append(res["source"])
+            if "reprepared" in res:
+                report.reprepared.append({"source": res["source"], "reason": res["reprepared"]})
         elif res["status"] == "skipped":
             report.skipped.append(res["source"])
         else:
@@ -500,7 +712,12 @@ def prepare_videos(
         else:
             # spawn: FFmpeg and HDF5 hold threads and locks that must not cross a fork
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx) as pool:
+            with ProcessPoolExecutor(
+                min(workers, len(jobs)),
+                mp_context=ctx,
+                initializer=_die_with_parent,
+                initargs=(os.getpid(),),
+            ) as pool:
                 futures = {pool.submit(_convert_one, job): job for job in jobs}
                 for fut in as_completed(futures):
                     try:
@@ -518,6 +735,7 @@ def prepare_videos(
         for lst in (report.converted, report.skipped, report.no_audio):
             lst.sort()
         report.failed.sort(key=lambda r: r["source"])
+        report.reprepared.sort(key=lambda r: r["source"])
         report.warnings.sort(key=lambda r: r["source"])
         report.seconds = round(time.perf_counter() - start, 3)
         report.write(dst / REPORT_NAME)
@@ -542,14 +760,20 @@ def read_store_info(path: str | Path) -> dict[str, Any]:
 
 __all__ = [
     "AUDIO_SAMPLE_RATE",
+    "IMAGE_CODECS",
     "PrepareReport",
+    "SettingsMismatchError",
     "REPORT_NAME",
     "VIDEO_EXTENSIONS",
+    "declared_frame_count",
     "find_videos",
+    "is_still_image",
     "prepare_videos",
     "read_store_info",
     "store_is_complete",
     "store_path_for",
+    "store_settings_mismatch",
     "temp_path_for",
     "write_frame_store",
+    "write_text_atomic",
 ]

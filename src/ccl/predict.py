@@ -148,7 +148,7 @@ def run_video(model: TrainedStudent, video: str | Path, batch_size: int = 16) ->
     data = model.cfg.data
     result = VideoResult(str(video))
     if not Path(video).is_file():
-        result.error = "no such file"
+        result.error = "not a file" if Path(video).exists() else "no such file"
         return result
     windows = video_windows(
         video, data.clip_frames, data.frame_stride, data.size, warnings=result.warnings
@@ -158,7 +158,7 @@ def run_video(model: TrainedStudent, video: str | Path, batch_size: int = 16) ->
         try:
             clip = next(windows, None)
         except Exception as err:  # noqa: BLE001 - any decoder failure is this video's error
-            result.error = f"cannot decode: {type(err).__name__}: {err}".strip()
+            result.error = f"cannot decode: {_reason(err)}"
             return result
         if clip is not None:
             batch.append(clip)
@@ -175,6 +175,13 @@ def run_video(model: TrainedStudent, video: str | Path, batch_size: int = 16) ->
     result.feature = metrics.aggregate_features(window_feats, one_video, 1)[0]
     result.windows = len(window_logits)
     return result
+
+
+def _reason(err: BaseException) -> str:
+    """One line for a decoding failure; FFmpeg's message without the errno and path
+    (the path is already in the report)."""
+    message = getattr(err, "strerror", None) or str(err)
+    return f"{type(err).__name__}: {message}".strip()
 
 
 def top_k(probs: torch.Tensor, classes: Sequence[str], k: int) -> list[dict[str, Any]]:
@@ -232,14 +239,27 @@ def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
 # --------------------------------------------------------------------------- command line
 
 
-def _report_errors(command: str, errors: list[tuple[str, str]], total: int) -> int:
-    for name, reason in errors:
-        print(f"ccl {command}: error: {name}: {reason}", file=sys.stderr)
-    if errors:
-        print(
-            f"ccl {command}: {len(errors)} of {total} videos could not be processed",
-            file=sys.stderr,
-        )
+def _each_video(
+    command: str, model: TrainedStudent, videos: Sequence[str], batch_size: int
+) -> Iterator[VideoResult]:
+    """``run_video`` over the files, with each warning and failure printed as it happens."""
+    for video in videos:
+        result = run_video(model, video, batch_size)
+        for warning in result.warnings:
+            print(f"ccl {command}: warning: {result.video}: {warning}", file=sys.stderr)
+        if result.error is not None:
+            _print_error(command, result.video, result.error)
+        yield result
+
+
+def _print_error(command: str, name: str, reason: str) -> None:
+    print(f"ccl {command}: error: {name}: {reason}", file=sys.stderr, flush=True)
+
+
+def _exit_status(command: str, failed: int, total: int) -> int:
+    """The closing count; exit status 1 when any video failed."""
+    if failed:
+        print(f"ccl {command}: {failed} of {total} videos could not be processed", file=sys.stderr)
         return 1
     return 0
 
@@ -248,25 +268,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise ValueError(f"--top must be at least 1, got {args.top}")
     model = load_student(args.target, args.checkpoint, args.device)
-    entries, errors = [], []
-    for video in args.videos:
-        result = run_video(model, video, args.batch_size)
-        if result.error is not None:
-            errors.append((result.video, result.error))
+    entries, failed = [], 0
+    for result in _each_video("predict", model, args.videos, args.batch_size):
+        if result.probs is None:
             entries.append({"video": result.video, "top": [], "error": result.error})
+            failed += 1
             continue
-        assert result.probs is not None
         top = top_k(result.probs, model.classes, args.top)
         entries.append({"video": result.video, "top": top})
-        for warning in result.warnings:
-            print(f"ccl predict: warning: {result.video}: {warning}", file=sys.stderr)
-        print(f"{result.video} ({result.windows} windows)")
+        print(f"{result.video} ({result.windows} window{'s' * (result.windows != 1)})")
         for item in top:
-            print(f"  {item['prob']:.4f}  {item['label']}")
+            print(f"  {item['prob']:.4f}  {item['label']}", flush=True)
     if args.json:
         with atomic_write(args.json) as f:
             f.write((json.dumps(entries, indent=1) + "\n").encode())
-    return _report_errors("predict", errors, len(args.videos))
+    return _exit_status("predict", failed, len(args.videos))
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
@@ -288,30 +304,27 @@ def _cmd_embed(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             workers=args.workers,
         )
-        total = len(arrays["video_ids"]) + len(errors)
+        for name, reason in errors:
+            _print_error("embed", name, reason)
+        failed, total = len(errors), len(arrays["video_ids"]) + len(errors)
     else:
-        results = [run_video(model, video, args.batch_size) for video in args.videos]
-        for r in results:
-            for warning in r.warnings:
-                print(f"ccl embed: warning: {r.video}: {warning}", file=sys.stderr)
-        errors = [(r.video, r.error) for r in results if r.error is not None]
-        done = [r for r in results if r.error is None]
+        results = list(_each_video("embed", model, args.videos, args.batch_size))
+        done = [r for r in results if r.feature is not None]
         dim = model.student.feature_dim  # type: ignore[union-attr]
-        features = [r.feature.numpy() for r in done if r.feature is not None]
         arrays = {
-            "features": np.stack(features).astype(np.float32)
-            if features
+            "features": np.stack([r.feature.numpy() for r in done]).astype(np.float32)
+            if done
             else np.zeros((0, dim), dtype=np.float32),
             "video_ids": np.array([r.video for r in done], dtype=str),
         }
-        total = len(results)
+        failed, total = len(results) - len(done), len(results)
     if len(arrays["video_ids"]):
         save_npz(args.out, arrays)
         shape = "x".join(map(str, arrays["features"].shape))
         print(f"{len(arrays['video_ids'])} videos embedded ({shape} float32) -> {args.out}")
     else:
         print(f"ccl embed: nothing to save, {args.out} not written", file=sys.stderr)
-    return _report_errors("embed", errors, total)
+    return _exit_status("embed", failed, total)
 
 
 def _common(p: argparse.ArgumentParser) -> None:

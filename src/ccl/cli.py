@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from ccl.audio import register as register_audio
     from ccl.demo import register as register_demo
+    from ccl.predict import register as register_predict
     from ccl.pretrain import register as register_pretrain
     from ccl.report import register as register_report
     from ccl.synth import register as register_synth
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_demo(sub)
     register_audio(sub)
     register_pretrain(sub)
+    register_predict(sub)
     register_report(sub)
     register_synth(sub)
     from ccl.data.cli import register as register_prepare

@@ -108,6 +108,7 @@ class TrainConfig:
     channels_last: bool = False  # channels_last_3d memory format (faster convs on GPU)
     sync_bn: bool = False  # SyncBatchNorm across processes (CUDA + torchrun only)
     deterministic: bool = False  # torch.use_deterministic_algorithms
+    tensorboard: bool = False  # also log metrics to runs/<name>/tensorboard/ (needs ccl[tb])
 
 
 @dataclass

@@ -37,6 +37,7 @@ from ccl.config import Config
 from ccl.data.sampling import EpochSampler, SkipUnreadable
 from ccl.models import ImageTeacher, R2Plus1D, StudentOutput, build_student
 from ccl.objectives import BaselineObjective, Batch, CCLObjective, Objective, ObjectiveOutput
+from ccl.tblog import TensorBoardLog, require_tensorboard
 
 
 class NonFiniteLossError(RuntimeError):
@@ -339,15 +340,24 @@ def train_step(
 
 
 class JsonlLog:
-    """Append-only JSON-lines metrics log (one object per step or epoch); main rank only."""
+    """Append-only JSON-lines metrics log (one object per step or epoch); main rank only.
+    ``tensorboard``: a :class:`~ccl.tblog.TensorBoardLog` given every record too."""
 
-    def __init__(self, path: Path, enabled: bool = True) -> None:
-        self.path, self.enabled = path, enabled
+    def __init__(
+        self, path: Path, enabled: bool = True, tensorboard: TensorBoardLog | None = None
+    ) -> None:
+        self.path, self.enabled, self.tensorboard = path, enabled, tensorboard
 
     def write(self, record: dict[str, Any]) -> None:
         if self.enabled:
             with self.path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
+            if self.tensorboard is not None:
+                self.tensorboard.write(record)
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
 
 
 @dataclass
@@ -383,6 +393,8 @@ def train(cfg: Config) -> RunResult:
     if dist_info.enabled and device.type == "cuda":
         device = torch.device("cuda", dist_info.local_rank)
     main = dist_info.is_main
+    if cfg.train.tensorboard:
+        require_tensorboard()  # before anything is written, on every rank
     if main:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.train.seed)
@@ -410,6 +422,7 @@ def train(cfg: Config) -> RunResult:
     start_epoch, start_batch, best_top1, best, last = 0, 0, -math.inf, None, None
     sums: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
+    resumed_step = None
     resume_path = _resume_path(cfg, run_dir)
     if resume_path is not None:
         state = load_checkpoint(resume_path)
@@ -420,6 +433,7 @@ def train(cfg: Config) -> RunResult:
         scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
         start_epoch, start_batch = state["epoch"], state["batch_in_epoch"]
+        resumed_step = state["step"]
         best_top1 = state.get("best_top1", -math.inf)
         best = state.get("best")
         sums.update(state.get("epoch_sums", {}))
@@ -429,7 +443,12 @@ def train(cfg: Config) -> RunResult:
             print(f"resumed from {resume_path}: epoch {start_epoch + 1}, batch {start_batch}")
     if main:
         cfg.save(run_dir / "config.json")
-    log = JsonlLog(run_dir / "metrics.jsonl", enabled=main)
+    tensorboard = (
+        TensorBoardLog(run_dir / "tensorboard", resumed_step)
+        if cfg.train.tensorboard and main
+        else None
+    )
+    log = JsonlLog(run_dir / "metrics.jsonl", enabled=main, tensorboard=tensorboard)
 
     def checkpoint(path: Path, epoch: int, batch_in_epoch: int, step: int) -> None:
         """``epoch`` is the epoch in progress (0-based) and ``batch_in_epoch`` the batches of
@@ -567,6 +586,7 @@ def train(cfg: Config) -> RunResult:
             if "val/top1" in record:
                 summary += f" val top1 {record['val/top1']:.3f}"
             print(summary + f" ({elapsed:.1f}s, {record['clips_per_s']:.1f} clips/s)", flush=True)
+    log.close()
     return RunResult(run_dir=run_dir, best=best, last=last)
 
 

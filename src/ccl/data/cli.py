@@ -21,7 +21,12 @@ from ccl.data.annotations import (
     build_vggsound,
     check_val_fraction,
 )
-from ccl.data.prepare import DEFAULT_JPEG_QUALITY, prepare_videos, write_text_atomic
+from ccl.data.prepare import (
+    DEFAULT_JPEG_QUALITY,
+    DEFAULT_SHORT_SIDE,
+    prepare_videos,
+    write_text_atomic,
+)
 
 
 def describe_os_error(err: OSError) -> str:
@@ -202,8 +207,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument(
         "--short-side",
         type=_count(0, "--short-side"),
-        default=240,
-        help="resize frames so the short side has this length; 0 keeps the size (default 240)",
+        default=DEFAULT_SHORT_SIDE,
+        help="resize frames so the short side has this length; 0 keeps the size "
+        f"(default {DEFAULT_SHORT_SIDE})",
     )
     v.add_argument("--fps", type=_fps, default=None, help="'native' (default) or frames per second")
     v.add_argument("--audio", action="store_true", help="also store the soundtrack (mono 32 kHz)")

@@ -35,7 +35,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -62,6 +62,7 @@ VIDEO_EXTENSIONS = (
 REPORT_NAME = "prepare_report.json"
 AUDIO_SAMPLE_RATE = 32_000
 DEFAULT_JPEG_QUALITY = 90
+DEFAULT_SHORT_SIDE = 240  # frames of a store, short side (the reference's 240p frames)
 STORE_SUFFIX = ".hdf5"
 _WRITE_CHUNK = 256  # frames buffered in memory before they are appended to the store
 # codecs of still images: a "video" of one such frame is a renamed picture
@@ -346,6 +347,26 @@ def _frame_rgb(frame: Any, short_side: int | None) -> np.ndarray:
     return rgb
 
 
+def decode_video_frames(
+    video: str | Path, short_side: int | None = DEFAULT_SHORT_SIDE, threads: int = 0
+) -> Iterator[np.ndarray]:
+    """RGB uint8 (H, W, 3) frames of a video file, displayed orientation, short side
+    resized to ``short_side`` exactly as :func:`prepare_videos` stores them (so ``ccl
+    predict`` on the file sees what evaluation of its frame store sees, less the JPEG
+    round trip). Raises ``ValueError`` for a file without a video stream, and PyAV's errors
+    for one FFmpeg cannot open or decode."""
+    import av
+
+    with av.open(str(video), mode="r") as container:
+        if not container.streams.video:
+            raise ValueError("no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        stream.thread_count = threads
+        for frame in _iter_frames(container, stream, None):
+            yield _frame_rgb(frame, short_side)
+
+
 def _decode_audio(video: Path) -> tuple[np.ndarray | None, str | None]:
     """Mono float32 at 32 kHz, or (None, reason) when the video has no usable soundtrack."""
     import av
@@ -568,7 +589,7 @@ def prepare_videos(
     dst: str | Path,
     *,
     workers: int = 1,
-    short_side: int | None = 240,
+    short_side: int | None = DEFAULT_SHORT_SIDE,
     fps: int | float | None = None,
     audio: bool = False,
     jpeg_quality: int = DEFAULT_JPEG_QUALITY,

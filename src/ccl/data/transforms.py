@@ -228,7 +228,21 @@ def eval_clip(
     full_h, full_w = full_hw if full_hw is not None else jpeg_size(buffers[0])
     short = min(full_h, full_w)
     factor = draft_factor(short, short, short_side, short_side) if reduced_decode else 1
-    frames = decode_clip(buffers, factor)
+    return eval_frames(decode_clip(buffers, factor), size, short_side, (full_h, full_w))
+
+
+def eval_frames(
+    frames: torch.Tensor,
+    size: int,
+    short_side: int | None = None,
+    full_hw: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """The evaluation transform of decoded frames, shared by frame stores and ``ccl
+    predict`` on video files: resize a (T, 3, H, W) uint8 clip so its short side is
+    ``short_side`` (default ``size``), centre crop ``size``. ``full_hw`` is the size the
+    output geometry is computed from when ``frames`` were decoded at a reduced size."""
+    short_side = short_side or size
+    full_h, full_w = full_hw if full_hw is not None else tuple(frames.shape[-2:])
     h, w = short_side_size(full_h, full_w, short_side)
     resized = resize(frames, (h, w))
     return crop_resize_flip(resized, center_box(h, w, size), (size, size))
@@ -313,6 +327,7 @@ __all__ = [
     "decode_jpegs_cuda",
     "draft_factor",
     "eval_clip",
+    "eval_frames",
     "naive_eval_clip",
     "naive_train_clip",
     "resize",

@@ -1,0 +1,79 @@
+"""``train.tensorboard=true``: every scalar of ``metrics.jsonl`` in TensorBoard, same names."""
+
+import json
+import shutil
+import sys
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from ccl.cli import main
+from ccl.config import apply_overrides, preset
+from ccl.engine import train
+
+TINY = [
+    "data.synthetic_train=16",
+    "data.synthetic_val=8",
+    "data.synthetic_classes=4",
+    "data.batch_size=4",
+    "data.clip_frames=4",
+    "data.size=16",
+    "train.progress=false",
+    "train.log_every=1",
+]
+
+
+def _scalars(run_dir):
+    """{tag: [(step, value), ...]} read back with TensorBoard's own event reader."""
+    acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def _jsonl(run_dir):
+    """{name: [(step, value), ...]} of the numeric fields of metrics.jsonl."""
+    out = {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        for key, value in record.items():
+            if key not in ("type", "step") and isinstance(value, (int, float)):
+                out.setdefault(key, []).append((record["step"], float(value)))
+    return out
+
+
+def test_tensorboard_holds_every_metrics_scalar(tmp_path):
+    cfg = apply_overrides(
+        preset("smoke-ccl-ai"),
+        [*TINY, f"train.out_dir={tmp_path}", "train.epochs=1", "train.tensorboard=true"],
+    )
+    run_dir = train(cfg).run_dir
+    logged, board = _jsonl(run_dir), _scalars(run_dir)
+    for name in ("train/ce", "val/top1", "lr/student", "lr/heads", "ce", "train/audio/jsd"):
+        assert name in board
+    assert set(board) == set(logged)
+    for tag, points in logged.items():
+        assert [s for s, _ in board[tag]] == [s for s, _ in points], tag
+        assert [v for _, v in board[tag]] == pytest.approx([v for _, v in points], rel=1e-6)
+
+
+def test_resumed_run_drops_the_events_it_replays(tmp_path):
+    """A run killed after epoch 2 resumes from epoch 1's checkpoint: TensorBoard, like
+    metrics.jsonl, holds each step once."""
+    args = [*TINY, f"train.out_dir={tmp_path}", "train.tensorboard=true", "train.save_every=1"]
+    cfg = apply_overrides(preset("smoke-baseline"), [*args, "train.epochs=2"])
+    ckpt = train(cfg).run_dir / "checkpoints"
+    shutil.copy(ckpt / "epoch_0001.pt", ckpt / "last.pt")  # as if killed before saving epoch 2
+    run_dir = train(apply_overrides(cfg, ["train.resume=auto"])).run_dir
+    logged, board = _jsonl(run_dir), _scalars(run_dir)
+    assert [s for s, _ in board["ce"]] == [s for s, _ in logged["ce"]] == list(range(1, 9))
+    assert [s for s, _ in board["val/top1"]] == [4, 8]
+
+
+def test_missing_tensorboard_says_how_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # import tensorboard fails
+    args = [*TINY, f"train.out_dir={tmp_path}", "train.epochs=1", "train.tensorboard=true"]
+    assert main(["train", "--preset", "smoke-baseline", *args]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'ccl[tb]'" in err and "train.tensorboard" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())  # nothing written before the check

@@ -54,9 +54,12 @@ class ObjectiveConfig:
 
 @dataclass
 class OptimConfig:
+    # "sgd" as the reference; "adamw" (betas 0.9/0.999, decoupled weight decay) for short
+    # budgets such as the CPU demo, where SGD from scratch barely moves in a few hundred steps
+    name: Literal["sgd", "adamw"] = "sgd"
     lr: float = 1e-3
     head_lr: float | None = None  # None: same as lr
-    momentum: float = 0.9
+    momentum: float = 0.9  # SGD only
     dampening: float = 0.0
     weight_decay: float = 5e-4
     nesterov: bool = False

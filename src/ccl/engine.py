@@ -137,22 +137,27 @@ def build_objective(
 
 def build_optimizer(
     cfg: Config, student: nn.Module, objective: Objective
-) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LambdaLR]:
-    """SGD as the reference, one parameter group each for the student and the heads, each
-    with its own schedule: the student's MultiStep, the heads' constant (reference)."""
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """SGD as the reference (or AdamW, ``optim.name``), one parameter group each for the
+    student and the heads, each with its own schedule: the student's MultiStep, the heads'
+    constant (reference)."""
     o = cfg.optim
     groups = [{"params": list(student.parameters()), "lr": o.lr, "name": "student"}]
     head_params = [p for p in objective.heads.parameters() if p.requires_grad]
     if head_params:
         groups.append({"params": head_params, "lr": o.head_lr or o.lr, "name": "heads"})
-    optimizer = torch.optim.SGD(
-        groups,
-        lr=o.lr,
-        momentum=o.momentum,
-        dampening=o.dampening,
-        weight_decay=o.weight_decay,
-        nesterov=o.nesterov,
-    )
+    optimizer: torch.optim.Optimizer
+    if o.name == "adamw":
+        optimizer = torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(
+            groups,
+            lr=o.lr,
+            momentum=o.momentum,
+            dampening=o.dampening,
+            weight_decay=o.weight_decay,
+            nesterov=o.nesterov,
+        )
     milestones = sorted(o.milestones)
 
     def multistep(epoch: int) -> float:

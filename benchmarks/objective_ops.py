@@ -88,7 +88,7 @@ def measure(teachers: tuple[str, ...], head_update: str) -> tuple[int, int, int,
 def main() -> None:
     torch.set_num_threads(1)
     for teachers in (("audio", "image"), ("audio",), ("image",)):
-        for rule in ("reference", "paper"):
+        for rule in ("reference", "paper", "joint"):
             ops, non_view, syncs, ms = measure(teachers, rule)
             print(
                 f"teachers={'+'.join(teachers)} head_update={rule} aten_ops={ops} "

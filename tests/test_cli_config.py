@@ -54,6 +54,8 @@ def test_overrides_are_typed_and_validated():
         apply_overrides(cfg, ["train.epochs=many"])
     with pytest.raises(ValueError, match="objective.head_update"):
         apply_overrides(cfg, ["objective.head_update=sometimes"])
+    for rule in ("reference", "paper", "joint"):
+        assert apply_overrides(cfg, [f"objective.head_update={rule}"]).objective.head_update == rule
     with pytest.raises(ValueError, match="section.key=value"):
         apply_overrides(cfg, ["lr"])
 

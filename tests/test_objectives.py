@@ -1,4 +1,5 @@
-"""The single-backward CCL objective gives every parameter the reference's gradient."""
+"""The single-backward CCL objective gives every parameter the gradient the reference's
+training step applies to it (docs/METHOD.md §4)."""
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from ccl.losses import symmetric_contrastive
 from ccl.models import CompositionHead, ImageTeacher, build_student
 from ccl.models.r2plus1d import StudentOutput
 from ccl.objectives import BaselineObjective, Batch, CCLObjective
-from reference_impl import jsd_reference, sym_nce, tiny_image_teacher
+from reference_impl import ccl_reference_step, tiny_image_teacher
 
 FEAT = 32  # the tiny student's width (r2plus1d-10 at 1/16); the test teacher matches it
 
@@ -29,45 +30,6 @@ def _setup(teachers, seed=0, b=6, classes=3, missing_audio=(1, 4)):
     return student, objective, Batch(clip, label, audio, available)
 
 
-def _reference_grads(student, objective, batch, teachers):
-    """The reference's procedure: per-head losses backward with retain_graph, the heads'
-    gradients zeroed before their own loss, the student's before L_v, then L_v."""
-    out = student(batch.clip)
-    v, logits, y = out.feature, out.logits, batch.label
-    w = 1.0 / len(teachers)
-    student_terms, head_losses = [], {}
-    for t in teachers:
-        head, tau = objective.heads[t], {"audio": 0.5, "image": 0.1}[t]
-        if t == "audio":
-            keep = batch.audio.sum(1) != 0  # the reference's availability rule
-            x_t, tv, tl, ty = batch.audio[keep], v[keep], logits[keep], y[keep]
-        else:
-            with torch.no_grad():
-                x_t = objective.image_teacher.net(batch.clip[:, :, batch.clip.shape[2] // 2])
-            tv, tl, ty = v, logits, y
-        m_logits, m = head(x_t, tv)
-        s_vm, s_vt, s_mt = (
-            sym_nce(tv, m, ty, tau),
-            sym_nce(tv, x_t, ty, tau),
-            sym_nce(m, x_t, ty, tau),
-        )
-        j = jsd_reference(tl, m_logits)
-        student_terms.append(s_vm + s_vt + j)
-        head_losses[t] = F.cross_entropy(m_logits, ty) + s_vm + s_mt + j
-    loss_v = F.cross_entropy(logits, y) + w * sum(student_terms)
-    for t in teachers:
-        for p in objective.heads[t].parameters():
-            p.grad = None
-        head_losses[t].backward(retain_graph=True)
-    for p in student.parameters():
-        p.grad = None
-    loss_v.backward()
-    return {
-        n: p.grad.clone()
-        for n, p in [*student.named_parameters(), *objective.heads.named_parameters()]
-    }
-
-
 def _our_grads(student, objective, batch):
     for p in [*student.parameters(), *objective.parameters()]:
         p.grad = None
@@ -79,16 +41,62 @@ def _our_grads(student, objective, batch):
     }
 
 
-@pytest.mark.parametrize("teachers", [("audio",), ("image",), ("audio", "image")])
-def test_single_backward_equals_reference_multi_backward(teachers):
-    student, objective, batch = _setup(teachers)
-    ref = _reference_grads(student, objective, batch, teachers)
-    ours = _our_grads(student, objective, batch)
-    assert ref.keys() == ours.keys()
+TEACHER_SETS = [("audio",), ("image",), ("audio", "image")]
+MISSING = {"none": (), "some": (1, 4), "all": tuple(range(6))}
+
+
+def _assert_grads_equal(ours, ref):
+    assert ours.keys() == ref.keys()
     for name in ref:
-        torch.testing.assert_close(ours[name], ref[name], rtol=1e-6, atol=1e-9, msg=name)
-    # the heads' gradients include L_v: they differ from grad L_head alone
-    assert any(ours[n].abs().sum() > 0 for n in ours if n.startswith(teachers[0]))
+        torch.testing.assert_close(ours[name], ref[name], rtol=1e-7, atol=1e-10, msg=name)
+
+
+@pytest.mark.parametrize("missing", ["none", "some"])
+@pytest.mark.parametrize("teachers", TEACHER_SETS)
+def test_single_backward_gives_the_gradients_the_reference_steps_with(teachers, missing):
+    """Student: grad L_v (through m too); each head: grad L_head alone, recorded where the
+    reference steps the head, before L_v's backward."""
+    student, objective, batch = _setup(teachers, missing_audio=MISSING[missing])
+    applied, _ = ccl_reference_step(student, objective, batch, teachers)
+    _assert_grads_equal(_our_grads(student, objective, batch), applied)
+
+
+@pytest.mark.parametrize("teachers", TEACHER_SETS)
+def test_heads_do_not_learn_from_the_students_loss(teachers):
+    """What L_v's backward leaves on the heads (grad L_head + grad L_v, cleared unused by the
+    reference) is the ``joint`` rule, and it differs from what the reference rule gives."""
+    student, objective, batch = _setup(teachers)
+    applied, left = ccl_reference_step(student, objective, batch, teachers)
+    reference = _our_grads(student, objective, batch)
+    objective.head_update = "joint"
+    joint = _our_grads(student, objective, batch)
+    for name, grad in left.items():
+        torch.testing.assert_close(joint[name], grad, rtol=1e-7, atol=1e-10, msg=name)
+        assert (joint[name] - reference[name]).abs().max() > 1e-6, name
+    # the student's gradient is grad L_v under both rules
+    for name, _ in student.named_parameters():
+        torch.testing.assert_close(joint[name], applied[name], rtol=1e-7, atol=1e-10)
+
+
+def test_heads_stepped_first_change_the_students_gradient_to_first_order_in_the_lr():
+    """The one difference left (docs/METHOD.md §4.1): on PyTorch < 1.5 the reference's L_v
+    backward went through the already-stepped head weights. Emulated by stepping through
+    ``.data``: the student's gradient departs from ours linearly in the head's lr, and the
+    heads' gradients (taken before their step) do not change."""
+    teachers = ("audio", "image")
+    student, objective, batch = _setup(teachers)
+    ours = _our_grads(student, objective, batch)
+    diffs = {}
+    for lr in (1e-3, 1e-4):
+        student, objective, batch = _setup(teachers)
+        stepped, _ = ccl_reference_step(student, objective, batch, teachers, head_lr=lr)
+        diffs[lr] = max(
+            (stepped[n] - ours[n]).abs().max().item() for n, _ in student.named_parameters()
+        )
+        for name in ours.keys() - dict(student.named_parameters()).keys():
+            torch.testing.assert_close(stepped[name], ours[name], rtol=1e-7, atol=1e-10)
+    assert diffs[1e-4] > 0
+    assert diffs[1e-3] / diffs[1e-4] == pytest.approx(10, rel=0.05)
 
 
 def test_paper_rule_trains_heads_with_ce_only():
@@ -142,7 +150,7 @@ def _selection_forward(objective, student_out, batch):
                 continue
             tv, t_logits, ty, x_t = v[available], v_logits[available], y[available], x_t[available]
         head, contrast = objective.heads[t], objective.contrast[t]
-        if objective.head_update == "reference":
+        if objective.head_update == "joint":
             m_logits, m = head(x_t, tv)
         else:
             frozen = {k: p.detach() for k, p in head.named_parameters()}
@@ -154,7 +162,7 @@ def _selection_forward(objective, student_out, batch):
         h_logits, h = head(x_t, v_d)
         head_ce = F.cross_entropy(h_logits, ty)
         head_loss = head_ce
-        if objective.head_update == "reference":
+        if objective.head_update != "paper":
             s_mt = symmetric_contrastive(contrast, h, x_t, ty)
             head_loss = (
                 head_ce
@@ -185,12 +193,9 @@ def _grads_of(student, objective, loss):
     return {n: torch.zeros_like(p) if p.grad is None else p.grad.clone() for n, p in params}
 
 
-MISSING = {"none": (), "some": (1, 4), "all": tuple(range(6))}
-
-
 @pytest.mark.parametrize("missing", MISSING)
-@pytest.mark.parametrize("head_update", ["reference", "paper"])
-@pytest.mark.parametrize("teachers", [("audio",), ("image",), ("audio", "image")])
+@pytest.mark.parametrize("head_update", ["reference", "paper", "joint"])
+@pytest.mark.parametrize("teachers", TEACHER_SETS)
 def test_masked_objective_equals_selection_version(teachers, head_update, missing):
     student, objective, batch = _setup(teachers, seed=1, missing_audio=MISSING[missing])
     objective.head_update = head_update
@@ -246,6 +251,8 @@ def test_baseline_is_cross_entropy():
 def test_objective_validates_dims_and_teachers():
     with pytest.raises(ValueError, match="teachers"):
         CCLObjective(3, 32, ["video"])
+    with pytest.raises(ValueError, match="head_update must be one of"):
+        CCLObjective(3, 32, ["audio"], head_update="sometimes")
     with pytest.raises(ValueError, match="image teacher"):
         CCLObjective(3, 32, ["image"])
     with pytest.raises(ValueError, match="student.feature_dim=512"):

@@ -41,7 +41,7 @@ class ObjectiveConfig:
     loss_weight: float | None = None  # None: 1 with one teacher, 0.5 with both
     audio_temperature: float = 0.5
     image_temperature: float = 0.1
-    head_update: Literal["reference", "paper"] = "reference"
+    head_update: Literal["reference", "paper", "joint"] = "reference"
     divergence: Literal["symmetric-kl", "js"] = "symmetric-kl"
     jsd_weight: float = 0.5
     normalize_composition: bool = True

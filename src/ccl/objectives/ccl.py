@@ -6,24 +6,31 @@ Per teacher t with student feature v, teacher feature x_t and composed feature m
     head loss      CE(m_logits) + S(v, m) + S(m, x_t) + J(v_logits, m_logits)
     L_v            CE(v_logits) + w * sum_t (student terms of t)      (w = 1, or 0.5 with both)
 
-Gradient routing (``head_update``; docs/METHOD.md §4):
+Gradient routing (``head_update``; docs/METHOD.md §4). One scalar,
+``L_v + sum_t L_head_t``, is backpropagated once; L_v sees each head through detached
+parameters (``functional_call``) and each head loss sees a detached student, so
 
-- ``reference`` (default): the student receives grad L_v only, each head
-  grad(L_head + L_v): what the reference's two or three backward passes through the student
-  (``retain_graph``) give when no head is stepped between them (its code steps each head
-  before L_v's backward; docs/METHOD.md §4.1, §4.3). Here one scalar does it in one pass,
-  ``L_v + sum_t L_head_t(v.detach())``: the head losses see a detached student, so they
-  reach the heads and not the student, while L_v reaches both.
-- ``paper`` (Algorithm A of the paper): each head is trained by its CE only. L_v then
-  sees the heads through detached parameters.
+- ``reference`` (default): the student receives grad L_v only (including the part that flows
+  through the composed feature m into v), each head grad L_head_t only. This is what the
+  reference's training step applies: it steps each head's optimizer right after
+  ``L_head_t.backward(retain_graph=True)``, then clears the student's gradients and
+  backpropagates L_v; the gradient L_v leaves on the heads is cleared before it is used.
+  One difference remains: on the PyTorch releases the reference ran on (< 1.5; later ones
+  refuse its sequence, pytorch/pytorch#39141), the part of the student's gradient that passes
+  through a head used the head's weights as already stepped; here it uses the weights of the
+  forward pass (a difference of the order of the head's learning rate).
+- ``paper`` (Algorithm A of the paper): the same, with each head's loss its CE only.
+- ``joint``: as ``reference``, but L_v also reaches the heads: head t receives
+  grad(L_head_t + L_v). Not the reference's rule; it is what ``reference`` meant in this
+  package before the routing was corrected, kept to continue runs started with it.
 
 Launch cost: the step makes no host synchronisation and has no data-dependent control
 flow. Samples without a teacher (missing audio) are not selected out of the batch; a
 (B,) mask leaves them out of that teacher's terms instead (contrastive anchors and
 candidates, cross-entropy, divergence: Eq. 3 and 5 over the valid samples), with the same
 values and gradients as on the selected subset. The contrastive terms of one teacher come
-from one stacked similarity (``MultiClassNCELoss.symmetric_pairs``), the two divergences of
-the reference rule from one stacked call. When no sample of the step has audio, the audio
+from one stacked similarity (``MultiClassNCELoss.symmetric_pairs``), the student's and the
+head's divergence from one stacked call. When no sample of the step has audio, the audio
 terms contribute exactly 0 and their logged values are 0 (not absent); the heads stay in
 the graph with zero gradients (as ``keep_in_graph`` gave under DDP), so an optimizer with
 momentum or weight decay still moves them that step.
@@ -32,7 +39,7 @@ momentum or weight decay still moves them that step.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +60,7 @@ from ccl.objectives.base import (
     teacher_features,
 )
 
-HeadUpdate = Literal["reference", "paper"]
+HeadUpdate = Literal["reference", "paper", "joint"]
 TEACHERS = ("audio", "image")
 # The reference's temperatures (docs/METHOD.md §3.1).
 DEFAULT_TEMPERATURES = {"audio": 0.5, "image": 0.1}
@@ -81,8 +88,10 @@ class CCLObjective(Objective):
         teachers = tuple(teachers)
         if not teachers or len(set(teachers)) != len(teachers) or set(teachers) - set(TEACHERS):
             raise ValueError(f"teachers must be a non-empty subset of {TEACHERS}, got {teachers}")
-        if head_update not in ("reference", "paper"):
-            raise ValueError(f"head_update must be 'reference' or 'paper', got {head_update!r}")
+        if head_update not in get_args(HeadUpdate):
+            raise ValueError(
+                f"head_update must be one of {get_args(HeadUpdate)}, got {head_update!r}"
+            )
         if "image" in teachers:
             if image_teacher is None:
                 raise ValueError("the image teacher is used but none was given")
@@ -160,12 +169,21 @@ class CCLObjective(Objective):
         the ``valid`` samples only (None: all)."""
         head, contrast = self.heads[t], self.contrast[t]
         v_d, v_logits_d = v.detach(), v_logits.detach()
-        if self.head_update == "reference":
-            # m = head(x_t, v) and h = head(x_t, v_d) in one call: the same rows twice, once
-            # with the student's graph and once without.
-            both_logits, both = head(torch.cat((x_t, x_t)), torch.cat((v, v_d)))
-            m_logits, h_logits = both_logits.chunk(2)
-            m, h = both.chunk(2)
+        # For L_v, the head composes the student's feature with its parameters held fixed:
+        # L_v's gradient reaches the student through m, not the head ("joint" lets it in).
+        if self.head_update == "joint":
+            m_logits, m = head(x_t, v)
+        else:
+            fixed = {k: p.detach() for k, p in head.named_parameters()}
+            m_logits, m = functional_call(head, fixed, (x_t, v))
+        # For the head loss, the head composes a detached student: it trains the head only.
+        h_logits, h = head(x_t, v_d)
+        head_ce = _cross_entropy(h_logits, y, valid)
+        if self.head_update == "paper":
+            s_vm, s_vt = contrast.symmetric_pairs((v, v), (m, x_t), y, valid).unbind()
+            jsd = self.jsd(v_logits, m_logits, valid)
+            head_loss = head_ce
+        else:
             # S(v, m), S(v, x_t) for the student; S(v_d, h), S(h, x_t) for the head.
             s_vm, s_vt, s_vh, s_mt = contrast.symmetric_pairs(
                 (v, v, v_d, h), (m, x_t, h, x_t), y, valid
@@ -173,17 +191,8 @@ class CCLObjective(Objective):
             jsd, jsd_head = self.jsd(
                 torch.stack((v_logits, v_logits_d)), torch.stack((m_logits, h_logits)), valid
             ).unbind()
-            head_ce = _cross_entropy(h_logits, y, valid)
             head_loss = head_ce + s_vh + s_mt + jsd_head
             terms[f"{t}/contrast_mt"] = s_mt.detach()
-        else:
-            frozen = {k: p.detach() for k, p in head.named_parameters()}
-            m_logits, m = functional_call(head, frozen, (x_t, v))
-            h_logits, _ = head(x_t, v_d)
-            s_vm, s_vt = contrast.symmetric_pairs((v, v), (m, x_t), y, valid).unbind()
-            jsd = self.jsd(v_logits, m_logits, valid)
-            head_ce = _cross_entropy(h_logits, y, valid)
-            head_loss = head_ce
         correct = h_logits.argmax(1) == y
         terms[f"{t}/contrast_vm"] = s_vm.detach()
         terms[f"{t}/contrast_vt"] = s_vt.detach()

@@ -799,13 +799,10 @@ def build_report(
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    try:
-        path = build_report(
-            args.run_dirs, args.out, split=args.split, tsne_max_points=args.tsne_max_points
-        )
-    except ReportError as err:
-        print(f"ccl report: error: {err}", file=sys.stderr)
-        return 2
+    # a ReportError or an unwritable --out ends as one line in ccl.cli.main
+    path = build_report(
+        args.run_dirs, args.out, split=args.split, tsne_max_points=args.tsne_max_points
+    )
     print(f"report written to {path}")
     return 0
 
@@ -833,11 +830,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ccl.report RUN_DIR... --out DIR``."""
-    parser = argparse.ArgumentParser(prog="ccl")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["report", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args))
+    """``python -m ccl.report RUN_DIR... --out DIR`` (= ``ccl report``)."""
+    from ccl.cli import main as cli_main
+
+    return cli_main(["report", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

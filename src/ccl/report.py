@@ -799,10 +799,14 @@ def build_report(
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    # a ReportError or an unwritable --out ends as one line in ccl.cli.main
-    path = build_report(
-        args.run_dirs, args.out, split=args.split, tsne_max_points=args.tsne_max_points
-    )
+    # an unwritable --out (OSError) ends as one line in ccl.cli.main
+    try:
+        path = build_report(
+            args.run_dirs, args.out, split=args.split, tsne_max_points=args.tsne_max_points
+        )
+    except ReportError as err:
+        print(f"ccl report: error: {err}", file=sys.stderr)
+        return 2
     print(f"report written to {path}")
     return 0
 

@@ -384,3 +384,22 @@ def test_full_disk_during_a_checkpoint_save_names_the_file_and_enospc(tmp_path, 
     assert e.value.errno == errno.ENOSPC and e.value.filename == str(path)
     assert "ENOSPC" in str(e.value) and "unexpected pos" not in str(e.value)
     assert list(path.parent.iterdir()) == []
+
+
+def test_resume_auto_before_any_checkpoint_starts_over_with_one_log(tmp_path):
+    """A run killed in its first epoch left a config and a log, no checkpoint: a fresh start
+    refuses the folder, ``--resume auto`` starts over and keeps only the new log (as
+    ``ccl demo`` does with the runs of an interrupted demo)."""
+    from ccl.runs import RunExistsError
+
+    run_dir = tmp_path / "X"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text("{}")
+    (run_dir / "metrics.jsonl").write_text('{"type": "step", "epoch": 1, "step": 1}\n{"ty')
+    with pytest.raises(RunExistsError, match="config.json, metrics.jsonl"):
+        train(_cfg("baseline", tmp_path, "train.name=X", "train.epochs=1"))
+    result = train(
+        _cfg("baseline", tmp_path, "train.name=X", "train.epochs=1", "train.resume=auto")
+    )
+    records = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["type"] for r in records] == ["step"] * 4 + ["epoch"]

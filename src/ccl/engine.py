@@ -349,8 +349,11 @@ class JsonlLog:
 
     def write(self, record: dict[str, Any]) -> None:
         if self.enabled:
-            with self.path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+            try:
+                with self.path.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+            except OSError as err:  # a write error (full disk) would not name the file
+                raise OSError(err.errno, err.strerror, str(self.path)) from err
 
 
 @dataclass

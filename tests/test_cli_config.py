@@ -108,3 +108,81 @@ def test_print_config_and_presets(capsys):
     assert printed["optim"]["lr"] == 0.5 and printed["objective"]["teachers"] == ["audio"]
     assert main(["presets"]) == 0
     assert "ucf51-ccl-ai" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("data.crop_scale=2,1", "data.crop_scale"),
+        ("data.crop_scale=0,0.5", "data.crop_scale"),
+        ("train.epochs=0", "train.epochs"),
+        ("data.batch_size=0", "data.batch_size"),
+        ("optim.lr=0", "optim.lr"),
+        ("objective.image_temperature=-0.1", "objective.image_temperature"),
+        ("data.clip_frames=0", "data.clip_frames"),
+        ("data.size=0", "data.size"),
+        ("train.name=a/b", "train.name"),
+    ],
+)
+def test_out_of_range_values_are_refused_naming_the_key(override, key):
+    with pytest.raises(ValueError, match=rf"invalid config: {key} must be"):
+        apply_overrides(preset("smoke-baseline"), [override])
+
+
+def test_a_stored_config_is_validated_on_load(tmp_path):
+    preset("smoke-baseline").save(tmp_path / "c.json")
+    data = json.loads((tmp_path / "c.json").read_text())
+    data["train"]["epochs"], data["data"]["crop_scale"] = 0, [2, 1]
+    (tmp_path / "c.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"data.crop_scale must be .*; train.epochs must be"):
+        Config.load(tmp_path / "c.json")
+
+
+def test_overrides_on_both_sides_of_a_flag(capsys):
+    args = ["train", "--preset", "smoke-baseline", "optim.lr=0.5", "--print-config"]
+    assert main([*args, "train.epochs=3", "--resume", "auto", "data.size=24"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["optim"]["lr"], printed["train"]["epochs"]) == (0.5, 3)
+    assert (printed["data"]["size"], printed["train"]["resume"]) == (24, "auto")
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--no-such-flag"])
+    assert exc.value.code == 2 and "unrecognized arguments: --no-such-flag" in (
+        capsys.readouterr().err
+    )
+
+
+def test_user_errors_are_one_line_without_traceback(tmp_path):
+    """Bad values, files where folders belong and unwritable outputs: one line naming the
+    path and the cause, exit code 2, for train, evaluate and report."""
+    from ccl.engine import train
+
+    tiny = [
+        "data.synthetic_train=8",
+        "data.synthetic_val=4",
+        "data.batch_size=4",
+        "data.clip_frames=4",
+        "data.size=16",
+        "train.epochs=1",
+        "train.progress=false",
+    ]
+    run = train(apply_overrides(preset("smoke-baseline"), [*tiny, f"train.out_dir={tmp_path}"]))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("a file where a folder is expected")
+    train_args = ["train", "--preset", "smoke-baseline", *tiny]
+    not_a_dir = "Not a directory"
+    cases = [
+        ([*train_args, f"train.out_dir={blocker}"], [str(blocker / "smoke-baseline"), not_a_dir]),
+        ([*train_args, "data.batch_size=0"], ["data.batch_size must be >= 1"]),
+        (["evaluate", str(run.run_dir), "--out", str(blocker / "ev")], [str(blocker), not_a_dir]),
+        (["report", str(run.run_dir), "--out", str(blocker / "rep")], [str(blocker), not_a_dir]),
+    ]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    for args, expected in cases:
+        out = subprocess.run(
+            [sys.executable, "-m", "ccl.cli", *args], capture_output=True, text=True, env=env
+        )
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == 2 and "Traceback" not in out.stdout + out.stderr, out.stderr
+        assert len(lines) == 1 and lines[0].startswith(f"ccl {args[0]}: error: "), out.stderr
+        for text in expected:
+            assert text in lines[0]

@@ -248,3 +248,158 @@ def test_cli_method_and_teachers(capsys):
     ]
     assert cfg["train"]["name"] == "ucf51-crd-both"
     assert preset("ucf51-pkt-ai").objective.teachers == ("audio", "image")
+
+
+def _run_cli(*args):
+    """``ccl`` in a subprocess: (exit code, stdout + stderr)."""
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "ccl.cli", *args], capture_output=True, text=True, env=env
+    )
+    return out.returncode, out.stdout + out.stderr
+
+
+def test_rerun_of_a_run_name_is_refused_and_overwrite_moves_the_run_aside(tmp_path, tree_hashes):
+    """Presets fix the run name: a second run must not replace the first's checkpoints."""
+    train(_cfg("baseline", tmp_path, "train.name=X", "train.epochs=2"))
+    before = tree_hashes(tmp_path)
+    code, out = _run_cli(
+        "train",
+        "--preset",
+        "smoke-baseline",
+        *TINY,
+        f"train.out_dir={tmp_path}",
+        "train.name=X",
+        "train.epochs=1",
+    )
+    assert code == 2 and "Traceback" not in out
+    assert str(tmp_path / "X") in out
+    assert "--resume auto" in out and "train.name" in out and "--overwrite" in out
+    assert tree_hashes(tmp_path) == before
+
+    result = train(_cfg("baseline", tmp_path, "train.name=X", "train.epochs=1"), overwrite=True)
+    moved = tmp_path / "X.old-1"
+    assert tree_hashes(moved) == {k.split("/", 1)[1]: v for k, v in before.items()}
+    assert load_checkpoint(result.run_dir / "checkpoints" / "last.pt")["epoch"] == 1
+    assert len((result.run_dir / "metrics.jsonl").read_text().splitlines()) == 5  # one run
+    with pytest.raises(ValueError, match="--overwrite"):
+        train(_cfg("baseline", tmp_path, "train.name=X", "train.resume=auto"), overwrite=True)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "pickled code"])
+def test_resume_auto_without_a_usable_checkpoint_stops_and_keeps_best(
+    damage, tmp_path, tree_hashes, capsys
+):
+    from ccl.cli import main
+
+    train(_cfg("baseline", tmp_path, "train.name=X", "train.epochs=1"))
+    last = tmp_path / "X" / "checkpoints" / "last.pt"
+    if damage == "truncated":
+        last.write_bytes(last.read_bytes()[:1000])
+    else:
+
+        class Evil:
+            def __reduce__(self):
+                return (print, ("pwned",))
+
+        torch.save({"student": Evil()}, last)
+    before = tree_hashes(tmp_path)
+    args = [*TINY, f"train.out_dir={tmp_path}", "train.name=X", "train.epochs=2"]
+    assert main(["train", "--preset", "smoke-baseline", "--resume", "auto", *args]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot resume {tmp_path / 'X'}" in err and str(last) in err
+    assert "intact: best.pt (epoch 1)" in err and "pwned" not in err
+    assert tree_hashes(tmp_path) == before
+
+
+def test_resume_refuses_data_with_other_classes(tmp_path, tree_hashes):
+    from ccl.checkpoint import ClassMismatchError
+
+    train(_cfg("baseline", tmp_path, "train.name=X", "train.epochs=1"))
+    before = tree_hashes(tmp_path)
+    cfg = _cfg(
+        "baseline",
+        tmp_path,
+        "train.name=X",
+        "train.epochs=2",
+        "train.resume=auto",
+        "data.synthetic_classes=3",
+    )
+    with pytest.raises(ClassMismatchError, match=r"class 3 \('class_03'\) is only in checkpoint"):
+        train(cfg)
+    assert tree_hashes(tmp_path) == before
+
+
+def test_stale_checkpoint_temporaries_are_removed_at_start(tmp_path, capsys):
+    """A SIGKILL during a save leaves ``.last.pt.*.tmp``; the run's next start removes it."""
+    ckpt_dir = tmp_path / "X" / "checkpoints"
+    ckpt_dir.mkdir(parents=True)
+    stale = ckpt_dir / ".last.pt.k1ll3d.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    other = tmp_path / "X" / "notes.tmp"  # not a checkpoint temporary: kept
+    other.write_text("mine")
+    train(_cfg("baseline", tmp_path, "train.name=X", "train.epochs=1"))  # not a run yet
+    assert not stale.exists() and other.exists()
+    assert "removed a temporary file left by an interrupted save" in capsys.readouterr().out
+    stale.write_bytes(b"half a checkpoint")
+    train(_cfg("baseline", tmp_path, "train.name=X", "train.epochs=2", "train.resume=auto"))
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == ["best.pt", "last.pt"]
+
+
+def test_full_disk_during_a_checkpoint_save_names_the_file_and_enospc(tmp_path, monkeypatch):
+    """torch's zip writer reports a failed write as "unexpected pos"; the error must name the
+    checkpoint and the cause, and leave no temporary behind."""
+    import errno
+    import os
+
+    import ccl.checkpoint as ckpt
+
+    real_fdopen = os.fdopen
+
+    class FullDisk:
+        def __init__(self, f):
+            self.f, self.room = f, 600
+
+        def write(self, data):  # as a file on a full disk: a short write, then ENOSPC
+            data = memoryview(data).cast("B")
+            if not self.room:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            n = min(len(data), self.room)
+            self.room -= n
+            return self.f.write(data[:n])
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(ckpt.os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode)))
+    path = tmp_path / "checkpoints" / "last.pt"
+    with pytest.raises(OSError) as e:
+        ckpt.save_checkpoint({"student": torch.zeros(100_000)}, path)
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(path)
+    assert "ENOSPC" in str(e.value) and "unexpected pos" not in str(e.value)
+    assert list(path.parent.iterdir()) == []
+
+
+def test_resume_auto_before_any_checkpoint_starts_over_with_one_log(tmp_path):
+    """A run killed in its first epoch left a config and a log, no checkpoint: a fresh start
+    refuses the folder, ``--resume auto`` starts over and keeps only the new log (as
+    ``ccl demo`` does with the runs of an interrupted demo)."""
+    from ccl.runs import RunExistsError
+
+    run_dir = tmp_path / "X"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text("{}")
+    (run_dir / "metrics.jsonl").write_text('{"type": "step", "epoch": 1, "step": 1}\n{"ty')
+    with pytest.raises(RunExistsError, match="config.json, metrics.jsonl"):
+        train(_cfg("baseline", tmp_path, "train.name=X", "train.epochs=1"))
+    result = train(
+        _cfg("baseline", tmp_path, "train.name=X", "train.epochs=1", "train.resume=auto")
+    )
+    records = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["type"] for r in records] == ["step"] * 4 + ["epoch"]

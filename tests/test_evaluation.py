@@ -1,6 +1,7 @@
 """Video-level evaluation: aggregation, retrieval, missing videos never leave a denominator."""
 
 import json
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,3 +137,88 @@ def test_unreadable_video_is_an_error_or_counted_wrong(run_dir):
     pred_2 = whole["videos"][2]["top5"][0] == whole["videos"][2]["label"]
     assert report["recognition"]["top1"] == pytest.approx((correct_whole - pred_2) / 6)
     assert sum(map(sum, report["recognition"]["confusion_matrix"])) == 5
+
+
+def _prepared(root, labels, folder_of=None):
+    """Frame stores (8 random 16x16 frames) and an annotation file listing ``labels`` in
+    that order: one training and one testing video per class, filed under their class."""
+    from ccl.data.prepare import write_frame_store
+
+    rng = np.random.default_rng(0)
+    frames, database = root / "frames", {}
+    for label in sorted(labels):
+        for subset in ("training", "testing"):
+            vid = f"v_{label}_{subset}"
+            clip = rng.integers(0, 255, size=(8, 16, 16, 3), dtype=np.uint8)
+            write_frame_store(frames / label / f"{vid}.hdf5", list(clip), fps=25)
+            database[vid] = {"subset": subset, "annotations": {"label": label, "segment": [1, 9]}}
+    path = root / "annotations.json"
+    path.write_text(json.dumps({"labels": list(labels), "database": database}))
+    return path, frames
+
+
+CLASSES = [f"class_{c:02d}" for c in range(4)]  # the synthetic run's, in its order
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (CLASSES[::-1], r"class 0 is 'class_00' in checkpoint .* but 'class_03' in .*json"),
+        (CLASSES[:3], r"class 3 \('class_03'\) is only in checkpoint"),
+    ],
+)
+def test_annotations_with_other_classes_than_the_checkpoint_are_refused(
+    labels, message, run_dir, tmp_path, capsys, tree_hashes
+):
+    from ccl.cli import main
+
+    ann, frames = _prepared(tmp_path, labels)
+    before = tree_hashes(run_dir)
+    args = ["evaluate", str(run_dir), "--annotations", str(ann), "--frames-dir", str(frames)]
+    assert main([*args, "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+    assert tree_hashes(run_dir) == before  # nothing scored, nothing written
+    # the same files in the checkpoint's order evaluate
+    ann, frames = _prepared(tmp_path / "ok", CLASSES)
+    out = tmp_path / "results"
+    settings = _settings(annotations=str(ann), frames_dir=str(frames), out_dir=str(out))
+    assert evaluate(run_dir, settings)["videos_evaluated"] == 4
+    assert (out / "eval_test.json").is_file()
+
+
+def test_audio_table_filed_under_other_classes_is_refused(tmp_path):
+    from ccl.checkpoint import ClassMismatchError
+    from ccl.data.audio import load_audio_embeddings
+    from ccl.data.datasets import ClipDataset
+
+    ann, frames = _prepared(tmp_path, CLASSES)
+    audio = tmp_path / "audio"
+    for label in CLASSES:  # filed under the class names, in other case (as UCF101's are)
+        (audio / label.upper()).mkdir(parents=True)
+        np.save(audio / label.upper() / f"v_{label}_training.npy", np.ones(8, dtype=np.float32))
+    misfiled = audio / "CLASS_02" / "v_class_02_training.npy"
+    misfiled.rename(audio / "CLASS_03" / misfiled.name)
+    with pytest.raises(
+        ClassMismatchError,
+        match=r"'v_class_02_training' is in class folder 'CLASS_03', but .* labels the video "
+        r"'class_02'",
+    ):
+        ClipDataset(ann, frames, "training", "train", frames=4, size=16, audio=audio)
+    (audio / "CLASS_03" / misfiled.name).rename(misfiled)
+    table = load_audio_embeddings(audio)
+    assert len(ClipDataset(ann, frames, "training", "train", frames=4, size=16, audio=table)) == 4
+
+
+def test_unwritable_results_folder_fails_before_any_forward_pass(run_dir, tmp_path, monkeypatch):
+    import ccl.evaluation as ev
+
+    def forward_windows(*args, **kwargs):
+        raise AssertionError("evaluated although the results could not be written")
+
+    monkeypatch.setattr(ev, "forward_windows", forward_windows)
+    (tmp_path / "file").write_text("a file where a folder is expected")
+    settings = _settings(gallery=None, out_dir=str(tmp_path / "file" / "results"))
+    with pytest.raises(OSError, match="cannot write the evaluation results") as e:
+        evaluate(run_dir, settings, datasets={"testing": FakeWindows(3, 3)})
+    assert e.value.filename == str(tmp_path / "file" / "results")

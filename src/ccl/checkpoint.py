@@ -1,12 +1,14 @@
-"""Checkpoints: atomic writes, safe loads (``weights_only=True``), and ``--resume auto``."""
+"""Checkpoints: atomic writes, safe loads (``weights_only=True``), ``--resume auto``, and
+the check that a checkpoint's classes are the data's."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import random
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -18,22 +20,65 @@ class CheckpointError(RuntimeError):
     """A checkpoint file that cannot be used, with the file named."""
 
 
+class ClassMismatchError(ValueError):
+    """A checkpoint's classes are not the data's (other names, order or number)."""
+
+
+_TMP_SUFFIX = ".tmp"  # temporaries are ``.<name>.<random>.tmp`` next to the target
+
+
+class _RecordingWriter:
+    """Writes all of every block (a short write is retried, so the OS reports why it fell
+    short) and remembers the ``OSError`` of a failed write: torch's zip writer replaces it
+    by "unexpected pos ...", which would not name a full disk."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f, self.error = f, None
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        try:
+            while done < len(view):
+                n = self.f.write(view[done:])
+                if not n:
+                    raise OSError(errno.EIO, "a write wrote nothing")
+                done += n
+        except OSError as err:
+            self.error = err
+            raise
+        return done
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
 @contextlib.contextmanager
-def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
+def atomic_write(path: str | Path, *, what: str = "file") -> Iterator[BinaryIO]:
     """Open ``path`` for binary writing atomically: a temporary file in the same folder,
     fsynced and renamed over ``path`` when the block succeeds, removed when it fails. A
-    crash leaves either the previous file or the new one, never half of one."""
+    crash leaves either the previous file or the new one, never half of one. A failed write
+    (full disk, read-only folder) raises ``OSError`` naming ``path`` and the error code
+    (e.g. ENOSPC)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TMP_SUFFIX, dir=path.parent)
+    except OSError as err:
+        raise _named(err, path, what) from err
+    writer = None
     try:
         with os.fdopen(fd, "wb") as f:
-            yield f
+            writer = _RecordingWriter(f)
+            yield writer  # type: ignore[misc]
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        cause = writer.error if writer is not None and writer.error is not None else err
+        if isinstance(cause, OSError):
+            raise _named(cause, path, what) from err
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -44,8 +89,48 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """Write ``state`` to ``path`` atomically (see :func:`atomic_write`)."""
-    with atomic_write(path) as f:
+    with atomic_write(path, what="checkpoint") as f:
         torch.save(state, f)
+
+
+def _named(err: OSError, path: Path, what: str) -> OSError:
+    """``err`` again, naming ``path`` and the symbolic error code (ENOSPC, EROFS, ...)."""
+    code = errno.errorcode.get(err.errno or 0)
+    reason = f"{err.strerror or err} ({code})" if code else str(err.strerror or err)
+    return type(err)(err.errno, f"cannot write {what}: {reason}", str(path))
+
+
+def remove_stale_temporaries(ckpt_dir: str | Path) -> list[Path]:
+    """Delete the temporaries a save killed before its rename left behind (SIGKILL, power
+    loss); only ever called by the run that owns ``ckpt_dir``, before it saves anything."""
+    removed = []
+    for tmp in sorted(Path(ckpt_dir).glob(f".*.pt.*{_TMP_SUFFIX}")):
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def check_classes(
+    saved: Sequence[str], current: Sequence[str], *, saved_from: str, current_from: str
+) -> None:
+    """Refuse to score or train against other labels than a checkpoint's: output ``i`` of the
+    network means ``saved[i]``, so ``current`` must be the same names in the same order.
+    The error names the first class that differs."""
+    saved, current = list(saved), list(current)
+    if saved == current:
+        return
+    for i, (a, b) in enumerate(zip(saved, current)):
+        if a != b:
+            where = f"class {i} is {a!r} in {saved_from} but {b!r} in {current_from}"
+            break
+    else:
+        i = min(len(saved), len(current))
+        longer, name = (saved, saved_from) if len(saved) > i else (current, current_from)
+        where = f"class {i} ({longer[i]!r}) is only in {name}"
+    raise ClassMismatchError(
+        f"the classes of {saved_from} ({len(saved)}) and {current_from} ({len(current)}) "
+        f"differ: {where}"
+    )
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -66,11 +151,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 def find_resume_checkpoint(run_dir: str | Path) -> Path | None:
     """The newest loadable checkpoint of a run for ``--resume auto``: ``last.pt``, else the
-    periodic ones newest first (so a truncated ``last.pt`` falls back to the previous one)."""
+    periodic ones newest first (so a truncated ``last.pt`` falls back to the previous one).
+    None when the run has none of them (nothing to resume: a fresh start loses nothing).
+    When every one of them is unusable this raises instead of returning None, because a
+    fresh start would overwrite ``best.pt`` and the log of the run."""
     ckpt_dir = Path(run_dir) / "checkpoints"
     if not ckpt_dir.is_dir():
         return None
     candidates = [ckpt_dir / "last.pt"] + sorted(ckpt_dir.glob("epoch_*.pt"), reverse=True)
+    unusable = []
     for candidate in candidates:
         if not candidate.is_file():
             continue
@@ -78,9 +167,30 @@ def find_resume_checkpoint(run_dir: str | Path) -> Path | None:
             load_checkpoint(candidate)
         except CheckpointError as err:
             print(f"warning: skipping unusable checkpoint: {err}")
+            unusable.append(err)
             continue
         return candidate
-    return None
+    others = sorted(p for p in ckpt_dir.glob("*.pt") if p not in candidates)
+    if not unusable and not others:
+        return None
+    intact = []
+    for other in others:
+        try:
+            intact.append((other, int(load_checkpoint(other)["epoch"])))
+        except (CheckpointError, KeyError, TypeError, ValueError):
+            continue
+    why = "; ".join(str(e) for e in unusable) or f"{ckpt_dir} has no last.pt"
+    hint = (
+        f"; intact: {', '.join(f'{p.name} (epoch {e})' for p, e in intact)}. Continue from "
+        f"{intact[0][0].name} with --resume {intact[0][0]}, or"
+        if intact
+        else ". Continue from another checkpoint with --resume PATH, or"
+    )
+    raise CheckpointError(
+        f"cannot resume {run_dir}: no usable checkpoint to continue from ({why}). Nothing "
+        f"was changed{hint} start over with --overwrite (moves the old run aside) or a new "
+        "train.name"
+    )
 
 
 def rng_state() -> dict[str, Any]:

@@ -24,10 +24,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = apply_overrides(cfg, args.overrides)
     if args.resume is not None:
         cfg.train.resume = args.resume
+    cfg.validate()
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
-    result = train(cfg)
+    result = train(cfg, overwrite=args.overwrite)
     print(f"run folder: {result.run_dir}")
     if result.best:
         print(f"best validation top-1 {result.best['top1']:.4f} at epoch {result.best['epoch']}")
@@ -69,6 +70,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             precision=args.precision,
             annotations=args.annotations,
             frames_dir=args.frames_dir,
+            out_dir=args.out,
         )
         report = evaluate(args.target, settings)
         print(f"{kind}: {summary_line(report)} -> {report.get('path')}")
@@ -97,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume", default=None, help="'auto' (the run's newest good checkpoint) or a path"
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in a run folder that holds a run: the old run is moved to "
+        "<name>.old-N first (never deleted)",
+    )
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("overrides", nargs="*", metavar="section.key=value")
     p.set_defaults(func=_cmd_train)
@@ -113,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     p.add_argument("--annotations", default=None, help="default: the run's data.annotations")
     p.add_argument("--frames-dir", default=None, help="default: the run's data.frames_dir")
+    p.add_argument("--out", default=None, help="folder for the results (default: the run folder)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("presets", help="list the configuration presets")
@@ -137,12 +146,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_error(err: BaseException) -> str:
+    """One line for a user error: an ``OSError`` as "path: cause" (read-only folder, a file
+    where a folder belongs, full disk), anything else as its message."""
+    if isinstance(err, OSError) and err.filename is not None:
+        where = str(err.filename) + (f" -> {err.filename2}" if err.filename2 else "")
+        return f"{where}: {err.strerror or err}"
+    return str(err) or type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command. Errors of input and environment (bad values, files, folders,
+    checkpoints, runs: ``ValueError``, ``OSError``, ``RuntimeError`` and the project's
+    subclasses of them) end as one line on stderr and exit code 2, never a traceback."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # ``key=value`` overrides may sit on both sides of a flag
+        if hasattr(args, "overrides") and not any(e.startswith("-") for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        print(f"ccl {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError) as err:
+        print(f"ccl {args.command}: error: {describe_error(err)}", file=sys.stderr)
         return 2
 
 

@@ -126,6 +126,15 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def validate(self) -> Config:
+        """Refuse values no run can use, naming the key, before anything is built or written
+        (a zero batch size would divide by zero, zero epochs would silently do nothing).
+        Called after overrides, on load and at the start of training; returns ``self``."""
+        problems = [f"{key} {why}" for key, why in _problems(self)]
+        if problems:
+            raise ValueError("invalid config: " + "; ".join(problems))
+        return self
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Config:
         cfg = cls()
@@ -141,7 +150,88 @@ class Config:
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        return cls.from_dict(json.loads(Path(path).read_text())).validate()
+
+
+def _problems(cfg: Config) -> list[tuple[str, str]]:
+    """(key, what is wrong) for every out-of-range value of ``cfg``."""
+    out: list[tuple[str, str]] = []
+
+    def need(ok: bool, key: str, rule: str) -> None:
+        if not ok:
+            out.append((key, f"must be {rule}, got {_show(value(key))}"))
+
+    def value(key: str) -> Any:
+        section, _, name = key.partition(".")
+        return getattr(getattr(cfg, section), name)
+
+    def at_least(key: str, low: float, optional: bool = False) -> None:
+        v = value(key)
+        ok = (optional and v is None) or (v is not None and v >= low)
+        need(ok, key, f">= {low}" + (" or none" if optional else ""))
+
+    def positive(key: str, optional: bool = False) -> None:
+        v = value(key)
+        ok = (optional and v is None) or (v is not None and v > 0)
+        need(ok, key, "> 0" + (" or none" if optional else ""))
+
+    o, opt, d, tr = cfg.objective, cfg.optim, cfg.data, cfg.train
+    positive("student.width")
+    at_least("student.feature_dim", 1, optional=True)
+    at_least("image_teacher.input_size", 1, optional=True)
+    need(
+        set(o.teachers) <= {"audio", "image"} and len(set(o.teachers)) == len(o.teachers),
+        "objective.teachers",
+        "audio, image or audio,image",
+    )
+    at_least("objective.loss_weight", 0, optional=True)
+    positive("objective.audio_temperature")
+    positive("objective.image_temperature")
+    at_least("objective.jsd_weight", 0)
+    at_least("objective.nce_eps", 0)
+    at_least("objective.kd_weight", 0, optional=True)
+    positive("objective.kd_temperature", optional=True)
+    at_least("objective.kd_negatives", 1, optional=True)
+    positive("optim.lr")
+    positive("optim.head_lr", optional=True)
+    at_least("optim.momentum", 0)
+    need(0 <= opt.dampening <= 1, "optim.dampening", "in [0, 1]")
+    at_least("optim.weight_decay", 0)
+    positive("optim.gamma")
+    need(all(m >= 1 for m in opt.milestones), "optim.milestones", "epochs >= 1")
+    for key in ("data.clip_frames", "data.frame_stride", "data.size", "data.val_clips"):
+        at_least(key, 1)
+    at_least("data.batch_size", 1)
+    at_least("data.workers", 0)
+    need(
+        len(d.crop_scale) == 2 and 0 < d.crop_scale[0] <= d.crop_scale[1] <= 1,
+        "data.crop_scale",
+        "two values lo,hi with 0 < lo <= hi <= 1",
+    )
+    need(len(d.mean) == 3, "data.mean", "three values (R,G,B)")
+    need(len(d.std) == 3 and all(v > 0 for v in d.std), "data.std", "three values > 0")
+    for key in ("data.synthetic_classes", "data.synthetic_train", "data.synthetic_val"):
+        at_least(key, 1)
+    at_least("data.audio_dim", 1)
+    need(
+        tr.name not in ("", ".", "..") and "/" not in tr.name and "\\" not in tr.name,
+        "train.name",
+        "a folder name (no path separators)",
+    )
+    need(bool(tr.out_dir), "train.out_dir", "a folder")
+    at_least("train.epochs", 1)
+    for key in ("train.log_every", "train.save_every", "train.val_every"):
+        at_least(key, 0)
+    at_least("train.max_steps_per_epoch", 1, optional=True)
+    at_least("train.checkpoint_every_steps", 0)
+    return out
+
+
+def _show(value: Any) -> str:
+    """A value as it is written on the command line (lists comma-separated)."""
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value) or "(empty)"
+    return "none" if value is None else str(value) or "(empty)"
 
 
 def _ucf51(method: str, teachers: tuple[str, ...]) -> Config:
@@ -252,7 +342,7 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
         if not key or not hasattr(cfg, section):
             raise ValueError(f"override {item!r}: unknown section {section!r}")
         _set_field(getattr(cfg, section), dotted, key, raw, parse=True)
-    return cfg
+    return cfg.validate()
 
 
 def _set_field(obj: Any, dotted: str, key: str, value: Any, *, parse: bool) -> None:

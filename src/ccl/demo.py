@@ -130,6 +130,10 @@ def train_and_evaluate(
         cfg.optim.milestones = (2,)
     apply_overrides(cfg, overrides or [])
     run_dir = Path(cfg.train.out_dir) / cfg.train.name
+    if run_dir.exists():
+        # left by an interrupted demo: continue that run (training refuses to start over
+        # in a folder that holds one)
+        cfg.train.resume = "auto"
     _step(f"train {label}", run_dir / "checkpoints" / "last.pt", lambda: train(cfg))
 
     def test() -> None:

@@ -27,8 +27,10 @@ from tqdm import tqdm
 
 from ccl import distributed, metrics
 from ccl.checkpoint import (
+    check_classes,
     find_resume_checkpoint,
     load_checkpoint,
+    remove_stale_temporaries,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -37,6 +39,7 @@ from ccl.config import Config
 from ccl.data.sampling import EpochSampler, SkipUnreadable
 from ccl.models import ImageTeacher, R2Plus1D, StudentOutput, build_student
 from ccl.objectives import BaselineObjective, Batch, CCLObjective, Objective, ObjectiveOutput
+from ccl.runs import move_aside, refuse_existing_run
 from ccl.tblog import TensorBoardLog, require_tensorboard
 
 
@@ -355,8 +358,11 @@ class JsonlLog:
 
     def write(self, record: dict[str, Any]) -> None:
         if self.enabled:
-            with self.path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+            try:
+                with self.path.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+            except OSError as err:  # a write error (full disk) would not name the file
+                raise OSError(err.errno, err.strerror, str(self.path)) from err
             if self.tensorboard is not None:
                 self.tensorboard.write(record)
 
@@ -388,11 +394,23 @@ def _reset_log_after(path: Path, epoch: int, step: int) -> None:
     path.write_text("".join(k + "\n" for k in kept))
 
 
-def train(cfg: Config) -> RunResult:
+def train(cfg: Config, *, overwrite: bool = False) -> RunResult:
     """Train ``cfg`` end to end on one process or under torchrun: resume if asked, validate,
-    checkpoint, log. Returns the run folder and the best and last validation metrics."""
+    checkpoint, log. Returns the run folder and the best and last validation metrics.
+
+    A run folder that already holds a run is only continued (``train.resume``) or, with
+    ``overwrite``, moved aside to ``<name>.old-N`` first; otherwise this refuses before
+    writing anything (:class:`ccl.runs.RunExistsError`)."""
+    cfg.validate()
     run_dir = Path(cfg.train.out_dir) / cfg.train.name
     ckpt_dir = run_dir / "checkpoints"
+    if overwrite and cfg.train.resume is not None:
+        raise ValueError("--overwrite starts the run over; it cannot be combined with --resume")
+    # The checks that can refuse read only, on every rank, before anything is written.
+    if cfg.train.resume is None and not overwrite:
+        refuse_existing_run(run_dir)
+    resume_path = _resume_path(cfg, run_dir)
+    state = load_checkpoint(resume_path) if resume_path is not None else None
     device = resolve_device(cfg.train.device)
     dist_info = distributed.init_from_env(device.type)
     if dist_info.enabled and device.type == "cuda":
@@ -401,10 +419,22 @@ def train(cfg: Config) -> RunResult:
     if cfg.train.tensorboard:
         require_tensorboard()  # before anything is written, on every rank
     if main:
+        moved = move_aside(run_dir) if overwrite else None
+        if moved is not None:
+            print(f"--overwrite: the previous run in {run_dir} was moved to {moved}")
         ckpt_dir.mkdir(parents=True, exist_ok=True)
+        for tmp in remove_stale_temporaries(ckpt_dir):
+            print(f"removed a temporary file left by an interrupted save: {tmp}")
     seed_everything(cfg.train.seed)
     torch.use_deterministic_algorithms(cfg.train.deterministic)
     train_set, val_set, classes = build_datasets(cfg)
+    if state is not None and state.get("classes") is not None:
+        check_classes(
+            state["classes"],
+            classes,
+            saved_from=f"checkpoint {resume_path}",
+            current_from=cfg.data.annotations or "the synthetic data",
+        )
     train_set = SkipUnreadable(train_set, cfg.data.on_error)
     num_classes = len(classes)
 
@@ -428,9 +458,7 @@ def train(cfg: Config) -> RunResult:
     sums: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
     resumed_step = None
-    resume_path = _resume_path(cfg, run_dir)
-    if resume_path is not None:
-        state = load_checkpoint(resume_path)
+    if state is not None:
         student.load_state_dict(state["student"])
         objective.heads.load_state_dict(state["heads"])
         optimizer.load_state_dict(state["optimizer"])
@@ -446,6 +474,11 @@ def train(cfg: Config) -> RunResult:
         if main:
             _reset_log_after(run_dir / "metrics.jsonl", start_epoch, state["step"])
             print(f"resumed from {resume_path}: epoch {start_epoch + 1}, batch {start_batch}")
+        del state
+    elif main and cfg.train.resume == "auto":
+        # no checkpoint to continue from: a log is all a killed first epoch left, of steps
+        # that were never saved
+        _reset_log_after(run_dir / "metrics.jsonl", 0, 0)
     if main:
         cfg.save(run_dir / "config.json")
     tensorboard = (

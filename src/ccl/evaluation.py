@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ccl import distributed, metrics
 from ccl.audio import sha256_file
-from ccl.checkpoint import load_checkpoint
+from ccl.checkpoint import check_classes, load_checkpoint
 from ccl.config import Config
 from ccl.data.sampling import EpochSampler
 from ccl.engine import _stats_tensor, autocast_context, build_model, resolve_device, to_batch
@@ -44,6 +44,7 @@ class EvalSettings:
     precision: str = "fp32"
     annotations: str | None = None  # default: the run's data.annotations
     frames_dir: str | None = None  # default: the run's data.frames_dir
+    out_dir: str | None = None  # where results go; default: the run folder
     save_features: bool = True
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -202,6 +203,36 @@ def _subset_dataset(cfg: Config, settings: EvalSettings, subset: str) -> Any:
     )
 
 
+def _writable_folder(folder: Path) -> None:
+    """Fail before the forward passes rather than after them: results that cannot be
+    written are computed for nothing. Probes with a real file (permissions alone do not
+    tell: read-only mounts, root)."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise OSError(
+            err.errno,
+            f"cannot write the evaluation results there ({err.strerror}); "
+            "choose another folder with --out DIR",
+            str(folder),
+        ) from err
+
+
+def _check_dataset_classes(classes: list[str], dataset: Any, ckpt_path: Path) -> None:
+    """The checkpoint's outputs must mean the annotation file's classes, in its order."""
+    if hasattr(dataset, "classes"):
+        check_classes(
+            classes,
+            dataset.classes,
+            saved_from=f"checkpoint {ckpt_path}",
+            current_from=str(getattr(dataset, "annotation_path", "the evaluation data")),
+        )
+
+
 def _expected_labels(dataset: Any) -> dict[str, int]:
     """Label of every video the subset lists, including those without a store."""
     from ccl.data.annotations import iter_subset, load_annotations
@@ -218,7 +249,9 @@ def evaluate(
     datasets: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run folder or checkpoint; writes ``eval_<split>[_last].json`` (and the
-    test features) next to the run and returns the report. ``datasets`` (subset -> dataset
+    test features) next to the run, or into ``settings.out_dir``, and returns the report.
+    Refuses, before any forward pass, an annotation file whose classes are not the
+    checkpoint's and an output folder it cannot write to. ``datasets`` (subset -> dataset
     with ``videos``/``windows``) replaces the prepared stores, e.g. for tests."""
     settings = settings or EvalSettings()
     ckpt_path = resolve_checkpoint(target, settings.checkpoint)
@@ -230,11 +263,21 @@ def evaluate(
     student.load_state_dict(state["student"])
     student.to(device)
     mean, std = _stats_tensor(cfg.data.mean, device), _stats_tensor(cfg.data.std, device)
+    if settings.out_dir is not None:
+        out_dir = Path(settings.out_dir)
+    else:
+        in_run = ckpt_path.parent.name == "checkpoints"
+        out_dir = ckpt_path.parent.parent if in_run else ckpt_path.parent
+    if distributed.info().is_main:
+        _writable_folder(out_dir)
 
     def load(subset: str) -> Any:
         if datasets is not None:
-            return datasets[subset]
-        return _subset_dataset(cfg, settings, subset)
+            dataset = datasets[subset]
+        else:
+            dataset = _subset_dataset(cfg, settings, subset)
+        _check_dataset_classes(classes, dataset, ckpt_path)
+        return dataset
 
     def run(dataset: Any) -> dict[str, Any]:
         windows = forward_windows(
@@ -294,9 +337,6 @@ def evaluate(
         )
     suffix = "" if settings.checkpoint == "best" else f"_{settings.checkpoint}"
     split_name = settings.split.replace("testing", "test")
-    out_dir = (
-        ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
-    )
     features_file = None
     if settings.save_features and distributed.info().is_main:
         features_file = f"eval_{split_name}{suffix}_features.npz"

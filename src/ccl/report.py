@@ -806,6 +806,7 @@ def build_report(
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    # an unwritable --out (OSError) ends as one line in ccl.cli.main
     try:
         path = build_report(
             args.run_dirs, args.out, split=args.split, tsne_max_points=args.tsne_max_points
@@ -840,11 +841,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ccl.report RUN_DIR... --out DIR``."""
-    parser = argparse.ArgumentParser(prog="ccl")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["report", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args))
+    """``python -m ccl.report RUN_DIR... --out DIR`` (= ``ccl report``)."""
+    from ccl.cli import main as cli_main
+
+    return cli_main(["report", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ def load_audio_embeddings(root: str | Path, *, zero_as_missing: bool = True) -> 
     if not files:
         raise ValueError(f"{root}: no .npy files in it or its class folders")
     table: dict[str, np.ndarray] = {}
+    folders: dict[str, str] = {}  # video id -> class folder, to check against annotations
     where: dict[str, Path] = {}
     report = AudioLoadReport(root=str(root))
     dim = None
@@ -77,8 +78,10 @@ def load_audio_embeddings(root: str | Path, *, zero_as_missing: bool = True) -> 
             report.all_zero.append(video_id)
             continue
         table[video_id] = array.astype(np.float32, copy=False)
+        if path.parent != root:
+            folders[video_id] = path.parent.name
     report.loaded, report.dim = len(table), dim
-    embeddings = AudioEmbeddings(table, dim=dim)
+    embeddings = AudioEmbeddings(table, dim=dim, folders=folders, source=str(root))
     embeddings.load_report = report  # type: ignore[attr-defined]
     log.info(report.summary())
     return embeddings

@@ -223,6 +223,14 @@ class ClipDataset(Dataset):
                 audio = load_audio_embeddings(audio)
             self.audio = audio
             self._audio_keys = [self._audio_key(rec) for rec in self.videos]
+            self.audio.check_labels(
+                {
+                    key: self.classes[rec.label]
+                    for rec, key in zip(self.videos, self._audio_keys)
+                    if key is not None
+                },
+                str(self.annotation_path),
+            )
             self.audio_missing = [
                 rec.video_id for rec, key in zip(self.videos, self._audio_keys) if key is None
             ]

@@ -158,7 +158,19 @@ class AudioEmbeddings:
     vector and ``available=False``; the objective drops such samples from the audio terms.
     """
 
-    def __init__(self, embeddings: Mapping[str, np.ndarray], dim: int | None = None) -> None:
+    def __init__(
+        self,
+        embeddings: Mapping[str, np.ndarray],
+        dim: int | None = None,
+        *,
+        folders: Mapping[str, str] | None = None,
+        source: str = "the audio embeddings",
+    ) -> None:
+        """``folders`` (video id -> the class folder its file is in) lets
+        :meth:`check_labels` compare the table with the annotations; ``source`` names the
+        table in messages."""
+        self.folders = dict(folders or {})
+        self.source = source
         self._table: dict[str, np.ndarray] = {}
         for video_id, array in embeddings.items():
             array = np.asarray(array, dtype=np.float32)
@@ -187,6 +199,23 @@ class AudioEmbeddings:
 
     def __contains__(self, video_id: str) -> bool:
         return video_id in self._table
+
+    def check_labels(self, labels: Mapping[str, str], annotations: str) -> None:
+        """Refuse a table filed under other classes than the annotations' (``labels``: video
+        id -> class name): the embeddings then belong to other videos or another label
+        set. Folder and class names compare case-insensitively (UCF101's own class index
+        and folders differ in case); videos whose file is in no class folder are not
+        checked. The error names the first video and both classes."""
+        from ccl.checkpoint import ClassMismatchError
+
+        for video_id, label in labels.items():
+            folder = self.folders.get(video_id)
+            if folder is not None and folder.lower() != label.lower():
+                raise ClassMismatchError(
+                    f"{self.source}: the embedding of {video_id!r} is in class folder "
+                    f"{folder!r}, but {annotations} labels the video {label!r}; the audio "
+                    "features were made for other labels"
+                )
 
     def lookup(
         self, video_id: str, rng: np.random.Generator | None = None

@@ -442,7 +442,7 @@ def _table_notes(
         pairs = sum(len((h.get("baseline") or {}).get("top1") or {}) for h in hits)
         notes.append(
             f"Δ: paired difference to the baseline in points over the {pairs} (seed, test "
-            f"video) pairs, mean [95 % percentile bootstrap interval, {BOOTSTRAP_RESAMPLES} "
+            f"video) pairs, mean [95 % percentile bootstrap interval, {BOOTSTRAP_RESAMPLES:,} "
             "resamples of the pairs]."
         )
     if probes:

@@ -1,6 +1,9 @@
 """`ccl demo --quick`: the whole pipeline end to end, on real files, in about a minute."""
 
 import json
+import re
+
+import pytest
 
 from ccl.cli import main
 
@@ -17,12 +20,38 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     for run in report["runs"]:
         assert run["best"]["videos_evaluated"] == run["best"]["videos_expected"] > 0
         assert run["retrieval"]["recall"]["1"] is not None
+    # the paired differences to the baseline and the teachers' probe rows
+    table = (tmp_path / "demo_table.md").read_text()
+    lines = table.splitlines()
+    assert "| Δ top-1 vs baseline [95 % CI] | Δ R@1 vs baseline [95 % CI] |" in lines[0]
+    rows = {line.split(" | ")[0][2:]: line.strip("|").split(" | ") for line in lines[2:8]}
+    assert set(rows) == {
+        "baseline",
+        "CCL-A",
+        "CCL-I",
+        "CCL-AI",
+        "audio teacher, linear probe",
+        "image teacher, linear probe",
+    }
+    delta = re.compile(r"^[+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\]$")
+    for method in ("CCL-A", "CCL-I", "CCL-AI"):
+        assert all(delta.match(cell.strip()) for cell in rows[method][-2:]), rows[method]
+    assert [c.strip() for c in rows["baseline"][-2:]] == ["-", "-"]
+    for name in ("audio teacher, linear probe", "image teacher, linear probe"):
+        cells = [c.strip() for c in rows[name][1:]]
+        assert all(re.match(r"^\d+\.\d$", c) for c in cells[:2]) and set(cells[2:]) == {"-"}
+    assert "test videos without a soundtrack embedding, counted wrong" in table
+    probes = json.loads((tmp_path / "teacher_probes.json").read_text())
+    assert probes["audio"]["test_videos"] == probes["image"]["test_videos"] > 0
     pngs = sorted(p.name for p in (tmp_path / "report").glob("*.png"))
     assert "compare_curves.png" in pngs and any(p.startswith("tsne_") for p in pngs)
     assert (tmp_path / "report" / "report.md").read_text().count("| demo-") >= 4
     # a second run skips every finished step
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
-    assert "train ccl-ai: done already" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "train ccl-ai: done already" in printed
+    assert "teachers' linear probes: done already" in printed
+    assert (tmp_path / "demo_table.md").read_text() == table  # fixed bootstrap seed
 
 
 def test_seed_table_mean_and_std():
@@ -33,8 +62,80 @@ def test_seed_table_mean_and_std():
     table = _format_table([{"baseline": one, "CCL-AI": one}, {"baseline": two, "CCL-AI": two}])
     lines = table.splitlines()
     assert lines[0].startswith("| method | top-1 | top-5 | top-1 related audio |")
-    assert lines[2] == "| baseline | " + " | ".join(["20.0 +- 10.0"] * len(TABLE_COLUMNS)) + " |"
-    assert _format_table([{"CCL-A": {**one, "r1": None}}]).splitlines()[2].count("| - |") == 1
+    mean_std = ["20.0 +- 10.0"] * len(TABLE_COLUMNS)
+    assert lines[2] == "| baseline | " + " | ".join(mean_std + ["-", "-"]) + " |"
+    cells = _format_table([{"CCL-A": {**one, "r1": None}}]).splitlines()[2].split(" | ")
+    assert cells[1:] == ["10.0"] * 4 + ["-", "10.0", "10.0", "-", "- |"]
+
+
+def test_paired_columns_and_probe_rows():
+    from ccl.demo import TABLE_COLUMNS, _format_table
+    from ccl.stats import paired_bootstrap
+
+    metrics = {key: 0.5 for key, _ in TABLE_COLUMNS}
+    per_seed = [{"baseline": metrics, "CCL-A": metrics}] * 2
+    base = {"v1": 1.0, "v2": 0.0, "v3": 0.0, "v4": 1.0}
+    mine = {"v1": 1.0, "v2": 1.0, "v3": 0.0, "v4": 0.0}
+    hits = [
+        {"baseline": {"top1": base, "r1": base}, "CCL-A": {"top1": mine, "r1": base}},
+        {"baseline": {"top1": base, "r1": None}, "CCL-A": {"top1": base, "r1": None}},
+    ]
+    probe = {
+        "audio": {"top1": 0.25, "top5": 0.75, "test_missing": 1, "test_videos": 4},
+        "image": {"top1": 0.5, "top5": 1.0, "test_missing": 0, "test_videos": 4},
+    }
+    probe2 = {**probe, "audio": {**probe["audio"], "top1": 0.75}}
+    table = _format_table(per_seed, hits, [probe, probe2], [3, 5])
+    rows = {line.split(" | ")[0][2:]: line for line in table.splitlines()[2:6]}
+    # top-1: pooled over both seeds (keys (seed, video)); R@1: only seed 3 has ranks
+    pooled = paired_bootstrap(
+        {(s, v): h for s, m in ((3, mine), (5, base)) for v, h in m.items()},
+        {(s, v): h for s in (3, 5) for v, h in base.items()},
+        seed=0,
+    )
+    mean, lo, hi = (100 * x for x in pooled)
+    assert rows["CCL-A"].endswith(f" | {mean:+.1f} [{lo:+.1f}, {hi:+.1f}] | +0.0 [+0.0, +0.0] |")
+    assert mean == 0.0 and lo < 0 < hi
+    assert rows["baseline"].endswith(" | - | - |")
+    assert rows["audio teacher, linear probe"] == (
+        "| audio teacher, linear probe | 50.0 +- 25.0 | 75.0 +- 0.0 | "
+        + " | ".join(["-"] * (len(TABLE_COLUMNS) - 2 + 2))
+        + " |"
+    )
+    assert rows["image teacher, linear probe"].startswith(
+        "| image teacher, linear probe | 50.0 +- 0.0 |"
+    )
+    assert "over the 8 (seed, test video) pairs" in table
+    assert "audio: 2 of 8 test videos without a soundtrack embedding, counted wrong" in table
+    # a method evaluated on other videos than the baseline is refused, naming the video
+    other = {**mine}
+    other["v9"] = other.pop("v4")
+    bad = [{"baseline": {"top1": base, "r1": None}, "CCL-A": {"top1": other, "r1": None}}]
+    with pytest.raises(ValueError, match=r"CCL-A vs baseline \(top1\).*'v4' \(seed 1\)"):
+        _format_table(per_seed[:1], bad)
+
+
+def test_video_hits_count_missing_videos_and_old_files(tmp_path):
+    from ccl.demo import _video_hits
+
+    ev = {
+        "videos": [
+            {"video_id": "a", "label": 1, "top5": [1, 0], "retrieval_rank": 0},
+            {"video_id": "b", "label": 0, "top5": [1, 0], "retrieval_rank": 3},
+            {"video_id": "c", "label": 0, "top5": [0, 1], "retrieval_rank": None},
+        ],
+        "missing": [{"video_id": "d", "reason": "no frame store"}],
+        "retrieval": {"recall": {"1": 0.25}},
+    }
+    path = tmp_path / "eval_test.json"
+    path.write_text(json.dumps(ev))
+    hits = _video_hits(path)
+    assert hits["top1"] == {"a": 1.0, "b": 0.0, "c": 1.0, "d": 0.0}
+    assert hits["r1"] == {"a": 1.0, "b": 0.0, "c": 0.0, "d": 0.0}
+    for video in ev["videos"]:
+        del video["retrieval_rank"]  # written before evaluation stored ranks
+    path.write_text(json.dumps(ev))
+    assert _video_hits(path)["r1"] is None
 
 
 def test_demo_over_seeds_writes_mean_table(tmp_path, capsys):

@@ -109,6 +109,11 @@ def test_evaluate_matches_direct_computation(run_dir):
     for k, v in metrics.retrieval_recall(qf, ql, gf, gl, ks=(1, 5)).items():
         assert report["retrieval"]["recall"][str(k)] == pytest.approx(v)
     assert [v["top5"][0] for v in report["videos"]] == qs.argmax(1).tolist()
+    # per query: the nearest training video has the query's class <=> retrieval rank 0
+    nearest_same = (gl[(qf @ gf.T).argmax(1)] == ql).tolist()
+    assert [v["retrieval_rank"] == 0 for v in report["videos"]] == nearest_same
+    assert sum(nearest_same) / 7 == pytest.approx(report["retrieval"]["recall"]["1"])
+    assert all(v["retrieval_rank"] is None or v["retrieval_rank"] >= 0 for v in report["videos"])
     saved = json.loads((run_dir / "eval_test.json").read_text())
     assert (
         saved["checkpoint_sha256"] == report["checkpoint_sha256"]

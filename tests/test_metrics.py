@@ -14,6 +14,7 @@ from ccl.metrics import (
     confusion_matrix,
     mean_class_accuracy,
     retrieval_map,
+    retrieval_ranks,
     retrieval_recall,
     topk_accuracy,
 )
@@ -339,6 +340,17 @@ def test_retrieval_ties_lower_gallery_index_first():
     )
     assert retrieval_recall(q, ql, gallery, torch.tensor([7, 3, 3]), ks=(1,)) == {1: 1.0}
     assert retrieval_map(q, ql, gallery, torch.tensor([7, 3, 3])) == 1.0
+
+
+def test_retrieval_ranks_per_query():
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    gallery = torch.tensor([[2.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # items 0 and 1 tie for q0
+    ql, gl = torch.tensor([7, 7, 5]), torch.tensor([3, 7, 7])
+    # q0: item 1 (relevant) ranks behind item 0 (tie, lower index); q1: item 2 first;
+    # q2: no label-5 item in the gallery -> rank G
+    assert retrieval_ranks(q, ql, gallery, gl).tolist() == [1, 0, 3]
+    assert retrieval_ranks(q, ql, gallery, gl, chunk_size=1).tolist() == [1, 0, 3]
+    assert retrieval_recall(q, ql, gallery, gl, ks=(1, 2, 9)) == {1: 1 / 3, 2: 2 / 3, 9: 2 / 3}
 
 
 def test_retrieval_class_absent_from_gallery():

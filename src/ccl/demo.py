@@ -161,6 +161,7 @@ def run_demo(
     out = Path(out)
     t_start = time.perf_counter()
     paths = prepare_demo_data(out, seed=seed, quick=quick)
+    probes = teacher_probes(out, paths, overrides=overrides)
     run_dirs = []
     for method in methods:
         cfg = preset(f"demo-{method}")
@@ -173,7 +174,8 @@ def run_demo(
     print("[demo] report ...", flush=True)
     report_md = build_report(run_dirs, out / "report")
     data = json.loads((out / "report" / "report.json").read_text())
-    table = _table(data, json.loads((paths["synth"] / "synth_info.json").read_text()))
+    info = json.loads((paths["synth"] / "synth_info.json").read_text())
+    table = _table(data, info, probes=probes, seed=seed)
     (out / "demo_table.md").write_text(table + "\n")
     print(table)
     print(f"\n[demo] full report: {report_md}  ({(time.perf_counter() - t_start) / 60:.1f} min)")
@@ -401,24 +403,190 @@ def _metrics(report: dict[str, Any], synth_info: dict[str, Any]) -> dict[str, di
     return out
 
 
-def _format_table(per_seed: list[dict[str, dict[str, Any]]]) -> str:
+def _format_table(
+    per_seed: list[dict[str, dict[str, Any]]],
+    hits: list[dict[str, dict[str, Any]]] | None = None,
+    probes: list[dict[str, Any] | None] | None = None,
+    seeds: list[int] | None = None,
+) -> str:
     """Markdown table of :func:`_metrics` in %: the value for one seed, mean +- std
-    (population) over several."""
-
-    header = "| method | " + " | ".join(name for _, name in TABLE_COLUMNS) + " |"
-    lines = [header, "|---" * (len(TABLE_COLUMNS) + 1) + "|"]
+    (population) over several; then the paired differences to the baseline (:func:`_hits`
+    of each seed, pooled; "-" without them) and the teachers' linear-probe rows
+    (:func:`teacher_probes` of each seed), with notes on how they are computed."""
+    seeds = list(seeds) if seeds is not None else list(range(1, len(per_seed) + 1))
+    deltas = _paired_cells(hits, seeds) if hits else {}
+    names = [name for _, name in TABLE_COLUMNS] + [name for _, name in DELTA_COLUMNS]
+    header = "| method | " + " | ".join(names) + " |"
+    lines = [header, "|---" * (len(names) + 1) + "|"]
     for method in per_seed[0]:
         cells = []
         for key, _ in TABLE_COLUMNS:
             values = [m[method][key] for m in per_seed if m.get(method, {}).get(key) is not None]
             cells.append(_cell([100 * v for v in values]))
+        cells += [deltas.get(method, {}).get(key, "-") for key, _ in DELTA_COLUMNS]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    found = [p for p in probes or [] if p]
+    for teacher, name in PROBE_ROWS:
+        results = [p[teacher] for p in found if p.get(teacher)]
+        cells = [
+            _cell([100 * r[key] for r in results]) if key in ("top1", "top5") else "-"
+            for key, _ in TABLE_COLUMNS
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells + ["-"] * len(DELTA_COLUMNS)) + " |")
+    lines += ["", *_table_notes(hits, found)]
     return "\n".join(lines)
 
 
-def _table(report: dict[str, Any], synth_info: dict[str, Any]) -> str:
+def _table_notes(
+    hits: list[dict[str, dict[str, Any]]] | None, probes: list[dict[str, Any]]
+) -> list[str]:
+    """The lines under the table saying how its added columns and rows were computed."""
+    notes = []
+    if hits:
+        pairs = sum(len((h.get("baseline") or {}).get("top1") or {}) for h in hits)
+        notes.append(
+            f"Δ: paired difference to the baseline in points over the {pairs} (seed, test "
+            f"video) pairs, mean [95 % percentile bootstrap interval, {BOOTSTRAP_RESAMPLES:,} "
+            "resamples of the pairs]."
+        )
+    if probes:
+        audio = [p["audio"] for p in probes if p.get("audio")]
+        missing = sum(r["test_missing"] for r in audio)
+        total = sum(r["test_videos"] for r in audio)
+        notes.append(
+            "Linear probes: logistic regression on the frozen teachers' standardised features "
+            "of the training videos (audio embedding; image teacher on the centre frame), "
+            f"tested on the test videos; audio: {missing} of {total} test videos without a "
+            "soundtrack embedding, counted wrong."
+        )
+    return notes
+
+
+def _table(
+    report: dict[str, Any],
+    synth_info: dict[str, Any],
+    probes: dict[str, Any] | None = None,
+    seed: int = 1,
+) -> str:
     """The comparison of one demo run as Markdown (docs/METHOD.md §7)."""
-    return _format_table([_metrics(report, synth_info)])
+    return _format_table([_metrics(report, synth_info)], [_hits(report)], [probes], [seed])
+
+
+DELTA_COLUMNS = (("top1", "Δ top-1 vs baseline [95 % CI]"), ("r1", "Δ R@1 vs baseline [95 % CI]"))
+PROBE_ROWS = (("audio", "audio teacher, linear probe"), ("image", "image teacher, linear probe"))
+BOOTSTRAP_RESAMPLES = 10_000
+PROBES_FILE = "teacher_probes.json"
+
+
+def _video_hits(eval_file: str | Path) -> dict[str, dict[str, float] | None]:
+    """Per test video of an evaluation file, 1.0 / 0.0: ``top1`` (the top class is the
+    label) and ``r1`` (the nearest training video has the label; None for files written
+    before evaluation stored ranks). Videos that could not be evaluated count as misses."""
+    ev = json.loads(Path(eval_file).read_text())
+    top1: dict[str, float] = {}
+    r1: dict[str, float] | None = {}
+    for video in ev.get("videos", []):
+        vid = video["video_id"]
+        top1[vid] = float(bool(video["top5"]) and video["top5"][0] == video["label"])
+        if r1 is not None and "retrieval_rank" in video:
+            r1[vid] = float(video["retrieval_rank"] == 0)
+        else:
+            r1 = None
+    for miss in ev.get("missing", []):
+        top1[miss["video_id"]] = 0.0
+        if r1 is not None:
+            r1[miss["video_id"]] = 0.0
+    return {"top1": top1, "r1": r1 if ev.get("retrieval") else None}
+
+
+def _hits(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per method of a report: :func:`_video_hits` of its best-on-validation evaluation."""
+    out: dict[str, dict[str, Any]] = {}
+    for run in report.get("runs", []):
+        best = run.get("best") or {}
+        if best.get("eval_file"):
+            out[str(run.get("method"))] = _video_hits(best["eval_file"])
+    return out
+
+
+def _paired_cells(
+    hits: list[dict[str, dict[str, Any]]], seeds: list[int]
+) -> dict[str, dict[str, str]]:
+    """Per non-baseline method, per :data:`DELTA_COLUMNS` key: "+d [lo, hi]" in points, the
+    mean paired difference to the baseline of the same seed over the (seed, video) pairs of
+    every seed that has both, with its bootstrap interval (:func:`ccl.stats.paired_bootstrap`,
+    fixed generator seed: the same runs give the same table)."""
+    from ccl.stats import paired_bootstrap
+
+    methods = dict.fromkeys(m for h in hits for m in h if m != "baseline")
+    cells: dict[str, dict[str, str]] = {}
+    for method in methods:
+        for key, _ in DELTA_COLUMNS:
+            a: dict[tuple[int, str], float] = {}
+            b: dict[tuple[int, str], float] = {}
+            for seed, per_method in zip(seeds, hits):
+                mine = (per_method.get(method) or {}).get(key)
+                base = (per_method.get("baseline") or {}).get(key)
+                if mine is None or base is None:
+                    continue
+                a.update({(seed, vid): hit for vid, hit in mine.items()})
+                b.update({(seed, vid): hit for vid, hit in base.items()})
+            if not a and not b:
+                continue
+            try:
+                mean, lo, hi = paired_bootstrap(a, b, resamples=BOOTSTRAP_RESAMPLES, seed=0)
+            except ValueError as err:
+                raise ValueError(f"{method} vs baseline ({key}): {err}") from err
+            cells.setdefault(method, {})[key] = (
+                f"{100 * mean:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+            )
+    return cells
+
+
+def teacher_probes(
+    out: Path, paths: dict[str, Path], *, overrides: list[str] | None = None
+) -> dict[str, Any]:
+    """The frozen teachers' linear probes (:mod:`ccl.probe`) on one prepared demo benchmark,
+    the teachers' own reference rows of the table. The image teacher is set up as the demo's
+    CCL runs set it up (``demo-ccl-ai`` with ``overrides``). Cached in ``out/teacher_probes.json``
+    and computed again only when its inputs (annotations, teacher weights, audio
+    embeddings, settings) changed."""
+    from dataclasses import asdict
+
+    from ccl.audio import sha256_file
+    from ccl.checkpoint import atomic_write
+    from ccl.config import apply_overrides, preset
+    from ccl.probe import audio_probe, image_probe, image_probe_settings
+
+    cfg = apply_overrides(preset("demo-ccl-ai"), list(overrides or []))
+    settings = image_probe_settings(cfg)
+    manifest = paths["audio_dir"] / "manifest.json"
+    inputs = {
+        "annotations": sha256_file(paths["annotations"]),
+        "image_teacher": sha256_file(paths["image_teacher"]),
+        "audio_manifest": sha256_file(manifest) if manifest.is_file() else None,
+        "image_settings": json.loads(json.dumps(asdict(settings))),
+    }
+    cache = out / PROBES_FILE
+    if cache.is_file():
+        try:
+            cached = json.loads(cache.read_text())
+        except (OSError, ValueError):
+            cached = {}
+        if cached.get("inputs") == inputs:
+            print(f"[demo] teachers' linear probes: done already ({cache})", flush=True)
+            return cached
+    print("[demo] teachers' linear probes ...", flush=True)
+    t0 = time.perf_counter()
+    audio = audio_probe(paths["annotations"], paths["audio_dir"])
+    image = image_probe(paths["annotations"], paths["frames"], paths["image_teacher"], settings)
+    for result in (audio, image):
+        print("  " + result.summary())
+    data = {"inputs": inputs, "audio": audio.to_dict(), "image": image.to_dict()}
+    with atomic_write(cache) as f:
+        f.write((json.dumps(data, indent=1) + "\n").encode())
+    print(f"[demo] teachers' linear probes: {time.perf_counter() - t0:.0f} s", flush=True)
+    return data
 
 
 def run_demo_seeds(
@@ -431,15 +599,17 @@ def run_demo_seeds(
     """``ccl demo`` for each seed (into ``out/seed_S``), then the table with mean +- std over
     the seeds (``out/demo_table_seeds.md``, per-seed numbers in ``out/demo_seeds.json``)."""
     out = Path(out)
-    per_seed = []
+    per_seed, hits, probes = [], [], []
     for seed in seeds:
         root = out / f"seed_{seed}"
         report = run_demo(root, seed=seed, quick=quick, overrides=overrides)
         info = json.loads((root / "synth" / "synth_info.json").read_text())
         per_seed.append(_metrics(report, info))
+        hits.append(_hits(report))
+        probes.append(json.loads((root / PROBES_FILE).read_text()))
     table = (
         f"Test split, best-on-validation checkpoint, mean +- std over seeds "
-        f"{', '.join(map(str, seeds))}\n\n" + _format_table(per_seed)
+        f"{', '.join(map(str, seeds))}\n\n" + _format_table(per_seed, hits, probes, list(seeds))
     )
     (out / "demo_table_seeds.md").write_text(table + "\n")
     (out / "demo_seeds.json").write_text(

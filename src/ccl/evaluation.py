@@ -318,23 +318,26 @@ def evaluate(
 
     n_expected = len(expected)
     recognition = _recognition(q, classes, expected, queries)
-    retrieval = None
+    retrieval, ranks = None, None
     if settings.gallery:
         gallery = load(settings.gallery)
         g = run(gallery)
-        retrieval = _retrieval(q, g, n_expected, settings.gallery)
+        retrieval, ranks = _retrieval(q, g, n_expected, settings.gallery)
 
     videos_out = []
     top = q["scores"].topk(min(5, len(classes)), dim=1)
     for row, vi in enumerate(q["videos"].tolist()):
-        videos_out.append(
-            {
-                "video_id": queries.videos[vi].video_id,
-                "label": int(q["labels"][row]),
-                "top5": top.indices[row].tolist(),
-                "top5_scores": [round(float(s), 6) for s in top.values[row]],
-            }
-        )
+        entry = {
+            "video_id": queries.videos[vi].video_id,
+            "label": int(q["labels"][row]),
+            "top5": top.indices[row].tolist(),
+            "top5_scores": [round(float(s), 6) for s in top.values[row]],
+        }
+        if ranks is not None:
+            # per query, for paired comparisons: hit@k iff rank < k (None: no same-class
+            # video in the gallery, never a hit)
+            entry["retrieval_rank"] = ranks[row]
+        videos_out.append(entry)
     suffix = "" if settings.checkpoint == "best" else f"_{settings.checkpoint}"
     split_name = settings.split.replace("testing", "test")
     features_file = None
@@ -398,21 +401,26 @@ def _recognition(
 
 def _retrieval(
     q: dict[str, Any], g: dict[str, Any], n_queries: int, gallery: str
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[int | None]]:
+    """(summary, per readable query the 0-based rank of its nearest same-class gallery
+    video, None when the gallery has none)."""
     if not len(g["labels"]) or not len(q["labels"]):
         raise RuntimeError("retrieval needs at least one readable query and gallery video")
     recall = metrics.retrieval_recall(
         q["features"], q["labels"], g["features"], g["labels"], ks=RECALL_KS
     )
     mean_ap = metrics.retrieval_map(q["features"], q["labels"], g["features"], g["labels"])
+    ranks = metrics.retrieval_ranks(q["features"], q["labels"], g["features"], g["labels"])
+    n_gallery = len(g["labels"])
     scale = len(q["labels"]) / n_queries  # missing queries retrieve nothing
-    return {
+    summary = {
         "gallery": gallery,
         "gallery_size": len(g["labels"]),
         "gallery_unreadable": len(g["unreadable"]),
         "recall": {str(k): v * scale for k, v in recall.items()},
         "map": mean_ap * scale,
     }
+    return summary, [int(r) if r < n_gallery else None for r in ranks.tolist()]
 
 
 def summary_line(report: dict[str, Any]) -> str:

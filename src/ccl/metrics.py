@@ -38,6 +38,7 @@ __all__ = [
     "confusion_matrix",
     "mean_class_accuracy",
     "retrieval_map",
+    "retrieval_ranks",
     "retrieval_recall",
     "topk_accuracy",
 ]
@@ -367,6 +368,34 @@ def retrieval_recall(
             set, NaN features, invalid ``ks`` / ``chunk_size``.
     """
     ks_list = _check_ks(ks)
+    ranks = retrieval_ranks(
+        query_feats,
+        query_labels,
+        gallery_feats,
+        gallery_labels,
+        chunk_size=chunk_size,
+        exclude_self=exclude_self,
+    )
+    num_q, num_g = ranks.shape[0], gallery_feats.shape[0]
+    return {k: float((ranks < min(k, num_g)).sum().item()) / num_q for k in ks_list}
+
+
+def retrieval_ranks(
+    query_feats: torch.Tensor,
+    query_labels: torch.Tensor,
+    gallery_feats: torch.Tensor,
+    gallery_labels: torch.Tensor,
+    *,
+    chunk_size: int = 1024,
+    exclude_self: bool = False,
+) -> torch.Tensor:
+    """Per query, the 0-based rank of its best same-label gallery item (``(Q,)`` int64), so
+    query ``i`` hits at ``k`` iff ``ranks[i] < min(k, G)``: the per-query view behind
+    :func:`retrieval_recall` (e.g. for paired comparisons of two models query by query).
+
+    Same similarity, tie rule, chunking and errors as :func:`retrieval_recall`. A query with
+    no same-label gallery item gets rank ``G`` (the gallery size), which no ``k`` reaches.
+    """
     queries, q_labels, gallery, g_labels = _prepare_retrieval(
         query_feats, query_labels, gallery_feats, gallery_labels, chunk_size, exclude_self
     )
@@ -385,7 +414,7 @@ def retrieval_recall(
         rank = ((scores > best) | (at_best & (cols < first))).sum(dim=1)
         # a query with no relevant item never hits: rank G is out of reach of every clamped k
         ranks[start:stop] = torch.where(relevant.any(dim=1), rank, num_g)
-    return {k: float((ranks < min(k, num_g)).sum().item()) / num_q for k in ks_list}
+    return ranks
 
 
 def retrieval_map(

@@ -403,3 +403,59 @@ def test_resume_auto_before_any_checkpoint_starts_over_with_one_log(tmp_path):
     )
     records = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["type"] for r in records] == ["step"] * 4 + ["epoch"]
+
+
+def test_adamw_optimizer_keeps_the_groups_and_schedules(tmp_path):
+    cfg = _cfg("ccl-a", tmp_path, "optim.name=adamw", "optim.lr=0.002", "optim.milestones=1")
+    cfg.optim.weight_decay = 0.01
+    student = build_model(cfg, 4)
+    objective = build_objective(cfg, 4, student.feature_dim)
+    opt, sched = build_optimizer(cfg, student, objective)
+    assert isinstance(opt, torch.optim.AdamW)
+    assert [g["name"] for g in opt.param_groups] == ["student", "heads"]
+    assert all(g["weight_decay"] == 0.01 for g in opt.param_groups)
+    opt.step()
+    sched.step()
+    assert [round(g["lr"], 6) for g in opt.param_groups] == [0.0002, 0.05]  # heads constant
+
+
+def test_grad_norms_of_the_student_loss_parts(tmp_path):
+    """The logged grad/<part> equals the norm of that part's gradient on the student's
+    parameters computed by its own backward pass, and the parts add up to L_v."""
+    from ccl.engine import TrainModule, _grad_norms, build_datasets, to_batch
+    from ccl.objectives import Batch
+
+    cfg = _cfg("ccl-ai", tmp_path)
+    torch.manual_seed(0)
+    train_set, _, _ = build_datasets(cfg)
+    student = build_model(cfg, 4)
+    objective = build_objective(cfg, 4, student.feature_dim, len(train_set))
+    module = TrainModule(student, objective)
+    raw = torch.utils.data.default_collate([train_set[i] for i in range(4)])
+    mean = torch.tensor(cfg.data.mean).view(1, 3, 1, 1, 1)
+    std = torch.tensor(cfg.data.std).view(1, 3, 1, 1, 1)
+    batch: Batch = to_batch(raw, torch.device("cpu"), mean, std)
+    _, result = module(batch)
+    parts = result.student_terms
+    assert set(parts) == {"ce", "contrast", "divergence"}
+    assert torch.allclose(sum(parts.values()), result.terms["loss_v"], atol=1e-6)
+    params = [p for p in student.parameters() if p.requires_grad]
+    logged = _grad_norms(parts, params)
+    for name, part in parts.items():
+        module.zero_grad(set_to_none=True)
+        part.backward(retain_graph=True)
+        expected = torch.sqrt(sum(p.grad.pow(2).sum() for p in params if p.grad is not None))
+        assert torch.allclose(logged[f"grad/{name}"], expected, rtol=1e-5), name
+        assert float(expected) > 0
+
+
+def test_grad_norm_every_logs_the_parts(tmp_path):
+    cfg = _cfg("ccl-a", tmp_path, "train.epochs=1", "train.grad_norm_every=2")
+    result = train(cfg)
+    records = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if r["type"] == "step"]
+    with_norms = [r["step"] for r in steps if "grad/ce" in r]
+    assert with_norms == [2, 4]
+    assert all(r["grad/contrast"] > 0 and "grad/divergence" in r for r in steps if "grad/ce" in r)
+    epoch = [r for r in records if r["type"] == "epoch"][-1]
+    assert epoch["train/grad/ce"] > 0

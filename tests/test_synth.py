@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from ccl import synth
-from ccl.synth import SAMPLE_RATE, SCALES, ScaleConfig, SynthInfo, generate
+from ccl.synth import SAMPLE_RATE, SCALES, SynthInfo, generate
 
 _NAME = re.compile(r"^v_([A-Za-z]+)_g(\d\d)_c(\d\d)\.avi$")
 
@@ -36,18 +37,15 @@ def quick_other(tmp_path_factory: pytest.TempPathFactory) -> SynthInfo:
 @pytest.fixture
 def tiny_scale(monkeypatch: pytest.MonkeyPatch) -> str:
     """A seconds-fast scale (in-process only: spawned workers would not see it)."""
-    cfg = ScaleConfig(
-        n_kinds=1,
-        n_motions=2,
+    cfg = dataclasses.replace(
+        SCALES["quick"],
+        video_kinds=("disc",),
         n_groups=2,
-        test_groups=1,
         clips_per_group=(1, 1),
         seconds=(2.0, 2.0),
         fps_choices=(10,),
-        frame_size=(64, 48),
         portrait_prob=0.0,
         n_images=16,
-        image_size=48,
         n_sounds=12,
         sound_seconds=0.5,
     )
@@ -117,7 +115,8 @@ def test_videos_decode_with_sound(quick: SynthInfo) -> None:
         path = quick.videos_dir / v["file"]
         frames, audio, rate, channels = _decode(path)
         assert frames.shape == (v["n_frames"], v["height"], v["width"], 3)
-        assert {(v["width"], v["height"])} <= {(64, 48), (48, 64)}
+        w, h = SCALES["quick"].frame_size
+        assert {(v["width"], v["height"])} <= {(w, h), (h, w)}
         assert 2.0 <= v["n_frames"] / v["fps"] <= 3.0 + 1e-6
         assert rate == SAMPLE_RATE and channels == 1
         # MP2 pads the last 1152-sample frame
@@ -203,14 +202,50 @@ def test_related_and_unrelated_audio(quick: SynthInfo) -> None:
 
 def test_demo_design() -> None:
     demo = synth.class_names("demo")
-    assert len(demo) == 12 and set(demo) == set(synth.CLASS_AUDIO)
-    unrelated = [c for c in demo if synth.CLASS_AUDIO[c] is None]
+    audio = synth.class_audio("demo")
+    assert len(demo) == 12 and set(demo) == set(audio)
+    unrelated = [c for c in demo if audio[c] is None]
     assert len(unrelated) == 5  # about 40 %, as the 21 of 51 UCF51 classes
-    used = {e for e in synth.CLASS_AUDIO.values() if e is not None}
+    used = {e for e in audio.values() if e is not None}
     assert used < set(synth.EVENTS)  # the sound corpus knows events the videos never use
-    related_events = [e for e in synth.CLASS_AUDIO.values() if e is not None]
+    related_events = [e for e in audio.values() if e is not None]
     assert len(set(related_events)) < len(related_events)  # two classes share an event
     assert set(synth.class_names("quick")) < set(demo)
+    quick_audio = synth.class_audio("quick")
+    assert all(quick_audio[c] == audio[c] for c in quick_audio)  # the same relation
+    cfg = SCALES["demo"]
+    assert set(cfg.video_kinds) < set(synth.KINDS)
+    # enough videos to decide and to separate methods (UCF split 1: 7 of 25 groups test)
+    assert cfg.n_groups == 25 and cfg.test_groups == 7
+    assert 12 * cfg.test_groups * cfg.clips_per_group[0] >= 250
+    # corpus objects are larger than the videos' (object-centric images: a domain gap)
+    assert cfg.image_object_radius[0] > cfg.object_radius[0]
+
+
+def test_scenes_are_shared_by_every_class_of_a_group(quick: SynthInfo) -> None:
+    """A background never identifies a class: group g's scene is the same for every class,
+    so in training each scene appears with every class."""
+    first_frames: dict[int, list[np.ndarray]] = {}
+    by_group: dict[int, list[dict]] = {}
+    for v in quick.videos:
+        by_group.setdefault(v["group"], []).append(v)
+    for g, videos in by_group.items():
+        assert {v["label"] for v in videos} == set(quick.classes)
+        landscape = [v for v in videos if v["width"] > v["height"]]
+        assert len(landscape) >= 2
+        first_frames[g] = [_decode(quick.videos_dir / v["file"])[0][0] for v in landscape]
+    # every video of a group looks like its group's median frame (the shared background)
+    # more than like another group's
+    medians = {g: np.median(np.stack(f), axis=0) for g, f in first_frames.items()}
+
+    def corr(x: np.ndarray, y: np.ndarray) -> float:
+        return float(np.corrcoef(x.ravel().astype(float), y.ravel().astype(float))[0, 1])
+
+    groups = sorted(medians)
+    for g, frames in first_frames.items():
+        other = next(h for h in groups if h != g)
+        for f in frames:
+            assert corr(f, medians[g]) > corr(f, medians[other]) + 0.1
 
 
 # --------------------------------------------------------------------------- corpora
@@ -223,7 +258,7 @@ def test_corpora(quick: SynthInfo) -> None:
     assert images.shape == (cfg.n_images, cfg.image_size, cfg.image_size, 3)
     assert images.dtype == np.uint8 and labels.dtype == np.int64
     assert list(names) == list(synth.KINDS) == quick.image_label_names
-    assert len(names) > cfg.n_kinds  # more kinds than the videos show
+    assert len(names) > len(cfg.video_kinds)  # more kinds than the videos show
     assert set(np.unique(labels)) == set(range(len(names)))
     assert np.bincount(labels).max() - np.bincount(labels).min() <= 1
 

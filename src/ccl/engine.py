@@ -324,10 +324,15 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     precision: str,
+    grad_norms_of: list[nn.Parameter] | None = None,
 ) -> tuple[dict[str, float], StudentOutput]:
-    """One optimisation step: forward, a finite-loss check, one backward, one step."""
+    """One optimisation step: forward, a finite-loss check, one backward, one step.
+    ``grad_norms_of``: also log ``grad/<part>``, the L2 norm of the gradient of each part of
+    the student's loss on these parameters (one extra backward pass per part)."""
     with autocast_context(batch.clip.device, precision):
         student_out, result = module(batch)
+    if grad_norms_of is not None:
+        result.terms.update(_grad_norms(result.student_terms, grad_norms_of))
     # One device-to-host copy for the loss and every logged term (a float() each would
     # synchronise with the GPU once per term)
     names = list(result.terms)
@@ -345,6 +350,21 @@ def train_step(
     scaler.step(optimizer)
     scaler.update()
     return terms, student_out
+
+
+def _grad_norms(
+    parts: dict[str, torch.Tensor], params: list[nn.Parameter]
+) -> dict[str, torch.Tensor]:
+    """``grad/<name>``: the L2 norm of d part / d params, for each part of a loss."""
+    norms = {}
+    for name, part in parts.items():
+        if not part.requires_grad:
+            norms[f"grad/{name}"] = part.new_zeros(())
+            continue
+        grads = torch.autograd.grad(part, params, retain_graph=True, allow_unused=True)
+        squares = [g.float().pow(2).sum() for g in grads if g is not None]
+        norms[f"grad/{name}"] = torch.stack(squares).sum().sqrt() if squares else part.new_zeros(())
+    return norms
 
 
 class JsonlLog:
@@ -452,7 +472,10 @@ def train(cfg: Config, *, overwrite: bool = False) -> RunResult:
         torch.compile(student) if cfg.train.compile else student, objective
     )
     if dist_info.enabled:
+        if cfg.train.grad_norm_every:
+            raise ValueError("train.grad_norm_every works in a single process, not under torchrun")
         module = nn.parallel.DistributedDataParallel(module)
+    student_params = [p for p in student.parameters() if p.requires_grad]
 
     start_epoch, start_batch, best_top1, best, last = 0, 0, -math.inf, None, None
     sums: dict[str, float] = defaultdict(float)
@@ -547,8 +570,14 @@ def train(cfg: Config, *, overwrite: bool = False) -> RunResult:
             t_step = time.perf_counter()
             batch = to_batch(raw, device, mean, std)
             try:
+                every_g = cfg.train.grad_norm_every
                 terms, student_out = train_step(
-                    module, batch, optimizer, scaler, cfg.train.precision
+                    module,
+                    batch,
+                    optimizer,
+                    scaler,
+                    cfg.train.precision,
+                    student_params if every_g and (step + 1) % every_g == 0 else None,
                 )
             except NonFiniteLossError as err:
                 raise NonFiniteLossError(

@@ -84,22 +84,31 @@ EVENTS: tuple[str, ...] = (
 SOUND_LABELS: tuple[str, ...] = (*EVENTS, "music", "ambient")
 """Label space of the sound corpus: every event plus ``music`` and ``ambient`` (noise only)."""
 
-CLASS_AUDIO: dict[str, str | None] = {
-    "SquareSlide": "beep",
-    "SquareBounce": "knock",
-    "SquareOrbit": None,
-    "DiscSlide": None,
-    "DiscBounce": "chirp_up",
-    "DiscOrbit": "buzz",
-    "TriangleSlide": "hiss",
-    "TriangleBounce": None,
-    "TriangleOrbit": "chirp_up",
-    "CrossSlide": None,
-    "CrossBounce": "clicks",
-    "CrossOrbit": None,
-}
-"""Video class -> its sound event, ``None`` where the soundtrack is unrelated to the class.
-``DiscBounce`` and ``TriangleOrbit`` share ``chirp_up``."""
+AUDIO_TABLE: tuple[tuple[str | None, ...], ...] = (
+    ("beep", "knock", None),
+    (None, "chirp_up", "buzz"),
+    ("hiss", None, "chirp_up"),
+    (None, "clicks", None),
+)
+"""The sound event of each video class, by the class's kind (row: the scale's first,
+second, ... video kind) and motion (column: slide, bounce, orbit); ``None`` where the
+soundtrack is unrelated to the class. Seven of twelve classes carry an event, two of them
+the same one (``chirp_up``), so the audio alone cannot separate them."""
+
+
+def class_audio(scale: str | ScaleConfig) -> dict[str, str | None]:
+    """Video class -> its sound event (``None``: unrelated audio), for a scale."""
+    cfg = SCALES[scale] if isinstance(scale, str) else scale
+    return {
+        _class_name(kind, motion): AUDIO_TABLE[i][j]
+        for i, kind in enumerate(cfg.video_kinds)
+        for j, motion in enumerate(MOTIONS[: cfg.n_motions])
+    }
+
+
+def _class_name(kind: str, motion: str) -> str:
+    return f"{kind.capitalize()}{motion.capitalize()}"
+
 
 EVENT_PRESENT_PROB = 0.85
 """Chance that a video of a related class carries its event (otherwise: unrelated audio)."""
@@ -112,9 +121,9 @@ _PATCH_PAD = 12  # extra padding so every object / blob patch lies inside the ca
 
 @dataclass(frozen=True)
 class ScaleConfig:
-    """Sizes of one benchmark scale."""
+    """Sizes and nuisance levels of one benchmark scale (docs/DEMO.md, "Scales")."""
 
-    n_kinds: int
+    video_kinds: tuple[str, ...]  # the object kinds the videos show (a subset of KINDS)
     n_motions: int
     n_groups: int
     test_groups: int  # groups 1..test_groups form the test list (UCF split 1 style)
@@ -123,40 +132,64 @@ class ScaleConfig:
     fps_choices: tuple[int, ...]
     frame_size: tuple[int, int]  # (width, height) of landscape videos; portrait swaps them
     portrait_prob: float
+    object_radius: tuple[float, float]  # object size in the video frames, pixels
+    motion_rate: float  # multiplies every motion's speed, hop rate and revolution rate
+    scene_styles: tuple[str, ...]  # background styles a scene is drawn from
+    distractors: int  # a scene allows up to this many distractor blobs per video
+    jitter: float  # camera shake: largest step std of the random walk, pixels
+    flicker: float  # largest flicker amplitude (relative brightness)
+    noise: tuple[float, float]  # sensor noise std range, grey levels
     n_images: int
     image_size: int
+    image_object_radius: tuple[float, float]  # object size in the corpus images, pixels
     n_sounds: int
     sound_seconds: float
 
 
 SCALES: dict[str, ScaleConfig] = {
     "demo": ScaleConfig(
-        n_kinds=4,
+        video_kinds=("disc", "ring", "cross", "bar"),
         n_motions=3,
-        n_groups=8,
-        test_groups=2,
-        clips_per_group=(2, 4),
-        seconds=(2.0, 4.0),
-        fps_choices=(10, 11, 12),
-        frame_size=(64, 48),
+        n_groups=25,
+        test_groups=7,
+        clips_per_group=(3, 5),
+        seconds=(2.5, 3.5),
+        fps_choices=(9, 10, 11),
+        frame_size=(40, 32),
         portrait_prob=0.1,
-        n_images=3000,
-        image_size=48,
+        object_radius=(4.5, 7.0),
+        motion_rate=2.5,
+        scene_styles=("gradient",),
+        distractors=0,
+        jitter=0.0,
+        flicker=0.0,
+        noise=(1.0, 2.0),
+        n_images=4000,
+        image_size=32,
+        image_object_radius=(7.0, 11.0),
         n_sounds=1200,
         sound_seconds=1.0,
     ),
     "quick": ScaleConfig(
-        n_kinds=3,
+        video_kinds=("disc", "ring", "cross"),
         n_motions=2,
         n_groups=3,
         test_groups=1,
         clips_per_group=(2, 2),
         seconds=(2.0, 3.0),
         fps_choices=(10, 12),
-        frame_size=(64, 48),
+        frame_size=(40, 32),
         portrait_prob=0.15,
+        object_radius=(4.5, 7.0),
+        motion_rate=2.5,
+        scene_styles=("gradient",),
+        distractors=0,
+        jitter=0.0,
+        flicker=0.0,
+        noise=(1.0, 2.0),
         n_images=240,
-        image_size=48,
+        image_size=32,
+        image_object_radius=(7.0, 11.0),
         n_sounds=120,
         sound_seconds=1.0,
     ),
@@ -207,13 +240,7 @@ class SynthInfo:
 
 def class_names(scale: str | ScaleConfig) -> list[str]:
     """Video classes of a scale in classInd order (alphabetical, as in UCF101)."""
-    cfg = SCALES[scale] if isinstance(scale, str) else scale
-    names = [
-        f"{k.capitalize()}{m.capitalize()}"
-        for k in KINDS[: cfg.n_kinds]
-        for m in MOTIONS[: cfg.n_motions]
-    ]
-    return sorted(names)
+    return sorted(class_audio(scale))
 
 
 def _split_class(name: str) -> tuple[str, str]:
@@ -255,9 +282,10 @@ def _shape_sdf(kind: str, dx: np.ndarray, dy: np.ndarray, s: float) -> np.ndarra
     raise ValueError(f"unknown kind {kind!r}")
 
 
-def _draw_scene(rng: np.random.Generator) -> dict[str, Any]:
-    """Scene (background, clutter, camera, light) shared by the videos of one group."""
-    style = str(rng.choice(["gradient", "stripes", "checker", "texture"]))
+def _draw_scene(rng: np.random.Generator, cfg: ScaleConfig) -> dict[str, Any]:
+    """Scene (background, clutter, camera, light) shared by the videos of one group index
+    (of every class) or drawn for one corpus image."""
+    style = str(rng.choice(list(cfg.scene_styles)))
     h0 = rng.random()
     return {
         "style": style,
@@ -268,10 +296,10 @@ def _draw_scene(rng: np.random.Generator) -> dict[str, Any]:
         "angle": float(rng.uniform(0, np.pi)),
         "freq": float(rng.uniform(0.08, 0.35)),
         "texture_seed": int(rng.integers(2**31)),
-        "n_clutter": (int(rng.integers(0, 3)), int(rng.integers(2, 5))),
-        "jitter": float(rng.uniform(0.0, 1.2)),
-        "light": float(rng.uniform(0.8, 1.15)),
-        "noise": float(rng.uniform(1.0, 5.0)),
+        "n_clutter": (0, int(rng.integers(0, cfg.distractors + 1))),
+        "jitter": float(rng.uniform(0.0, cfg.jitter)),
+        "light": float(rng.uniform(0.85, 1.1)),
+        "noise": float(rng.uniform(*cfg.noise)),
     }
 
 
@@ -380,13 +408,18 @@ def _render(
     fps: float,
     width: int,
     height: int,
-    object_scale: float = 1.0,
+    *,
+    radius: tuple[float, float],
+    motion_rate: float = 1.0,
+    flicker: float = 0.0,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """(n_frames, height, width, 3) uint8 frames of one object over a scene.
 
-    ``motion=None`` renders a still image (image corpus). ``object_scale`` enlarges the
-    object: corpus images are object-centric, as ImageNet photos are, while in the videos
-    the object is small, so the image teacher meets a domain gap as it does on UCF."""
+    ``motion=None`` renders a still image (image corpus). ``radius``: the object's size
+    range in pixels (corpus images are object-centric, as ImageNet photos are, so their
+    objects are larger than the videos': the image teacher meets a domain gap as it does on
+    UCF). ``motion_rate`` multiplies the motion's speed; ``flicker`` is the largest flicker
+    amplitude."""
     t = np.arange(n_frames, dtype=np.float32) / fps
     M, P = _JITTER_MARGIN, _PATCH_PAD
     hc, wc = height + 2 * M, width + 2 * M
@@ -411,7 +444,7 @@ def _render(
         )
 
     # the object: colour never depends on the class
-    size = rng.uniform(4.5, 7.5) * object_scale
+    size = rng.uniform(*radius)
     colour = _hsv(rng.random(), rng.uniform(0.5, 1.0), rng.uniform(0.55, 1.0))
     if motion is None:
         m = size + 1.0
@@ -419,7 +452,8 @@ def _render(
         oy = np.full(n_frames, rng.uniform(m, height - m), np.float32)
         extra: dict[str, float] = {}
     else:
-        ox, oy, extra = _trajectory(rng, motion, t, width, height, size)
+        ox, oy, extra = _trajectory(rng, motion, t * motion_rate, width, height, size)
+        extra = {k: v * motion_rate for k, v in extra.items()}  # speeds per real second
     _stamp(
         frames,
         ox + M + P,
@@ -440,8 +474,8 @@ def _render(
         out[k] = frames[k, oy_ : oy_ + height, ox_ : ox_ + width]
 
     # lighting: drift, flicker, frame-to-frame gain noise; sensor noise
-    drift = rng.uniform(-0.25, 0.25)
-    flicker = rng.uniform(0.0, 0.08)
+    drift = rng.uniform(-0.15, 0.15)
+    flicker = rng.uniform(0.0, flicker)
     gain = (
         scene["light"]
         * (1 + drift * (t / max(float(t[-1]), 1e-6) - 0.5))
@@ -658,7 +692,17 @@ def _make_video(job: dict[str, Any]) -> dict[str, Any]:
     if portrait:
         width, height = height, width
     frames, vinfo = _render(
-        rng, job["scene"], job["kind"], job["motion"], n_frames, fps, width, height
+        rng,
+        job["scene"],
+        job["kind"],
+        job["motion"],
+        n_frames,
+        fps,
+        width,
+        height,
+        radius=cfg.object_radius,
+        motion_rate=cfg.motion_rate,
+        flicker=cfg.flicker,
     )
     n_samples = int(round(n_frames * SAMPLE_RATE / fps))
     audio, ainfo = _soundtrack(rng, job["event"], n_samples)
@@ -684,18 +728,17 @@ def _make_video(job: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- corpora
 
 
-IMAGE_OBJECT_SCALE = 2.0  # corpus objects are twice the videos' size (object-centric photos)
-
-
 def _image_chunk(job: dict[str, Any]) -> np.ndarray:
-    size = job["size"]
+    cfg: ScaleConfig = SCALES[job["scale"]]
+    size = cfg.image_size
     out = np.empty((len(job["items"]), size, size, 3), np.uint8)
     for j, (i, label) in enumerate(job["items"]):
         rng = np.random.default_rng([job["seed"], _TAG_IMAGE, i])
-        scene = _draw_scene(rng)
-        out[j] = _render(rng, scene, KINDS[label], None, 1, 1.0, size, size, IMAGE_OBJECT_SCALE)[0][
-            0
-        ]
+        scene = _draw_scene(rng, cfg)
+        frames, _ = _render(
+            rng, scene, KINDS[label], None, 1, 1.0, size, size, radius=cfg.image_object_radius
+        )
+        out[j] = frames[0]
     return out
 
 
@@ -781,13 +824,21 @@ def generate(
         d.mkdir(parents=True, exist_ok=True)
 
     classes = class_names(cfg)
+    audio_of = class_audio(cfg)
+    # One scene per group index, shared by every class: a background never identifies a
+    # class (in UCF many classes share similar scenes), and the test groups' scenes are
+    # never seen in training.
+    scenes = {
+        g: _draw_scene(np.random.default_rng([seed, _TAG_GROUP, g]), cfg)
+        for g in range(1, cfg.n_groups + 1)
+    }
     jobs: list[dict[str, Any]] = []
     for label in classes:
         kind, motion = _split_class(label)
         ids = [KINDS.index(kind), MOTIONS.index(motion)]
         for g in range(1, cfg.n_groups + 1):
             grng = np.random.default_rng([seed, _TAG_GROUP, *ids, g])
-            scene = _draw_scene(grng)
+            scene = scenes[g]
             n_clips = int(grng.integers(cfg.clips_per_group[0], cfg.clips_per_group[1] + 1))
             for c in range(1, n_clips + 1):
                 name = f"v_{label}_g{g:02d}_c{c:02d}.avi"
@@ -798,7 +849,7 @@ def generate(
                         "scene": scene,
                         "kind": kind,
                         "motion": motion,
-                        "event": CLASS_AUDIO[label],
+                        "event": audio_of[label],
                         "label": label,
                         "group": g,
                         "clip": c,
@@ -811,7 +862,7 @@ def generate(
     image_labels = _balanced_labels(seed, _TAG_IMAGE, cfg.n_images, len(KINDS))
     sound_labels = _balanced_labels(seed, _TAG_SOUND, cfg.n_sounds, len(SOUND_LABELS))
     image_jobs = [
-        {"seed": seed, "size": cfg.image_size, "items": items}
+        {"seed": seed, "scale": scale, "items": items}
         for items in _chunks(image_labels, 200)
     ]
     n_sound_samples = int(round(cfg.sound_seconds * SAMPLE_RATE))
@@ -855,7 +906,7 @@ def generate(
         "".join(f"{v['file']}\n" for v in videos if v["subset"] == "test")
     )
 
-    related = [c for c in classes if CLASS_AUDIO[c] is not None]
+    related = [c for c in classes if audio_of[c] is not None]
     info = SynthInfo(
         root=out,
         videos_dir=videos_dir,
@@ -866,7 +917,7 @@ def generate(
         seed=seed,
         scale=scale,
         classes=classes,
-        class_audio={c: CLASS_AUDIO[c] for c in classes},
+        class_audio={c: audio_of[c] for c in classes},
         related_audio_classes=related,
         unrelated_audio_classes=[c for c in classes if c not in related],
         image_label_names=list(KINDS),

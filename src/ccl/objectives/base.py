@@ -36,6 +36,10 @@ class ObjectiveOutput:
 
     loss: torch.Tensor
     terms: dict[str, torch.Tensor] = field(default_factory=dict)
+    # The student's loss L_v split by kind (``ce``, ``contrast``, ``divergence``), each
+    # weighted as in L_v and still in the graph: ``train.grad_norm_every`` logs the norm of
+    # each one's gradient on the student's parameters (which term drives the student).
+    student_terms: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def teacher_features(

@@ -13,4 +13,4 @@ class BaselineObjective(Objective):
 
     def forward(self, student_out: StudentOutput, batch: Batch) -> ObjectiveOutput:
         ce = F.cross_entropy(student_out.logits, batch.label)
-        return ObjectiveOutput(loss=ce, terms={"ce": ce.detach()})
+        return ObjectiveOutput(loss=ce, terms={"ce": ce.detach()}, student_terms={"ce": ce})

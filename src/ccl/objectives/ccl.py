@@ -136,7 +136,8 @@ class CCLObjective(Objective):
             gather_with_grad(logits_local),
             gather_no_grad(y_local),
         )
-        distill = v.new_zeros(())
+        contrast = v.new_zeros(())
+        divergence = v.new_zeros(())
         heads_loss = v.new_zeros(())
         for t in self.teachers:
             x_t, available = self.teacher_features(t, batch)
@@ -147,13 +148,21 @@ class CCLObjective(Objective):
                 # Rows without this teacher are zeroed (whatever they held cannot reach the
                 # valid terms) and left out of every term of t by the mask.
                 x_t = x_t.masked_fill(~available.unsqueeze(1), 0.0)
-            student_terms, head_loss = self._branch(t, v, v_logits, y, x_t, available, terms)
-            distill = distill + student_terms
+            t_contrast, t_divergence, head_loss = self._branch(
+                t, v, v_logits, y, x_t, available, terms
+            )
+            contrast = contrast + t_contrast
+            divergence = divergence + t_divergence
             heads_loss = heads_loss + head_loss
-        loss_v = ce + self.loss_weight * distill
+        w = self.loss_weight
+        loss_v = ce + w * (contrast + divergence)
         terms["loss_v"] = loss_v.detach()
         terms["loss_heads"] = heads_loss.detach()
-        return ObjectiveOutput(loss=loss_v + heads_loss, terms=terms)
+        return ObjectiveOutput(
+            loss=loss_v + heads_loss,
+            terms=terms,
+            student_terms={"ce": ce, "contrast": w * contrast, "divergence": w * divergence},
+        )
 
     def _branch(
         self,
@@ -164,9 +173,10 @@ class CCLObjective(Objective):
         x_t: torch.Tensor,
         valid: torch.Tensor | None,
         terms: dict[str, torch.Tensor],
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(student terms of teacher t, head loss evaluated on a detached student), both over
-        the ``valid`` samples only (None: all)."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(the student's contrastive terms S(v,m) + S(v,x_t) of teacher t, its divergence
+        J(v, m), the head loss evaluated on a detached student), all over the ``valid``
+        samples only (None: all)."""
         head, contrast = self.heads[t], self.contrast[t]
         v_d, v_logits_d = v.detach(), v_logits.detach()
         # For L_v, the head composes the student's feature with its parameters held fixed:
@@ -199,7 +209,7 @@ class CCLObjective(Objective):
         terms[f"{t}/jsd"] = jsd.detach()
         terms[f"{t}/head_ce"] = head_ce.detach()
         terms[f"{t}/head_acc"] = masked_mean(correct.float(), valid)
-        return s_vm + s_vt + jsd, head_loss
+        return s_vm + s_vt, jsd, head_loss
 
 
 def _cross_entropy(

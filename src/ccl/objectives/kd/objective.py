@@ -128,7 +128,11 @@ class DistillationObjective(Objective):
             distill = distill + term
         loss = ce + self.loss_weight * distill
         terms["loss"] = loss.detach()
-        return ObjectiveOutput(loss=loss, terms=terms)
+        return ObjectiveOutput(
+            loss=loss,
+            terms=terms,
+            student_terms={"ce": ce, self.method: self.loss_weight * distill},
+        )
 
 
 def describe_options(cls: type[nn.Module]) -> list[str]:

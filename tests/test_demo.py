@@ -3,6 +3,7 @@
 import json
 import re
 
+import numpy as np
 import pytest
 
 from ccl.cli import main
@@ -41,6 +42,15 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
         cells = [c.strip() for c in rows[name][1:]]
         assert all(re.match(r"^\d+\.\d$", c) for c in cells[:2]) and set(cells[2:]) == {"-"}
     assert "test videos without a soundtrack embedding, counted wrong" in table
+    # the demo audio teacher's embeddings lie where the real PANNs Cnn14_emb512 ones of UCF51
+    # do (non-negative, L2 norm 13-25): its batch norm before the ReLU fixes their scale
+    norms = [
+        float(np.linalg.norm(np.load(f)))
+        for f in sorted((tmp_path / "audio_features").rglob("*.npy"))
+    ]
+    assert len(norms) >= 30
+    assert all(np.load(f).min() >= 0 for f in (tmp_path / "audio_features").rglob("*.npy"))
+    assert 13.0 <= min(norms) and max(norms) <= 25.0, (min(norms), max(norms))
     probes = json.loads((tmp_path / "teacher_probes.json").read_text())
     assert probes["audio"]["test_videos"] == probes["image"]["test_videos"] > 0
     pngs = sorted(p.name for p in (tmp_path / "report").glob("*.png"))

@@ -299,6 +299,7 @@ def _demo(method: str, teachers: tuple[str, ...]) -> Config:
     cfg.optim.milestones = (7,)
     cfg.train.epochs = 8
     cfg.train.log_every = 10
+    cfg.train.grad_norm_every = 10  # which loss part drives the student (docs/DEMO.md)
     cfg.train.save_every = 0
     return cfg
 

@@ -295,3 +295,21 @@ def test_helpers(tmp_path: Path) -> None:
         records, messages = read_metrics(path)
     assert [r["epoch_s"] for r in records] == [2]  # resumed epoch: the last record wins
     assert len(messages) == 1
+
+
+def test_gradient_norm_section(tmp_path: Path) -> None:
+    from ccl.report import grad_norm_section
+
+    grads = {"train/grad/ce": 2.0, "train/grad/contrast": 0.5, "train/grad/divergence": 0.25}
+    with_norms = _make_run(tmp_path, "ccl-a", "ccl", ["audio"], top1=0.5)
+    metrics = with_norms / "metrics.jsonl"
+    records = [json.loads(x) for x in metrics.read_text().splitlines()]
+    records = [{**r, **grads} if r["type"] == "epoch" else r for r in records]
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in records))
+    without = _make_run(tmp_path, "base", "baseline", [], top1=0.4)
+    lines = grad_norm_section([load_run(without), load_run(with_norms)])
+    assert lines[0] == "## Gradient norms of the student's loss parts"
+    assert "| epoch | ce | contrast | divergence |" in lines
+    assert "| 1 | 2 | 0.5 | 0.25 |" in lines
+    assert not any("base" in line for line in lines)
+    assert grad_norm_section([load_run(without)]) == []

@@ -657,6 +657,38 @@ def plot_compare(runs: Sequence[Run], path: Path) -> Path | None:
 # --------------------------------------------------------------------------- report
 
 
+def grad_norm_section(runs: Sequence[Run]) -> list[str]:
+    """Markdown: per run that logged ``train.grad_norm_every``, the epoch mean of the gradient
+    norm of each part of the student's loss on the student's parameters (which part drives
+    the student), one row per epoch; nothing when no run logged them."""
+    lines: list[str] = []
+    for run in runs:
+        parts = sorted(
+            {k[len("train/grad/") :] for r in run.epochs for k in r if k.startswith("train/grad/")}
+        )
+        if not parts:
+            continue
+        if not lines:
+            lines += [
+                "## Gradient norms of the student's loss parts",
+                "",
+                "Epoch mean of ||d part / d student parameters|| (`train.grad_norm_every`).",
+                "",
+            ]
+        lines += [
+            f"### {_md(run.name)}",
+            "",
+            "| epoch | " + " | ".join(parts) + " |",
+            "|---:|" + "---:|" * len(parts),
+        ]
+        for r in run.epochs:
+            cells = [r.get(f"train/grad/{p}") for p in parts]
+            shown = [f"{c:.3g}" if _is_number(c) else "-" for c in cells]
+            lines.append(f"| {r['epoch']} | " + " | ".join(shown) + " |")
+        lines.append("")
+    return lines
+
+
 def _unique_names(paths: Sequence[Path]) -> list[str]:
     names: list[str] = []
     for p in paths:
@@ -769,6 +801,7 @@ def build_report(
         lines += ["## Notes", "", *(f"- {_md(n)}" for n in notes), ""]
     if warn:
         lines += ["## Warnings", "", *(f"- {_md(w)}" for w in warn), ""]
+    lines += grad_norm_section(runs)
     lines += ["## Figures", ""]
     for fname, caption in figures:
         lines += [f"### {caption}", "", f"![{caption}]({fname})", ""]

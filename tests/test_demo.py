@@ -56,6 +56,18 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     pngs = sorted(p.name for p in (tmp_path / "report").glob("*.png"))
     assert "compare_curves.png" in pngs and any(p.startswith("tsne_") for p in pngs)
     assert (tmp_path / "report" / "report.md").read_text().count("| demo-") >= 4
+    # the last checkpoint's evaluation (copied from the best one when the weights are the
+    # same) equals a fresh evaluation of the last checkpoint
+    from ccl.evaluation import EvalSettings, evaluate
+
+    for run_dir in sorted((tmp_path / "runs").iterdir()):
+        saved = json.loads((run_dir / "eval_test_last.json").read_text())
+        fresh = evaluate(
+            run_dir,
+            EvalSettings(checkpoint="last", workers=0, progress=False, out_dir=str(tmp_path / "re")),
+        )
+        for key in ("recognition", "retrieval", "videos", "epoch", "checkpoint_sha256"):
+            assert saved[key] == fresh[key], (run_dir.name, key)
     # a second run skips every finished step
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out

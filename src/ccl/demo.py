@@ -138,13 +138,60 @@ def train_and_evaluate(
     _step(f"train {label}", run_dir / "checkpoints" / "last.pt", lambda: train(cfg))
 
     def test() -> None:
+        reports: dict[str, dict[str, Any]] = {}
         for kind in checkpoints:
-            report = evaluate(run_dir, EvalSettings(checkpoint=kind, workers=0, progress=False))
+            if kind != "best" and "best" in reports and _same_student(run_dir, "best", kind):
+                # the best epoch was the last one: the same weights give the same numbers
+                report = _copy_evaluation(reports["best"], run_dir, kind)
+            else:
+                settings = EvalSettings(checkpoint=kind, workers=0, progress=False)
+                report = evaluate(run_dir, settings)
+            reports[kind] = report
             print(f"  {kind}: {summary_line(report)}")
 
     done = "eval_test.json" if checkpoints == ("best",) else "eval_test_last.json"
     _step(f"evaluate {label}", run_dir / done, test)
     return run_dir
+
+
+def _same_student(run_dir: Path, kind_a: str, kind_b: str) -> bool:
+    """Whether two checkpoints of a run hold the same student weights."""
+    import torch
+
+    from ccl.checkpoint import load_checkpoint
+
+    a = load_checkpoint(run_dir / "checkpoints" / f"{kind_a}.pt")["student"]
+    b = load_checkpoint(run_dir / "checkpoints" / f"{kind_b}.pt")["student"]
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _copy_evaluation(report: dict[str, Any], run_dir: Path, kind: str) -> dict[str, Any]:
+    """The evaluation of another checkpoint of ``run_dir`` with the same student weights:
+    ``report`` under that checkpoint's name (its file, hash and features file); saves one
+    evaluation pass when the best epoch is the last."""
+    import shutil
+
+    from ccl.audio import sha256_file
+    from ccl.checkpoint import load_checkpoint
+
+    ckpt = run_dir / "checkpoints" / f"{kind}.pt"
+    split = "test" if report["split"] == "testing" else report["split"]
+    copied = {
+        **report,
+        "checkpoint": str(ckpt),
+        "checkpoint_kind": kind,
+        "checkpoint_sha256": sha256_file(ckpt),
+        "epoch": int(load_checkpoint(ckpt)["epoch"]),
+        "settings": {**report["settings"], "checkpoint": kind},
+        "note": f"same student weights as the {report['checkpoint_kind']} checkpoint",
+    }
+    copied.pop("path", None)
+    if report.get("features_file"):
+        copied["features_file"] = f"eval_{split}_{kind}_features.npz"
+        shutil.copyfile(run_dir / report["features_file"], run_dir / copied["features_file"])
+    path = run_dir / f"eval_{split}_{kind}.json"
+    path.write_text(json.dumps(copied, indent=1) + "\n")
+    return {**copied, "path": str(path)}
 
 
 def run_demo(

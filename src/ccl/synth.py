@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import colorsys
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -146,31 +147,35 @@ class ScaleConfig:
     sound_seconds: float
 
 
+_DEMO = ScaleConfig(
+    video_kinds=("disc", "ring", "cross", "bar"),
+    n_motions=3,
+    n_groups=25,
+    test_groups=7,
+    clips_per_group=(3, 5),
+    seconds=(2.5, 3.5),
+    fps_choices=(9, 10, 11),
+    frame_size=(40, 32),
+    portrait_prob=0.1,
+    object_radius=(4.5, 7.0),
+    motion_rate=2.5,
+    scene_styles=("gradient",),
+    distractors=0,
+    jitter=0.0,
+    flicker=0.0,
+    noise=(1.0, 2.0),
+    n_images=4000,
+    image_size=32,
+    image_object_radius=(7.0, 11.0),
+    n_sounds=1200,
+    sound_seconds=1.0,
+)
+
 SCALES: dict[str, ScaleConfig] = {
-    "demo": ScaleConfig(
-        video_kinds=("disc", "ring", "cross", "bar"),
-        n_motions=3,
-        n_groups=25,
-        test_groups=7,
-        clips_per_group=(3, 5),
-        seconds=(2.5, 3.5),
-        fps_choices=(9, 10, 11),
-        frame_size=(40, 32),
-        portrait_prob=0.1,
-        object_radius=(4.5, 7.0),
-        motion_rate=2.5,
-        scene_styles=("gradient",),
-        distractors=0,
-        jitter=0.0,
-        flicker=0.0,
-        noise=(1.0, 2.0),
-        n_images=4000,
-        image_size=32,
-        image_object_radius=(7.0, 11.0),
-        n_sounds=1200,
-        sound_seconds=1.0,
-    ),
-    "quick": ScaleConfig(
+    "demo": _DEMO,
+    # tiny, for CI smoke tests: the demo's look, fewer of everything
+    "quick": dataclasses.replace(
+        _DEMO,
         video_kinds=("disc", "ring", "cross"),
         n_motions=2,
         n_groups=3,
@@ -178,20 +183,9 @@ SCALES: dict[str, ScaleConfig] = {
         clips_per_group=(2, 2),
         seconds=(2.0, 3.0),
         fps_choices=(10, 12),
-        frame_size=(40, 32),
         portrait_prob=0.15,
-        object_radius=(4.5, 7.0),
-        motion_rate=2.5,
-        scene_styles=("gradient",),
-        distractors=0,
-        jitter=0.0,
-        flicker=0.0,
-        noise=(1.0, 2.0),
         n_images=240,
-        image_size=32,
-        image_object_radius=(7.0, 11.0),
         n_sounds=120,
-        sound_seconds=1.0,
     ),
 }
 

@@ -51,6 +51,7 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert len(norms) >= 30
     assert all(np.load(f).min() >= 0 for f in (tmp_path / "audio_features").rglob("*.npy"))
     assert 13.0 <= min(norms) and max(norms) <= 25.0, (min(norms), max(norms))
+    assert f"L2 norm {min(norms):.1f}-{max(norms):.1f}" in printed
     probes = json.loads((tmp_path / "teacher_probes.json").read_text())
     assert probes["audio"]["test_videos"] == probes["image"]["test_videos"] > 0
     pngs = sorted(p.name for p in (tmp_path / "report").glob("*.png"))

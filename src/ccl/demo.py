@@ -144,6 +144,7 @@ def train_and_evaluate(
     if quick:
         cfg.train.epochs = 2
         cfg.optim.milestones = (2,)
+        cfg.data.batch_size = 4  # the quick scale has 12 training videos
     apply_overrides(cfg, overrides or [])
     run_dir = Path(cfg.train.out_dir) / cfg.train.name
     if run_dir.exists():
@@ -700,7 +701,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "demo",
-        help="the whole pipeline on the embedded synthetic benchmark (about 15 min on 2 cores)",
+        help="the whole pipeline on the embedded synthetic benchmark (about 20 min on 2 cores)",
     )
     p.add_argument("--out", default="demo_runs", help="folder for everything the demo writes")
     p.add_argument("--seed", type=int, default=1)

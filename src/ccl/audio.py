@@ -177,10 +177,9 @@ def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=False))
-    os.replace(tmp, path)
+    from ccl.data.prepare import write_text_atomic
+
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=False))
 
 
 def _read_manifest(path: Path) -> dict[str, Any] | None:
@@ -675,9 +674,9 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         print(f"error: {err}")
         return 2
     except OSError as err:
-        from ccl.data.cli import describe_os_error
+        from ccl.cli import describe_error
 
-        print(f"error: {describe_os_error(err)}")
+        print(f"error: {describe_error(err)}")
         return 2
     print(report.summary())
     for key, reason in list(report.failed.items())[:10]:
@@ -692,9 +691,9 @@ def _cmd_import(args: argparse.Namespace) -> int:
         print(f"error: {err}")
         return 2
     except OSError as err:
-        from ccl.data.cli import describe_os_error
+        from ccl.cli import describe_error
 
-        print(f"error: {describe_os_error(err)}")
+        print(f"error: {describe_error(err)}")
         return 2
     print(report.summary())
     for name in report.junk:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -150,8 +151,13 @@ def describe_error(err: BaseException) -> str:
     """One line for a user error: an ``OSError`` as "path: cause" (read-only folder, a file
     where a folder belongs, full disk), anything else as its message."""
     if isinstance(err, OSError) and err.filename is not None:
+        cause = err.strerror or str(err)
+        if isinstance(err, (FileExistsError, NotADirectoryError)) and os.path.isfile(
+            err.filename
+        ):
+            cause = "a file where a folder is expected"
         where = str(err.filename) + (f" -> {err.filename2}" if err.filename2 else "")
-        return f"{where}: {err.strerror or err}"
+        return f"{where}: {cause}"
     return str(err) or type(err).__name__
 
 

@@ -277,18 +277,18 @@ def test_os_errors_are_one_line_without_traceback(tmp_path: Path, monkeypatch, c
     assert err.startswith(f"error: {tmp_path / 'file' / 'dst'}: cannot create the output folder")
     assert (tmp_path / "file").read_text() == "a file, not a folder"
     # disk full while writing the report: the report's path and the cause, no temp file
-    real_write = Path.write_text
+    import ccl.checkpoint
 
-    def full(self: Path, *args, **kwargs):
-        if self.name.startswith(f".{REPORT_NAME}"):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
-        return real_write(self, *args, **kwargs)
+    def full(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(Path, "write_text", full)
+    monkeypatch.setattr(ccl.checkpoint._RecordingWriter, "write", full)
     dst = tmp_path / "dst"
     assert data_cli(["prepare", "videos", str(src), str(dst), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"error: {dst / REPORT_NAME}: No space left on device"
+    assert err == (
+        f"error: {dst / REPORT_NAME}: cannot write file: No space left on device (ENOSPC)"
+    )
     assert not list(dst.glob(f".{REPORT_NAME}*"))
 
 

@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from ccl.cli import describe_error
 from ccl.data.annotations import (
     AnnotationFormatError,
     Annotations,
@@ -27,17 +28,6 @@ from ccl.data.prepare import (
     prepare_videos,
     write_text_atomic,
 )
-
-
-def describe_os_error(err: OSError) -> str:
-    """One line naming the path and the cause (``/data/out: Permission denied``), for
-    commands that report file-system failures without a traceback."""
-    cause = err.strerror or str(err)
-    if isinstance(err, (FileExistsError, NotADirectoryError)) and os.path.isfile(
-        err.filename or ""
-    ):
-        cause = "a file where a folder is expected"
-    return f"{err.filename}: {cause}" if err.filename else cause
 
 
 def _count(minimum: int, what: str):
@@ -91,7 +81,7 @@ def _cmd_videos(args: argparse.Namespace) -> int:
             allow_still_images=args.allow_still_images,
         )
     except OSError as err:
-        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        print(f"error: {describe_error(err)}", file=sys.stderr)
         return 2
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -168,13 +158,13 @@ def _cmd_annotations(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
-        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        print(f"error: {describe_error(err)}", file=sys.stderr)
         return 2
     try:
         ann.write(out)
         write_text_atomic(report_path, json.dumps(ann.report.to_dict(), indent=1))
     except OSError as err:
-        print(f"error: cannot write {out} ({describe_os_error(err)})", file=sys.stderr)
+        print(f"error: cannot write {out} ({describe_error(err)})", file=sys.stderr)
         return 2
     print(ann.report.summary())
     print(f"wrote {out} (report: {report_path})")

@@ -24,7 +24,6 @@ thread elsewhere), so killing a run leaves no orphans.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import io
@@ -120,19 +119,13 @@ class PrepareReport:
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` under a hidden temporary name next to ``path``, then rename: a failure
-    (disk full, read-only folder) leaves the previous file as it was and no temporary one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        if isinstance(err, OSError) and err.filename == str(tmp):  # name the real target
-            raise type(err)(err.errno, err.strerror, str(path)) from err
-        raise
+    """Write ``text`` (UTF-8) atomically (:func:`ccl.checkpoint.atomic_write`): a failure
+    (disk full, read-only folder) leaves the previous file as it was, no temporary file, and
+    an ``OSError`` that names ``path``."""
+    from ccl.checkpoint import atomic_write
+
+    with atomic_write(path) as f:
+        f.write(text.encode("utf-8"))
 
 
 def find_videos(src: str | Path) -> list[Path]:

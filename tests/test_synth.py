@@ -238,14 +238,16 @@ def test_scenes_are_shared_by_every_class_of_a_group(quick: SynthInfo) -> None:
     # more than like another group's
     medians = {g: np.median(np.stack(f), axis=0) for g, f in first_frames.items()}
 
-    def corr(x: np.ndarray, y: np.ndarray) -> float:
-        return float(np.corrcoef(x.ravel().astype(float), y.ravel().astype(float))[0, 1])
+    def distance(x: np.ndarray, y: np.ndarray) -> float:
+        return float(np.abs(x.astype(float) - y.astype(float)).mean())
 
     groups = sorted(medians)
-    for g, frames in first_frames.items():
-        other = next(h for h in groups if h != g)
-        for f in frames:
-            assert corr(f, medians[g]) > corr(f, medians[other]) + 0.1
+    closer = [
+        distance(f, medians[g]) < min(distance(f, medians[h]) for h in groups if h != g)
+        for g, frames in first_frames.items()
+        for f in frames
+    ]
+    assert np.mean(closer) >= 0.9, closer
 
 
 # --------------------------------------------------------------------------- corpora

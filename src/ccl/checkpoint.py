@@ -52,6 +52,10 @@ class _RecordingWriter:
     def flush(self) -> None:
         self.f.flush()
 
+    def __getattr__(self, name: str) -> Any:
+        # seek, tell, ... of the file, for writers that need them (zip archives: np.savez)
+        return getattr(self.f, name)
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | Path, *, what: str = "file") -> Iterator[BinaryIO]:

@@ -356,7 +356,7 @@ def decode_video_frames(
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.thread_count = threads
-        for frame in _iter_frames(container, stream, None):
+        for frame in container.decode(stream):
             yield _frame_rgb(frame, short_side)
 
 

@@ -2,13 +2,14 @@
 
 The generative story (details in ``docs/DEMO.md``):
 
-* **Video classes** are ``object kind x motion`` (``SquareSlide``, ``DiscOrbit``, ...): one
+* **Video classes** are ``object kind x motion`` (``DiscSlide``, ``RingOrbit``, ...): one
   frame shows the kind but not the motion, and the motion alone does not give the kind.
 * **Nuisances** drawn per video: object colour (never tied to the class), size, start
-  position, speed, distractor blobs moving at random, camera jitter, brightness drift and
-  flicker, sensor noise, frame rate, length and orientation. Videos of one group ``gNN`` of a
-  class share the scene (background style and colours, clutter, jitter, lighting), like UCF
-  groups share actors and place, so the group-wise split matters.
+  position, speed, brightness drift, sensor noise, frame rate, length and orientation (and,
+  where a scale turns them on, distractor blobs, camera jitter and flicker). Videos of one
+  group index ``gNN`` share the scene (background and light) in every class, like a place
+  shared by many actions in UCF: a background never identifies a class, and the group-wise
+  split puts unseen scenes in the test set.
 * **Soundtracks**: about 60 % of the classes carry a class-tied sound event (two of them share
   one; the event is missing in some videos; its SNR varies); the other classes have sound
   unrelated to the class (random melodies of one style, or ambient noise, sometimes with a

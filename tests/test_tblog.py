@@ -6,21 +6,11 @@ import sys
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_engine import TINY  # the same seconds-fast smoke config
 
 from ccl.cli import main
 from ccl.config import apply_overrides, preset
 from ccl.engine import train
-
-TINY = [
-    "data.synthetic_train=16",
-    "data.synthetic_val=8",
-    "data.synthetic_classes=4",
-    "data.batch_size=4",
-    "data.clip_frames=4",
-    "data.size=16",
-    "train.progress=false",
-    "train.log_every=1",
-]
 
 
 def _scalars(run_dir):

@@ -26,7 +26,7 @@ def _jsonl(run_dir):
     for line in (run_dir / "metrics.jsonl").read_text().splitlines():
         record = json.loads(line)
         for key, value in record.items():
-            if key not in ("type", "step") and isinstance(value, (int, float)):
+            if key not in ("type", "step", "time") and isinstance(value, (int, float)):
                 out.setdefault(key, []).append((record["step"], float(value)))
     return out
 
@@ -44,6 +44,16 @@ def test_tensorboard_holds_every_metrics_scalar(tmp_path):
     for tag, points in logged.items():
         assert [s for s, _ in board[tag]] == [s for s, _ in points], tag
         assert [v for _, v in board[tag]] == pytest.approx([v for _, v in points], rel=1e-6)
+    # a step record's wall-clock stamp is its events' walltime, not a curve of its own
+    acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    stamps = [
+        json.loads(line)["time"]
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+        if json.loads(line)["type"] == "step"
+    ]
+    assert "time" not in board and stamps == sorted(stamps)
+    assert [e.wall_time for e in acc.Scalars("ce")] == pytest.approx(stamps, abs=1e-3)
 
 
 def test_resumed_run_drops_the_events_it_replays(tmp_path):

@@ -603,6 +603,7 @@ def train(cfg: Config, *, overwrite: bool = False) -> RunResult:
                         "type": "step",
                         "epoch": epoch + 1,
                         "step": step,
+                        "time": time.time(),  # wall clock: end-to-end throughput from the log
                         **terms,
                         **_lrs(optimizer),
                         "clips_per_s": len(batch)

@@ -42,8 +42,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from data_loading import make_stores  # noqa: E402 - a sibling benchmark script
 
-PRESETS = {"baseline": "ucf51-baseline", "ccl-ai": "ucf51-ccl-ai", "ccl-a": "ucf51-ccl-a",
-           "ccl-i": "ucf51-ccl-i"}
+PRESETS = {
+    "baseline": "ucf51-baseline",
+    "ccl-ai": "ucf51-ccl-ai",
+    "ccl-a": "ucf51-ccl-a",
+    "ccl-i": "ucf51-ccl-i",
+}
 
 
 def make_dataset(root: Path, videos: int, frames: int) -> tuple[Path, Path, Path]:
@@ -74,9 +78,18 @@ class GpuSampler:
     def __enter__(self) -> GpuSampler:
         if shutil.which("nvidia-smi"):
             self._proc = subprocess.Popen(
-                ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
-                 "-lms", "200", "-i", os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]],
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                [
+                    "nvidia-smi",
+                    "--query-gpu=utilization.gpu",
+                    "--format=csv,noheader,nounits",
+                    "-lms",
+                    "200",
+                    "-i",
+                    os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0],
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
             )
             self._thread = threading.Thread(target=self._read, daemon=True)
             self._thread.start()
@@ -101,20 +114,32 @@ class GpuSampler:
         return f"{statistics.mean(busy):.0f}" if busy else "n/a"
 
 
-def run_train(args: argparse.Namespace, method: str, data: tuple[Path, Path, Path],
-              out: Path) -> dict[str, str]:
+def run_train(
+    args: argparse.Namespace, method: str, data: tuple[Path, Path, Path], out: Path
+) -> dict[str, str]:
     ann, frames_dir, audio = data
     overrides = [
-        f"data.annotations={ann}", f"data.frames_dir={frames_dir}", f"data.audio_dir={audio}",
-        f"data.workers={args.workers}", f"data.batch_size={args.batch}",
-        f"data.clip_frames={args.clip_frames}", f"data.size={args.size}",
-        f"student.arch={args.arch}", "image_teacher.allow_random=true",
-        f"train.device={args.device}", f"train.precision={args.precision}",
+        f"data.annotations={ann}",
+        f"data.frames_dir={frames_dir}",
+        f"data.audio_dir={audio}",
+        f"data.workers={args.workers}",
+        f"data.batch_size={args.batch}",
+        f"data.clip_frames={args.clip_frames}",
+        f"data.size={args.size}",
+        f"student.arch={args.arch}",
+        "image_teacher.allow_random=true",
+        f"train.device={args.device}",
+        f"train.precision={args.precision}",
         f"train.channels_last={str(args.channels_last).lower()}",
         f"train.compile={str(args.compile).lower()}",
-        f"train.epochs={args.epochs}", f"train.max_steps_per_epoch={args.steps}",
-        "train.val_every=0", "train.save_every=0", "train.log_every=1", "train.progress=false",
-        f"train.out_dir={out}", f"train.name={method}",
+        f"train.epochs={args.epochs}",
+        f"train.max_steps_per_epoch={args.steps}",
+        "train.val_every=0",
+        "train.save_every=0",
+        "train.log_every=1",
+        "train.progress=false",
+        f"train.out_dir={out}",
+        f"train.name={method}",
     ]
     cmd = [sys.executable, "-m", "ccl.cli", "train", "--preset", PRESETS[method], *overrides]
     with GpuSampler() as gpu:
@@ -124,7 +149,7 @@ def run_train(args: argparse.Namespace, method: str, data: tuple[Path, Path, Pat
     records = [json.loads(line) for line in (out / method / "metrics.jsonl").open()]
     last_epoch = max(r["epoch"] for r in records if r["type"] == "epoch")
     steps = [r for r in records if r["type"] == "step" and r["epoch"] == last_epoch]
-    timed = steps[args.warmup:]
+    timed = steps[args.warmup :]
     if len(timed) < 2 or "time" not in timed[0]:
         raise SystemExit("too few timed step records: raise --steps or lower --warmup")
     clips = args.batch * (len(timed) - 1)  # clips of the steps between the first and last stamp
@@ -138,10 +163,26 @@ def run_train(args: argparse.Namespace, method: str, data: tuple[Path, Path, Pat
 
 def step_only(args: argparse.Namespace, methods: list[str]) -> dict[str, str]:
     cmd = [
-        sys.executable, str(HERE / "train_step.py"), "--device", args.device,
-        "--batch", str(args.batch), "--frames", str(args.clip_frames), "--size", str(args.size),
-        "--arch", args.arch, "--precision", args.precision, "--steps", str(args.steps),
-        "--warmup", str(args.warmup), "--methods", ",".join(["baseline", *methods]),
+        sys.executable,
+        str(HERE / "train_step.py"),
+        "--device",
+        args.device,
+        "--batch",
+        str(args.batch),
+        "--frames",
+        str(args.clip_frames),
+        "--size",
+        str(args.size),
+        "--arch",
+        args.arch,
+        "--precision",
+        args.precision,
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--methods",
+        ",".join(["baseline", *methods]),
     ]
     if args.channels_last:
         cmd.append("--channels-last")

@@ -1,5 +1,5 @@
-"""PANNs teacher (ccl.models.panns) and audio embeddings (ccl.audio): front end against
-librosa, checkpoint compatibility, extraction from generated videos, archive import."""
+"""PANNs teacher (ccl.models.panns) and audio embeddings (ccl.data.audio_features): front end
+against librosa, checkpoint compatibility, extraction from generated videos, archive import."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from ccl.audio import (
+from ccl.data.audio_features import (
     MANIFEST_NAME,
     extract_audio,
     import_audio_archive,

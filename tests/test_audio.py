@@ -1,5 +1,5 @@
-"""PANNs teacher (ccl.models.panns) and audio embeddings (ccl.audio): front end against
-librosa, checkpoint compatibility, extraction from generated videos, archive import."""
+"""PANNs teacher (ccl.models.panns) and audio embeddings (ccl.data.audio_features): front end
+against librosa, checkpoint compatibility, extraction from generated videos, archive import."""
 
 from __future__ import annotations
 
@@ -17,8 +17,12 @@ import numpy as np
 import pytest
 import torch
 
-from ccl.audio import (
+from ccl.data.audio_features import (
     MANIFEST_NAME,
+    ExtractReport,
+    _Outputs,
+    _plan_extraction,
+    _segment_length,
     extract_audio,
     import_audio_archive,
     load_soundtrack,
@@ -445,6 +449,50 @@ def test_extract_audio_segments(tmp_path: Path, checkpoint: tuple[Path, dict]) -
     manifest = json.loads((out / MANIFEST_NAME).read_text())
     assert manifest["settings"]["segment_seconds"] == 0.4
     assert manifest["videos"]["K/v_K_g01_c01"]["shape"] == [2, 512]
+
+
+def test_segment_length() -> None:
+    """Segments are counted in 32 kHz samples; ones shorter than the model's minimum input
+    are refused (they would be mostly padding)."""
+    assert _segment_length(None, MIN_SAMPLES) is None
+    assert _segment_length(0.4, MIN_SAMPLES) == 12_800
+    with pytest.raises(ValueError, match="segment_seconds=0.2 is shorter than"):
+        _segment_length(0.2, MIN_SAMPLES)
+
+
+def test_plan_extraction_resumes_and_refuses_duplicates(tmp_path: Path) -> None:
+    """What a resumed run redoes, without a model: listed outputs and videos without sound
+    are skipped, a readable output of an interrupted run is adopted, an unreadable one is
+    deleted and redone, a second source with the same id fails."""
+    src, out = tmp_path / "videos", tmp_path / "emb"
+    names = ["K/done.mp4", "K/dup.hdf5", "K/dup.mp4", "K/new.mp4", "K/orphan.mp4"]
+    names += ["K/silent.mp4", "K/torn.mp4"]
+    sources = [src / n for n in names]
+    (out / "K").mkdir(parents=True)
+    np.save(out / "K" / "done.npy", np.zeros(4, np.float32))
+    np.save(out / "K" / "orphan.npy", np.zeros((2, 4), np.float32))
+    (out / "K" / "torn.npy").write_bytes(b"half a file")
+    manifest = {
+        "videos": {"K/done": {"file": "K/done.npy", "shape": [4]}},
+        "unavailable": {"K/silent": "no audio stream"},
+        "failed": {"K/orphan": "model error: earlier", "K/new": "decode error: earlier"},
+    }
+    report = ExtractReport(src=str(src), out=str(out), n_found=len(sources))
+    outputs = _Outputs(out, manifest, report, minimum=MIN_SAMPLES)
+
+    todo = _plan_extraction(sources, src, outputs)
+
+    assert [(key, path.name, target) for key, path, target in todo] == [
+        ("K/dup", "dup.hdf5", out / "K" / "dup.npy"),
+        ("K/new", "new.mp4", out / "K" / "new.npy"),
+        ("K/torn", "torn.mp4", out / "K" / "torn.npy"),
+    ]
+    assert report.skipped == ["K/done", "K/orphan", "K/silent"]
+    assert report.failed == {"K/dup": "duplicate video id (dup.mp4); first one kept"}
+    assert manifest["videos"]["K/orphan"] == {"file": "K/orphan.npy", "shape": [2, 4]}
+    assert manifest["failed"] == {"K/new": "decode error: earlier"}
+    assert not (out / "K" / "torn.npy").exists()
+    assert report.written == [] and report.unavailable == {}
 
 
 # ----------------------------------------------------------------------------- archive import

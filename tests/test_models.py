@@ -4,7 +4,8 @@ import pytest
 import torch
 import torchvision
 
-from ccl.models import AudioEmbeddings, ImageTeacher, build_student, legacy_availability
+from ccl.data.audio import AudioEmbeddings
+from ccl.models import ImageTeacher, build_student, legacy_availability
 from ccl.models.r2plus1d import intermediate_channels
 
 

@@ -33,8 +33,8 @@ def _step(name: str, done: Path, fn: Any) -> None:
 def prepare_demo_data(out: Path, *, seed: int, quick: bool) -> dict[str, Path]:
     """Generate, prepare and annotate the benchmark, pre-train both teachers and extract the
     audio embeddings into ``out``; returns the paths a run needs. Finished steps are skipped."""
-    from ccl.audio import extract_audio
     from ccl.data.annotations import build_ucf101
+    from ccl.data.audio_features import extract_audio
     from ccl.data.prepare import prepare_videos
     from ccl.pretrain import pretrain_audio_teacher, pretrain_image_teacher
     from ccl.synth import generate
@@ -187,8 +187,8 @@ def _copy_evaluation(report: dict[str, Any], run_dir: Path, kind: str) -> dict[s
     evaluation pass when the best epoch is the last."""
     import shutil
 
-    from ccl.audio import sha256_file
     from ccl.checkpoint import load_checkpoint
+    from ccl.data.audio_features import sha256_file
 
     ckpt = run_dir / "checkpoints" / f"{kind}.pt"
     split = "test" if report["split"] == "testing" else report["split"]
@@ -617,9 +617,9 @@ def teacher_probes(
     embeddings, settings) changed."""
     from dataclasses import asdict
 
-    from ccl.audio import sha256_file
     from ccl.checkpoint import atomic_write
     from ccl.config import apply_overrides, preset
+    from ccl.data.audio_features import sha256_file
     from ccl.probe import audio_probe, image_probe, image_probe_settings
 
     cfg = apply_overrides(preset("demo-ccl-ai"), list(overrides or []))

@@ -23,9 +23,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ccl import distributed, metrics
-from ccl.audio import sha256_file
 from ccl.checkpoint import check_classes, load_checkpoint
 from ccl.config import Config
+from ccl.data.audio_features import sha256_file
 from ccl.data.sampling import EpochSampler
 from ccl.engine import _stats_tensor, autocast_context, build_model, resolve_device, to_batch
 

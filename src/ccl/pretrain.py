@@ -180,7 +180,7 @@ def pretrain_audio_teacher(
 ) -> dict[str, Any]:
     """Train :class:`SmallAudioCNN` on ``sounds.npz`` (``waveforms`` (N, samples),
     ``labels``, ``label_names``, ``sample_rate``) resampled to 32 kHz; save to ``out``."""
-    from ccl.audio import _resample_array
+    from ccl.data.audio_features import _resample_array
     from ccl.models.panns import SAMPLE_RATE
     from ccl.models.small_audio import SmallAudioCNN, save_small_audio_teacher
 

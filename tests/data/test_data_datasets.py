@@ -15,10 +15,9 @@ from torch.utils.data import DataLoader
 
 from ccl.data import transforms as T
 from ccl.data.annotations import build_ucf101
-from ccl.data.audio import load_audio_embeddings
+from ccl.data.audio import AudioEmbeddings, load_audio_embeddings
 from ccl.data.datasets import ClipDataset, clip_offsets, even_starts, window_starts
 from ccl.data.prepare import write_frame_store
-from ccl.models.teachers import AudioEmbeddings
 
 
 @pytest.fixture(scope="module")

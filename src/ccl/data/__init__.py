@@ -18,6 +18,7 @@ _EXPORTS = {
     "build_ucf101": "ccl.data.annotations",
     "build_vggsound": "ccl.data.annotations",
     "load_annotations": "ccl.data.annotations",
+    "AudioEmbeddings": "ccl.data.audio",
     "load_audio_embeddings": "ccl.data.audio",
     "ClipDataset": "ccl.data.datasets",
     "PrepareReport": "ccl.data.prepare",

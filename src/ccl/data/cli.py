@@ -218,7 +218,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("--no-progress", action="store_true", help="no progress bar")
     v.set_defaults(func=_cmd_videos)
 
-    from ccl.audio import add_import_arguments
+    from ccl.data.audio_features import add_import_arguments
 
     add_import_arguments(
         sub.add_parser(

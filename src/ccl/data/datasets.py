@@ -39,8 +39,8 @@ from torch.utils.data import Dataset, get_worker_info
 
 from ccl.data import transforms as T
 from ccl.data.annotations import iter_subset, load_annotations
+from ccl.data.audio import AudioEmbeddings
 from ccl.data.prepare import STORE_SUFFIX
-from ccl.models.teachers import AudioEmbeddings
 
 log = logging.getLogger("ccl.data")
 

@@ -3,11 +3,10 @@
 from ccl.models.composition import CompositionHead
 from ccl.models.panns import Cnn14, Cnn14Emb512, LogMelFrontEnd, load_cnn14
 from ccl.models.r2plus1d import ARCH_BLOCKS, R2Plus1D, StudentOutput, build_student
-from ccl.models.teachers import AudioEmbeddings, ImageTeacher, legacy_availability
+from ccl.models.teachers import ImageTeacher, legacy_availability
 
 __all__ = [
     "ARCH_BLOCKS",
-    "AudioEmbeddings",
     "Cnn14",
     "Cnn14Emb512",
     "LogMelFrontEnd",

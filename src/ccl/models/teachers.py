@@ -1,5 +1,5 @@
-"""Frozen teachers (docs/METHOD.md §2.2, §2.3): an ImageNet ResNet on one frame of the clip, and
-precomputed audio embeddings (PANNs Cnn14_emb512) looked up per video."""
+"""Frozen teachers (docs/METHOD.md §2.2, §2.3): an ImageNet ResNet on one frame of the clip.
+The audio teacher's precomputed embeddings are data: :class:`ccl.data.audio.AudioEmbeddings`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -148,85 +147,6 @@ def load_torchvision_weights(path: str | Path, arch: str) -> Mapping[str, torch.
     if not isinstance(state, Mapping):
         raise ValueError(f"{path} does not hold a state dict")
     return state
-
-
-class AudioEmbeddings:
-    """Precomputed audio-teacher embeddings joined to videos by id (docs/METHOD.md §2.3).
-
-    Each video has one (D,) vector or a (T, D) array of segment embeddings (a random row is
-    used per training sample). A video without an entry, or marked unavailable, gives a zero
-    vector and ``available=False``; the objective drops such samples from the audio terms.
-    """
-
-    def __init__(
-        self,
-        embeddings: Mapping[str, np.ndarray],
-        dim: int | None = None,
-        *,
-        folders: Mapping[str, str] | None = None,
-        source: str = "the audio embeddings",
-    ) -> None:
-        """``folders`` (video id -> the class folder its file is in) lets
-        :meth:`check_labels` compare the table with the annotations; ``source`` names the
-        table in messages."""
-        self.folders = dict(folders or {})
-        self.source = source
-        self._table: dict[str, np.ndarray] = {}
-        for video_id, array in embeddings.items():
-            array = np.asarray(array, dtype=np.float32)
-            if (
-                array.ndim not in (1, 2)
-                or array.shape[-1] == 0
-                or (array.ndim == 2 and not len(array))
-            ):
-                raise ValueError(
-                    f"audio embedding of {video_id!r} has shape {array.shape}; want (D,) or (T, D)"
-                )
-            if not np.isfinite(array).all():
-                raise ValueError(f"audio embedding of {video_id!r} has non-finite values")
-            self._table[video_id] = array
-        dims = {a.shape[-1] for a in self._table.values()}
-        if dim is not None:
-            dims.add(dim)
-        if len(dims) > 1:
-            raise ValueError(f"audio embeddings have mixed widths {sorted(dims)}")
-        if not dims:
-            raise ValueError("no audio embeddings and no dim given")
-        self.dim = dims.pop()
-
-    def __len__(self) -> int:
-        return len(self._table)
-
-    def __contains__(self, video_id: str) -> bool:
-        return video_id in self._table
-
-    def check_labels(self, labels: Mapping[str, str], annotations: str) -> None:
-        """Refuse a table filed under other classes than the annotations' (``labels``: video
-        id -> class name): the embeddings then belong to other videos or another label
-        set. Folder and class names compare case-insensitively (UCF101's own class index
-        and folders differ in case); videos whose file is in no class folder are not
-        checked. The error names the first video and both classes."""
-        from ccl.checkpoint import ClassMismatchError
-
-        for video_id, label in labels.items():
-            folder = self.folders.get(video_id)
-            if folder is not None and folder.lower() != label.lower():
-                raise ClassMismatchError(
-                    f"{self.source}: the embedding of {video_id!r} is in class folder "
-                    f"{folder!r}, but {annotations} labels the video {label!r}; the audio "
-                    "features were made for other labels"
-                )
-
-    def lookup(
-        self, video_id: str, rng: np.random.Generator | None = None
-    ) -> tuple[np.ndarray, bool]:
-        """(vector, available). With ``rng`` a random segment row, else the segment mean."""
-        array = self._table.get(video_id)
-        if array is None:
-            return np.zeros(self.dim, dtype=np.float32), False
-        if array.ndim == 2:
-            array = array[rng.integers(len(array))] if rng is not None else array.mean(0)
-        return array, True
 
 
 def legacy_availability(audio: torch.Tensor) -> torch.Tensor:

@@ -265,6 +265,268 @@ def _load_audio_model(checkpoint: str | Path, variant: str) -> Any:
     return load_cnn14(checkpoint, variant)  # type: ignore[arg-type]
 
 
+def _segment_length(segment_seconds: float | None, minimum: int) -> int | None:
+    """Samples per segment, or None for one embedding of the whole soundtrack. Segments
+    shorter than the model's minimum input are refused: they would be zero-padded, and every
+    row would then describe mostly padding."""
+    if segment_seconds is None:
+        return None
+    seg_len = int(round(segment_seconds * AUDIO_SAMPLE_RATE))
+    if seg_len < minimum:
+        raise ValueError(
+            f"segment_seconds={segment_seconds} is shorter than the model's minimum input "
+            f"of {minimum} samples ({minimum / AUDIO_SAMPLE_RATE:.2f} s)"
+        )
+    return seg_len
+
+
+def _extraction_identity(
+    model: Any,
+    checkpoint: str | Path,
+    variant: str,
+    segment_seconds: float | None,
+    minimum: int,
+) -> dict[str, Any]:
+    """The manifest entries that must match for a later run to resume into the same folder:
+    model, checkpoint digest and front-end settings (embeddings made otherwise are not
+    comparable, so mixing them in one folder would be silent corruption)."""
+    settings = {
+        "sample_rate": AUDIO_SAMPLE_RATE,
+        "window_size": WINDOW_SIZE,
+        "hop_size": HOP_SIZE,
+        "mel_bins": MEL_BINS,
+        "fmin": FMIN,
+        "fmax": FMAX,
+        "ref": 1.0,
+        "amin": AMIN,
+        "top_db": None,
+        "downmix": "mean of channels",
+        "segment_seconds": segment_seconds,
+        "min_samples": minimum,
+        "short_clips": "zero-padded at the end to min_samples",
+    }
+    return {
+        "model": AUDIO_MODEL_NAMES[variant],
+        "variant": variant,
+        "embedding_dim": model.embedding_dim,
+        "checkpoint_sha256": sha256_file(checkpoint),
+        "settings": settings,
+    }
+
+
+def _open_manifest(manifest_path: Path, identity: dict[str, Any]) -> dict[str, Any]:
+    """The manifest of an earlier run into the same folder, which is what lets a run resume,
+    or a new one. Raises when the earlier run used another model, checkpoint or settings."""
+    manifest = _read_manifest(manifest_path)
+    if manifest is not None:
+        if manifest.get("source") != "extract" or any(
+            manifest.get(k) != v for k, v in identity.items()
+        ):
+            raise ValueError(
+                f"{manifest_path} was written with another model, checkpoint or settings; "
+                "use another --out folder (or delete it) to extract with these"
+            )
+        return manifest
+    return {
+        "kind": MANIFEST_KIND,
+        "source": "extract",
+        **identity,
+        "videos": {},
+        "unavailable": {},
+        "failed": {},
+    }
+
+
+class _Outputs:
+    """Where each video's outcome is recorded: its ``.npy`` file, the manifest's ``videos``,
+    ``unavailable`` and ``failed`` tables, and the report. One place, so that the manifest
+    and the report agree whichever path (whole soundtrack, segments, errors) a video took."""
+
+    def __init__(
+        self, out: Path, manifest: dict[str, Any], report: ExtractReport, minimum: int
+    ) -> None:
+        self.out = out
+        self.manifest = manifest
+        self.report = report
+        self.minimum = minimum
+        self.videos: dict[str, Any] = manifest.setdefault("videos", {})
+        self.unavailable: dict[str, str] = manifest.setdefault("unavailable", {})
+        self.failed: dict[str, str] = manifest.setdefault("failed", {})
+
+    def store(self, key: str, target: Path, emb: np.ndarray, n_samples: int) -> None:
+        """Write ``emb`` atomically and list it (``padded``: shorter than the model's input)."""
+        emb = np.ascontiguousarray(emb, dtype=np.float32)
+        _atomic_save_npy(target, emb)
+        self.videos[key] = {
+            "file": target.relative_to(self.out).as_posix(),
+            "shape": list(emb.shape),
+            "seconds": round(n_samples / AUDIO_SAMPLE_RATE, 4),
+            "padded": n_samples < self.minimum,
+        }
+        self.failed.pop(key, None)
+        self.report.written.append(key)
+
+    def fail(self, key: str, reason: str) -> None:
+        """Record a failure; the run goes on and a later run retries the video."""
+        self.failed[key] = reason
+        self.report.failed[key] = reason
+
+    def no_sound(self, key: str, reason: str) -> None:
+        """Record a video without a usable soundtrack: no file (not a zero vector), and
+        later runs skip it."""
+        self.unavailable[key] = reason
+        self.report.unavailable[key] = reason
+        self.failed.pop(key, None)
+
+    def save_manifest(self, *, final: bool = False) -> None:
+        """Write the manifest atomically, stamped with the time at the end of the run;
+        intermediate saves bound what an interruption loses."""
+        if final:
+            self.manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        _atomic_write_json(self.out / MANIFEST_NAME, self.manifest)
+
+
+def _plan_extraction(
+    sources: Sequence[Path], base: Path, outputs: _Outputs
+) -> list[tuple[str, Path, Path]]:
+    """``(key, source, target)`` of the videos still to embed; the others are recorded.
+
+    The key is the source's path under ``base`` without its suffix (``Class/video_id``).
+    Resuming: a video already listed in the manifest, or known to have no sound, is skipped;
+    an output written by a run interrupted before its manifest update is adopted when
+    readable and deleted (to be redone) when not. A second source with the same key fails,
+    the first is kept."""
+    report, out = outputs.report, outputs.out
+    todo: list[tuple[str, Path, Path]] = []
+    seen: set[str] = set()
+    for path in sources:
+        rel = path.relative_to(base).with_suffix("")
+        key = rel.as_posix()
+        target = out / rel.parent / f"{rel.name}.npy"
+        if key in seen:
+            report.failed[key] = f"duplicate video id ({path.name}); first one kept"
+            continue
+        seen.add(key)
+        if target.is_file():
+            if key in outputs.videos:
+                report.skipped.append(key)
+                continue
+            try:  # written by a run interrupted before its manifest update
+                shape = list(np.load(target, mmap_mode="r").shape)
+            except (OSError, ValueError):
+                target.unlink()  # unreadable: extract again
+            else:
+                outputs.videos[key] = {"file": target.relative_to(out).as_posix(), "shape": shape}
+                outputs.failed.pop(key, None)
+                report.skipped.append(key)
+                continue
+        if key in outputs.unavailable:
+            report.skipped.append(key)
+            continue
+        todo.append((key, path, target))
+    return todo
+
+
+class _Embedder:
+    """Runs the model over soundtracks in batches of at most ``batch_size`` clips.
+
+    Whole soundtracks wait in ``pending`` and share a forward pass only with consecutive ones
+    of exactly the same length (padding would change their embeddings); a video's segments
+    are batched together. A model error fails the videos of that batch; the run goes on."""
+
+    def __init__(
+        self, model: Any, device: Any, batch_size: int, outputs: _Outputs, bar: Any
+    ) -> None:
+        self.model = model
+        self.device = device
+        self.batch_size = batch_size
+        self.outputs = outputs
+        self.bar = bar
+        self.pending: list[_Pending] = []
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        """(B, samples) -> (B, D) embeddings, without an autograd graph."""
+        import torch
+
+        with torch.no_grad():
+            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+            return self.model(x).embedding.float().cpu().numpy()
+
+    def add_whole(self, key: str, target: Path, samples: np.ndarray) -> None:
+        """Queue a whole soundtrack; embeds the queue when it is full or the length changes."""
+        if self.pending and len(self.pending[0].samples) != len(samples):
+            self.flush()
+        self.pending.append(_Pending(key, target, samples))
+        if len(self.pending) >= self.batch_size:
+            self.flush()
+
+    def add_segmented(self, key: str, target: Path, samples: np.ndarray, seg_len: int) -> None:
+        """Embed one video's segments now: a (T, D) array, one row per segment. Full
+        segments go in batches; the shorter last one (if kept) goes alone."""
+        self.flush()
+        segs = _segments(samples, seg_len, self.outputs.minimum)
+        full = [s for s in segs if len(s) == seg_len]
+        rest = [s for s in segs if len(s) != seg_len]  # at most one, the last
+        try:
+            rows = [
+                self.embed(np.stack(full[i : i + self.batch_size]))
+                for i in range(0, len(full), self.batch_size)
+            ]
+            rows += [self.embed(s[None]) for s in rest]
+            self.outputs.store(key, target, np.concatenate(rows), len(samples))
+        except Exception as err:  # noqa: BLE001 - recorded, the run goes on
+            self.outputs.fail(key, f"model error: {type(err).__name__}: {err}")
+        self.bar.update(1)
+
+    def flush(self) -> None:
+        """Embed and store the queued whole soundtracks."""
+        pending = self.pending
+        if not pending:
+            return
+        try:
+            embs = self.embed(np.stack([p.samples for p in pending]))
+        except Exception as err:  # noqa: BLE001 - recorded, the run goes on
+            for p in pending:
+                self.outputs.fail(p.key, f"model error: {type(err).__name__}: {err}")
+        else:
+            for p, emb in zip(pending, embs):
+                self.outputs.store(p.key, p.target, emb, len(p.samples))
+        self.bar.update(len(pending))
+        pending.clear()
+
+
+def _embed_all(
+    todo: Sequence[tuple[str, Path, Path]], embedder: _Embedder, seg_len: int | None
+) -> None:
+    """Decode each planned video and hand its soundtrack to ``embedder``. Decoding errors and
+    missing soundtracks are recorded per video (queued soundtracks are embedded first, so
+    outcomes stay in source order); the manifest is saved every ``_MANIFEST_EVERY``
+    embedded videos so an interruption loses little."""
+    outputs = embedder.outputs
+    done = 0
+    for key, path, target in todo:
+        try:
+            samples, reason = read_soundtrack(path)
+        except Exception as err:  # noqa: BLE001 - recorded, the run goes on
+            embedder.flush()
+            outputs.fail(key, f"decode error: {type(err).__name__}: {err}")
+            embedder.bar.update(1)
+            continue
+        if samples is None:
+            embedder.flush()
+            outputs.no_sound(key, reason or "no soundtrack")
+            embedder.bar.update(1)
+            continue
+        if seg_len is None:
+            embedder.add_whole(key, target, samples)
+        else:
+            embedder.add_segmented(key, target, samples, seg_len)
+        done += 1
+        if done % _MANIFEST_EVERY == 0:
+            outputs.save_manifest()
+    embedder.flush()
+
+
 def extract_audio(
     src: str | Path,
     checkpoint: str | Path,
@@ -297,7 +559,6 @@ def extract_audio(
         ValueError: ``out`` holds a manifest written with another model, checkpoint or
             settings (mixing them in one folder would be silent corruption).
     """
-    import torch
     from tqdm import tqdm
 
     t0 = time.perf_counter()
@@ -305,180 +566,25 @@ def extract_audio(
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     minimum = min_samples(WINDOW_SIZE, HOP_SIZE)
-    seg_len = None
-    if segment_seconds is not None:
-        seg_len = int(round(segment_seconds * AUDIO_SAMPLE_RATE))
-        if seg_len < minimum:
-            raise ValueError(
-                f"segment_seconds={segment_seconds} is shorter than the model's minimum input "
-                f"of {minimum} samples ({minimum / AUDIO_SAMPLE_RATE:.2f} s)"
-            )
+    seg_len = _segment_length(segment_seconds, minimum)
     sources = find_sources(src)
     model = _load_audio_model(checkpoint, variant)
     dev = _resolve_device(device)
     model.to(dev)
-    settings = {
-        "sample_rate": AUDIO_SAMPLE_RATE,
-        "window_size": WINDOW_SIZE,
-        "hop_size": HOP_SIZE,
-        "mel_bins": MEL_BINS,
-        "fmin": FMIN,
-        "fmax": FMAX,
-        "ref": 1.0,
-        "amin": AMIN,
-        "top_db": None,
-        "downmix": "mean of channels",
-        "segment_seconds": segment_seconds,
-        "min_samples": minimum,
-        "short_clips": "zero-padded at the end to min_samples",
-    }
-    identity = {
-        "model": AUDIO_MODEL_NAMES[variant],
-        "variant": variant,
-        "embedding_dim": model.embedding_dim,
-        "checkpoint_sha256": sha256_file(checkpoint),
-        "settings": settings,
-    }
-    manifest_path = out / MANIFEST_NAME
-    manifest = _read_manifest(manifest_path)
-    if manifest is not None:
-        if manifest.get("source") != "extract" or any(
-            manifest.get(k) != v for k, v in identity.items()
-        ):
-            raise ValueError(
-                f"{manifest_path} was written with another model, checkpoint or settings; "
-                "use another --out folder (or delete it) to extract with these"
-            )
-    else:
-        manifest = {
-            "kind": MANIFEST_KIND,
-            "source": "extract",
-            **identity,
-            "videos": {},
-            "unavailable": {},
-            "failed": {},
-        }
+    identity = _extraction_identity(model, checkpoint, variant, segment_seconds, minimum)
+    manifest = _open_manifest(out / MANIFEST_NAME, identity)
     manifest.update(checkpoint=str(checkpoint), src=str(src), device=str(dev))
-    videos: dict[str, Any] = manifest.setdefault("videos", {})
-    unavailable: dict[str, str] = manifest.setdefault("unavailable", {})
-    failed: dict[str, str] = manifest.setdefault("failed", {})
-
     report = ExtractReport(src=str(src), out=str(out), n_found=len(sources))
-    todo: list[tuple[str, Path, Path]] = []
-    seen: set[str] = set()
-    base = src if src.is_dir() else src.parent
-    for path in sources:
-        rel = path.relative_to(base).with_suffix("")
-        key = rel.as_posix()
-        target = out / rel.parent / f"{rel.name}.npy"
-        if key in seen:
-            report.failed[key] = f"duplicate video id ({path.name}); first one kept"
-            continue
-        seen.add(key)
-        if target.is_file():
-            if key in videos:
-                report.skipped.append(key)
-                continue
-            try:  # written by a run interrupted before its manifest update
-                shape = list(np.load(target, mmap_mode="r").shape)
-            except (OSError, ValueError):
-                target.unlink()  # unreadable: extract again
-            else:
-                videos[key] = {"file": target.relative_to(out).as_posix(), "shape": shape}
-                failed.pop(key, None)
-                report.skipped.append(key)
-                continue
-        if key in unavailable:
-            report.skipped.append(key)
-            continue
-        todo.append((key, path, target))
+    outputs = _Outputs(out, manifest, report, minimum)
+    todo = _plan_extraction(sources, src if src.is_dir() else src.parent, outputs)
 
     bar = tqdm(total=len(todo), unit="video", desc="extract-audio", disable=not progress)
-
-    @torch.no_grad()
-    def embed(batch: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(dev)
-        return model(x).embedding.float().cpu().numpy()
-
-    def store(key: str, target: Path, emb: np.ndarray, n_samples: int) -> None:
-        emb = np.ascontiguousarray(emb, dtype=np.float32)
-        _atomic_save_npy(target, emb)
-        videos[key] = {
-            "file": target.relative_to(out).as_posix(),
-            "shape": list(emb.shape),
-            "seconds": round(n_samples / AUDIO_SAMPLE_RATE, 4),
-            "padded": n_samples < minimum,
-        }
-        failed.pop(key, None)
-        report.written.append(key)
-
-    def fail(key: str, reason: str) -> None:
-        failed[key] = reason
-        report.failed[key] = reason
-
-    pending: list[_Pending] = []
-
-    def flush() -> None:
-        if not pending:
-            return
-        try:
-            embs = embed(np.stack([p.samples for p in pending]))
-        except Exception as err:  # noqa: BLE001 - recorded, the run goes on
-            for p in pending:
-                fail(p.key, f"model error: {type(err).__name__}: {err}")
-        else:
-            for p, emb in zip(pending, embs):
-                store(p.key, p.target, emb, len(p.samples))
-        bar.update(len(pending))
-        pending.clear()
-
-    done = 0
     try:
-        for key, path, target in todo:
-            try:
-                samples, reason = read_soundtrack(path)
-            except Exception as err:  # noqa: BLE001 - recorded, the run goes on
-                flush()
-                fail(key, f"decode error: {type(err).__name__}: {err}")
-                bar.update(1)
-                continue
-            if samples is None:
-                flush()
-                unavailable[key] = reason or "no soundtrack"
-                report.unavailable[key] = unavailable[key]
-                failed.pop(key, None)
-                bar.update(1)
-                continue
-            if seg_len is None:
-                if pending and len(pending[0].samples) != len(samples):
-                    flush()
-                pending.append(_Pending(key, target, samples))
-                if len(pending) >= batch_size:
-                    flush()
-            else:
-                flush()
-                segs = _segments(samples, seg_len, minimum)
-                full = [s for s in segs if len(s) == seg_len]
-                rest = [s for s in segs if len(s) != seg_len]  # at most one, the last
-                try:
-                    rows = [
-                        embed(np.stack(full[i : i + batch_size]))
-                        for i in range(0, len(full), batch_size)
-                    ]
-                    rows += [embed(s[None]) for s in rest]
-                    store(key, target, np.concatenate(rows), len(samples))
-                except Exception as err:  # noqa: BLE001 - recorded, the run goes on
-                    fail(key, f"model error: {type(err).__name__}: {err}")
-                bar.update(1)
-            done += 1
-            if done % _MANIFEST_EVERY == 0:
-                _atomic_write_json(manifest_path, manifest)
-        flush()
+        _embed_all(todo, _Embedder(model, dev, batch_size, outputs, bar), seg_len)
     finally:
         bar.close()
         report.seconds = time.perf_counter() - t0
-        manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        _atomic_write_json(manifest_path, manifest)
+        outputs.save_manifest(final=True)
     return report
 
 

@@ -1,0 +1,51 @@
+"""Layering: data preparation does not depend on the networks in ``ccl.models``."""
+
+from __future__ import annotations
+
+import json
+import os
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import ccl
+import ccl.data
+
+# Extraction runs the PANNs network, so it may import ccl.models (whose package init loads
+# the teachers); every other data module must not.
+USES_MODELS = {"audio_features"}
+
+_PROBE = """
+import importlib, json, sys
+first = {}
+for name in sys.argv[1:]:
+    importlib.import_module("ccl.data." + name)
+    for mod in ("ccl.models", "ccl.models.teachers"):
+        if mod in sys.modules:
+            first.setdefault(mod, name)
+print(json.dumps(first))
+"""
+
+
+def test_data_modules_do_not_import_models() -> None:
+    """Importing each ``ccl.data`` module in a fresh interpreter leaves ``ccl.models`` (and
+    so ``ccl.models.teachers``) unimported; the output names the first module that pulls
+    it in."""
+    names = sorted(m.name for m in pkgutil.iter_modules(ccl.data.__path__))
+    checked = [n for n in names if n not in USES_MODELS]
+    assert {"audio", "datasets", "annotations", "prepare"} <= set(checked)
+    src = str(Path(ccl.__file__).resolve().parents[1])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, *checked],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert json.loads(out.stdout) == {}

@@ -19,8 +19,8 @@ import time
 import torch
 
 from ccl.config import apply_overrides, preset
-from ccl.engine import build_model, build_objective, build_optimizer, resolve_device
-from ccl.objectives import Batch
+from ccl.engine import build_model, build_optimizer, resolve_device
+from ccl.objectives import Batch, build_objective
 
 METHODS = ("baseline", "ccl-a", "ccl-i", "ccl-ai")
 

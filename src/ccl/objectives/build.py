@@ -8,6 +8,7 @@ from ccl.models import ImageTeacher
 from ccl.objectives.base import Objective
 from ccl.objectives.baseline import BaselineObjective
 from ccl.objectives.ccl import CCLObjective
+from ccl.objectives.registry import AUDIO, BASELINE, CCL, IMAGE, describe_teacher_sets
 
 if TYPE_CHECKING:
     from ccl.config import Config
@@ -19,16 +20,14 @@ def build_objective(
     """The method's objective with its teachers; ``num_samples`` (training-set size) sizes
     memory banks (CRD)."""
     o = cfg.objective
-    if o.method == "baseline":
+    if o.method == BASELINE:
         if o.teachers:
             raise ValueError("the baseline uses no teachers; set objective.teachers= (empty)")
         return BaselineObjective()
     if not o.teachers:
-        raise ValueError(
-            f"method {o.method!r} needs objective.teachers=audio, image or audio,image"
-        )
+        raise ValueError(f"method {o.method!r} needs objective.teachers={describe_teacher_sets()}")
     image_teacher = None
-    if "image" in o.teachers:
+    if IMAGE in o.teachers:
         t = cfg.image_teacher
         if t.weights is None and not t.allow_random:
             raise ValueError(
@@ -44,10 +43,10 @@ def build_objective(
             clip_mean=cfg.data.mean,
             clip_std=cfg.data.std,
         )
-    if o.method != "ccl":
+    if o.method != CCL:
         from ccl.objectives.kd import build_kd_objective
 
-        options: dict[str, Any] = {"audio_dim": cfg.data.audio_dim} if "audio" in o.teachers else {}
+        options: dict[str, Any] = {"audio_dim": cfg.data.audio_dim} if AUDIO in o.teachers else {}
         if o.kd_weight is not None:
             options["weight"] = o.kd_weight
         if o.kd_temperature is not None:
@@ -72,7 +71,7 @@ def build_objective(
         o.teachers,
         image_teacher=image_teacher,
         loss_weight=o.loss_weight,
-        temperatures={"audio": o.audio_temperature, "image": o.image_temperature},
+        temperatures={AUDIO: o.audio_temperature, IMAGE: o.image_temperature},
         head_update=o.head_update,
         divergence=o.divergence,
         jsd_weight=o.jsd_weight,

@@ -18,11 +18,12 @@ from ccl.objectives.kd.cc import CorrelationCongruenceLoss
 from ccl.objectives.kd.cmc import CMCLoss
 from ccl.objectives.kd.crd import ContrastMemory, CRDLoss
 from ccl.objectives.kd.fitnet import FitNetLoss
-from ccl.objectives.kd.objective import TEACHERS, DistillationObjective, check_options
+from ccl.objectives.kd.objective import DistillationObjective, check_options
 from ccl.objectives.kd.pkt import PKTLoss
 from ccl.objectives.kd.rkd import RKDLoss
+from ccl.objectives.registry import KD_METHODS, TEACHERS
 
-KD_METHODS = ("fitnet", "pkt", "cc", "rkd", "crd", "cmc")
+# The loss module of each method of ccl.objectives.registry.KD_METHODS.
 KD_LOSSES: dict[str, type[nn.Module]] = {
     "fitnet": FitNetLoss,
     "pkt": PKTLoss,

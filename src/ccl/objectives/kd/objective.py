@@ -33,8 +33,7 @@ from ccl.objectives.base import (
     keep_in_graph,
     teacher_features,
 )
-
-TEACHERS = ("audio", "image")
+from ccl.objectives.registry import TEACHERS
 
 
 class DistillationObjective(Objective):

@@ -44,7 +44,8 @@ def build_objective(
             clip_std=cfg.data.std,
         )
     if o.method != CCL:
-        from ccl.objectives.kd import build_kd_objective
+        from ccl.objectives.kd import KD_LOSSES, build_kd_objective
+        from ccl.objectives.kd.objective import describe_options
 
         options: dict[str, Any] = {"audio_dim": cfg.data.audio_dim} if AUDIO in o.teachers else {}
         if o.kd_weight is not None:
@@ -53,7 +54,7 @@ def build_objective(
             options["temperature"] = o.kd_temperature
         if o.kd_negatives is not None:
             options["num_negatives"] = o.kd_negatives
-        if o.method == "crd":
+        if "seed" in describe_options(KD_LOSSES[o.method]):  # CRD's negatives
             options["seed"] = cfg.train.seed
         return build_kd_objective(
             o.method,

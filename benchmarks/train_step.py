@@ -19,10 +19,11 @@ import time
 import torch
 
 from ccl.config import apply_overrides, preset
-from ccl.engine import build_model, build_objective, build_optimizer, resolve_device
-from ccl.objectives import Batch
+from ccl.engine import build_model, build_optimizer, resolve_device
+from ccl.objectives import Batch, build_objective
+from ccl.objectives.registry import BASELINE, MAIN_RUNS
 
-METHODS = ("baseline", "ccl-a", "ccl-i", "ccl-ai")
+METHODS = tuple(MAIN_RUNS)  # baseline, ccl-a, ccl-i, ccl-ai
 
 
 def main() -> None:
@@ -55,7 +56,7 @@ def main() -> None:
     batch = Batch(clip, label, audio, available)
 
     methods = [m for m in args.methods.split(",") if m]
-    if "baseline" not in methods or set(methods) - set(METHODS):
+    if BASELINE not in methods or set(methods) - set(METHODS):
         parser.error(f"--methods must include baseline and be among {METHODS}")
     steps = {}
     for method in methods:
@@ -105,7 +106,7 @@ def main() -> None:
         f"clip=3x{args.frames}x{args.size}x{args.size} arch={args.arch} classes={args.classes} "
         f"image_teacher={args.image_teacher} steps={args.steps} precision={args.precision}"
     )
-    base = statistics.median(times["baseline"])
+    base = statistics.median(times[BASELINE])
     for method in methods:
         print(f"throughput method={method} clips_per_s={b / statistics.median(times[method]):.2f}")
     if device.type == "cuda":

@@ -186,3 +186,39 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
         assert len(lines) == 1 and lines[0].startswith(f"ccl {args[0]}: error: "), out.stderr
         for text in expected:
             assert text in lines[0]
+
+
+def test_the_method_table_drives_config_cli_and_presets(capsys):
+    """ccl.objectives.registry is the one list of methods and teachers: the config type, the
+    CLI's choices and the presets follow it."""
+    import typing
+
+    from ccl.config import ObjectiveConfig
+    from ccl.objectives import registry
+    from ccl.objectives.ccl import DEFAULT_TEMPERATURES
+
+    methods = list(registry.METHOD_NAMES)
+    assert methods[:2] == ["baseline", "ccl"] and list(registry.KD_METHODS) == methods[2:]
+    hint = typing.get_type_hints(ObjectiveConfig)["method"]
+    assert typing.get_args(hint) == registry.METHOD_NAMES
+    with pytest.raises(ValueError, match=r"objective.method: 'foo' \(choose from \('baseline'"):
+        apply_overrides(preset("smoke-baseline"), ["objective.method=foo"])
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    options = {a.dest: a for a in train._actions}
+    assert options["method"].choices == methods
+    assert options["teachers"].choices == [*registry.TEACHERS, "both", "none"]
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "{" + ",".join(methods) + "}" in capsys.readouterr().out
+
+    for name, method in registry.METHODS.items():
+        for teachers in method.teacher_sets:
+            key = f"ucf51-{name}" + ("-" + "".join(t[0] for t in teachers) if teachers else "")
+            cfg = preset(key)  # every method with every teacher setting it accepts
+            assert (cfg.objective.method, cfg.objective.teachers) == (name, teachers), key
+
+    cfg = ObjectiveConfig()
+    temps = {"audio": cfg.audio_temperature, "image": cfg.image_temperature}
+    assert temps == registry.CCL_TEMPERATURES == DEFAULT_TEMPERATURES
+    assert temps == {"audio": 0.5, "image": 0.1}

@@ -58,3 +58,17 @@ def test_diverged_method_is_recorded_not_fatal(tmp_path, monkeypatch):
     assert math.isnan(demo._compare_run(spec)[2])  # a rerun does not train it again
     assert demo._cell([math.nan]) == "diverged"
     assert demo._cell([10.0, math.nan, 20.0]) == "15.0 +- 5.0 (1 of 3 diverged)"
+
+
+def test_the_demo_runs_every_method_of_the_table():
+    """The demo's run lists come from ccl.objectives.registry: a method added there is in
+    ``ccl demo --compare`` (with its paper label) and every teacher setting is a column."""
+    import ccl.demo as demo
+    from ccl.config import PRESETS
+    from ccl.objectives import registry
+
+    assert demo.COMPARED == ("ccl", *registry.KD_METHODS)
+    assert demo.METHOD_NAMES["cc"] == "COR (CC)" and set(demo.METHOD_NAMES) == set(demo.COMPARED)
+    assert demo.TEACHER_SETTINGS == {"A": ("audio",), "I": ("image",), "AI": ("audio", "image")}
+    assert demo.METHODS == ("baseline", "ccl-a", "ccl-i", "ccl-ai")
+    assert all(f"demo-{m}" in PRESETS for m in demo.METHODS)

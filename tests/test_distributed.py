@@ -10,8 +10,8 @@ import torch.multiprocessing as mp
 
 from ccl.config import apply_overrides, preset
 from ccl.distributed import gather_by_index
-from ccl.engine import TrainModule, build_model, build_objective, build_optimizer, train_step
-from ccl.objectives import Batch
+from ccl.engine import TrainModule, build_model, build_optimizer, train_step
+from ccl.objectives import Batch, build_objective
 
 GLOBAL_BATCH, STEPS, CLASSES = 8, 3, 4
 

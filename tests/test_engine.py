@@ -9,7 +9,8 @@ import torch
 
 from ccl.checkpoint import CheckpointError, load_checkpoint
 from ccl.config import Config, apply_overrides, preset
-from ccl.engine import NonFiniteLossError, build_model, build_objective, build_optimizer, train
+from ccl.engine import NonFiniteLossError, build_model, build_optimizer, train
+from ccl.objectives import build_objective
 
 TINY = [
     "data.synthetic_train=16",

@@ -4,6 +4,7 @@ CRD's memory bank and sampler, and the DistillationObjective end to end."""
 from __future__ import annotations
 
 import copy
+import inspect
 import io
 import math
 import os
@@ -15,13 +16,16 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ccl.models import build_student
-from ccl.objectives import Batch
+from ccl.objectives import Batch, registry
 from ccl.objectives.kd import (
+    KD_LOSSES,
     KD_METHODS,
     CMCLoss,
     CorrelationCongruenceLoss,
     CRDLoss,
+    DistillationObjective,
     FitNetLoss,
+    KDLoss,
     PKTLoss,
     RKDLoss,
     build_kd_objective,
@@ -409,6 +413,69 @@ def test_clear_errors():
     out = student(_batch().clip)
     with pytest.raises(ValueError, match="student features"):
         objective(type(out)(out.logits, out.feature[:, :5]), _batch())
+
+
+# --- the KDLoss interface ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", KD_METHODS)
+def test_every_loss_declares_the_interface(method):
+    """Each loss of the table is a KDLoss: typed class attributes, the constructor
+    ``(student_dim, teacher_dim[, num_samples], *, weight, ...)`` and
+    ``forward(student, teacher, index=None)`` giving a scalar for ``min_batch`` samples."""
+    assert tuple(KD_LOSSES) == registry.KD_METHODS
+    cls = KD_LOSSES[method]
+    assert issubclass(cls, KDLoss)
+    assert isinstance(cls.needs_index, bool) and isinstance(cls.needs_num_samples, bool)
+    assert isinstance(cls.min_batch, int) and cls.min_batch >= 1
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    positional = ["student_dim", "teacher_dim"] + (["num_samples"] if cls.needs_num_samples else [])
+    assert [p.name for p in params[: len(positional)]] == positional
+    assert all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params[: len(positional)])
+    rest = params[len(positional) :]
+    assert rest and all(p.kind is p.KEYWORD_ONLY for p in rest)
+    assert "weight" in [p.name for p in rest]
+    forward = list(inspect.signature(cls.forward).parameters.values())[1:]
+    assert [p.name for p in forward] == ["student", "teacher", "index"]
+    assert forward[2].default is None
+
+    torch.manual_seed(0)
+    n = 4
+    loss = cls(6, 5, n) if cls.needs_num_samples else cls(6, 5)
+    s, t = torch.randn(cls.min_batch, 6), torch.randn(cls.min_batch, 5)
+    index = torch.arange(cls.min_batch) if cls.needs_index else None
+    value = loss(s, t, index)
+    assert value.shape == () and torch.isfinite(value)
+
+
+class _NeedsThree(KDLoss):
+    """A stand-in loss: defined for 3 samples or more, wants the dataset indices."""
+
+    needs_index = True
+    min_batch = 3
+
+    def forward(self, student, teacher, index=None):
+        assert index is not None
+        return student.sum() * 0 + 1.0
+
+
+def test_the_objective_reads_the_interface():
+    """DistillationObjective takes what the loss declares: no term below ``min_batch``,
+    an error without indices when ``needs_index``; a plain module is refused."""
+    student = build_student("r2plus1d-10", 3, width=1 / 16).double()
+    objective = DistillationObjective(
+        "three", 3, FEAT, {"audio": _NeedsThree()}, audio_dim=FEAT
+    ).double()
+    batch = _batch(b=4, missing=(1, 2))
+    out = objective(student(batch.clip), batch)
+    assert "audio/three" not in out.terms  # only 2 of 4 samples have audio
+    out = objective(student(batch.clip), _batch(b=4, missing=(1,)))
+    assert out.terms["audio/three"] == 1.0
+    batch.index = None
+    with pytest.raises(ValueError, match="dataset indices"):
+        objective(student(batch.clip), batch)
+    with pytest.raises(TypeError, match="the audio loss is a Linear, not a KDLoss"):
+        DistillationObjective("x", 3, FEAT, {"audio": torch.nn.Linear(2, 2)})
 
 
 # --- DDP: every rank sees the global batch and applies the same bank update ---------------

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from ccl import __version__
+from ccl.objectives.registry import METHOD_NAMES, TEACHERS
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -49,7 +50,8 @@ def _cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
-_TEACHERS = {"audio": ("audio",), "image": ("image",), "both": ("audio", "image")}
+# --teachers: each teacher alone or "both" (and "none")
+_TEACHERS = {**{t: (t,) for t in TEACHERS}, "both": TEACHERS}
 _SUBSETS = {"test": "testing", "val": "validation", "train": "training"}
 
 
@@ -93,10 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="ucf51-baseline", help="see `ccl presets`")
     p.add_argument(
         "--method",
-        choices=["baseline", "ccl", "fitnet", "pkt", "cc", "rkd", "crd", "cmc"],
+        choices=list(METHOD_NAMES),
         help="override the preset's method (with --teachers)",
     )
-    p.add_argument("--teachers", choices=["audio", "image", "both", "none"])
+    p.add_argument("--teachers", choices=[*_TEACHERS, "none"])
     p.add_argument(
         "--resume", default=None, help="'auto' (the run's newest good checkpoint) or a path"
     )

@@ -15,6 +15,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ccl.models.teachers import KINETICS_MEAN, KINETICS_STD
+from ccl.objectives.registry import (
+    AUDIO,
+    BASELINE,
+    CCL_TEMPERATURES,
+    IMAGE,
+    KD_METHODS,
+    MAIN_RUNS,
+    TEACHER_SETS,
+    TEACHERS,
+    MethodName,
+    describe_teacher_sets,
+)
 
 
 @dataclass
@@ -36,11 +48,11 @@ class ImageTeacherConfig:
 
 @dataclass
 class ObjectiveConfig:
-    method: Literal["baseline", "ccl", "fitnet", "pkt", "cc", "rkd", "crd", "cmc"] = "baseline"
+    method: MethodName = BASELINE  # ccl.objectives.registry
     teachers: tuple[str, ...] = ()
     loss_weight: float | None = None  # None: 1 with one teacher, 0.5 with both
-    audio_temperature: float = 0.5
-    image_temperature: float = 0.1
+    audio_temperature: float = CCL_TEMPERATURES[AUDIO]
+    image_temperature: float = CCL_TEMPERATURES[IMAGE]
     head_update: Literal["reference", "paper", "joint"] = "reference"
     divergence: Literal["symmetric-kl", "js"] = "symmetric-kl"
     jsd_weight: float = 0.5
@@ -184,9 +196,9 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
     at_least("student.feature_dim", 1, optional=True)
     at_least("image_teacher.input_size", 1, optional=True)
     need(
-        set(o.teachers) <= {"audio", "image"} and len(set(o.teachers)) == len(o.teachers),
+        set(o.teachers) <= set(TEACHERS) and len(set(o.teachers)) == len(o.teachers),
         "objective.teachers",
-        "audio, image or audio,image",
+        describe_teacher_sets(),
     )
     at_least("objective.loss_weight", 0, optional=True)
     positive("objective.audio_temperature")
@@ -245,7 +257,7 @@ def _ucf51(method: str, teachers: tuple[str, ...]) -> Config:
     cfg.objective.method = method  # type: ignore[assignment]
     cfg.objective.teachers = teachers
     cfg.data.val_subset = "validation"  # the reference validated on the test split: opt in
-    cfg.train.name = "ucf51-" + ("baseline" if method == "baseline" else "ccl-" + _suffix(teachers))
+    cfg.train.name = "ucf51-" + (BASELINE if method == BASELINE else "ccl-" + _suffix(teachers))
     return cfg
 
 
@@ -256,7 +268,7 @@ def _suffix(teachers: tuple[str, ...]) -> str:
 def _smoke(method: str, teachers: tuple[str, ...]) -> Config:
     """Seconds on a CPU: synthetic tensors, a narrow student, random image teacher."""
     cfg = _ucf51(method, teachers)
-    cfg.train.name = "smoke-" + ("baseline" if method == "baseline" else "ccl-" + _suffix(teachers))
+    cfg.train.name = "smoke-" + (BASELINE if method == BASELINE else "ccl-" + _suffix(teachers))
     cfg.student.width = 1 / 16
     cfg.student.feature_dim = 512  # the ResNet-18 teacher's width
     cfg.image_teacher.arch = "resnet18"
@@ -282,7 +294,7 @@ def _demo(method: str, teachers: tuple[str, ...]) -> Config:
     reference's SGD: in the few hundred steps a CPU affords, SGD from scratch barely leaves
     chance (docs/DEMO.md). ``ccl demo`` sets the data and teacher paths."""
     cfg = _ucf51(method, teachers)
-    cfg.train.name = "demo-" + ("baseline" if method == "baseline" else "ccl-" + _suffix(teachers))
+    cfg.train.name = "demo-" + (BASELINE if method == BASELINE else "ccl-" + _suffix(teachers))
     cfg.student.width = 0.25
     cfg.student.feature_dim = 512  # the teachers' width
     cfg.image_teacher.arch = "resnet18"
@@ -304,28 +316,21 @@ def _demo(method: str, teachers: tuple[str, ...]) -> Config:
     return cfg
 
 
-_METHODS = {
-    "baseline": ("baseline", ()),
-    "ccl-a": ("ccl", ("audio",)),
-    "ccl-i": ("ccl", ("image",)),
-    "ccl-ai": ("ccl", ("audio", "image")),
-}
 PRESETS = {
-    **{f"ucf51-{name}": (lambda m=m, t=t: _ucf51(m, t)) for name, (m, t) in _METHODS.items()},
-    **{f"smoke-{name}": (lambda m=m, t=t: _smoke(m, t)) for name, (m, t) in _METHODS.items()},
-    **{f"demo-{name}": (lambda m=m, t=t: _demo(m, t)) for name, (m, t) in _METHODS.items()},
+    **{f"ucf51-{name}": (lambda m=m, t=t: _ucf51(m, t)) for name, (m, t) in MAIN_RUNS.items()},
+    **{f"smoke-{name}": (lambda m=m, t=t: _smoke(m, t)) for name, (m, t) in MAIN_RUNS.items()},
+    **{f"demo-{name}": (lambda m=m, t=t: _demo(m, t)) for name, (m, t) in MAIN_RUNS.items()},
 }
 
 
-_TEACHER_SETS = {"a": ("audio",), "i": ("image",), "ai": ("audio", "image")}
 # The paper's comparison (docs/METHOD.md §7): each method with each teacher setting, UCF51.
 PRESETS.update(
     {
         f"ucf51-{kd}-{short}": (
             lambda kd=kd, t=t: _named(_ucf51(kd, t), f"ucf51-{kd}-{_suffix(t)}")
         )
-        for kd in ("fitnet", "pkt", "cc", "rkd", "crd", "cmc")
-        for short, t in _TEACHER_SETS.items()
+        for kd in KD_METHODS
+        for short, t in TEACHER_SETS.items()
     }
 )
 

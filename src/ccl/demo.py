@@ -16,7 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-METHODS = ("baseline", "ccl-a", "ccl-i", "ccl-ai")
+from ccl.objectives import registry
+from ccl.objectives.registry import BASELINE, CCL
+
+METHODS = tuple(registry.MAIN_RUNS)  # baseline, ccl-a, ccl-i, ccl-ai
 
 
 def _step(name: str, done: Path, fn: Any) -> None:
@@ -246,17 +249,9 @@ def run_demo(
     return data
 
 
-COMPARED = ("ccl", "fitnet", "pkt", "cc", "rkd", "crd", "cmc")
-TEACHER_SETTINGS = {"A": ("audio",), "I": ("image",), "AI": ("audio", "image")}
-METHOD_NAMES = {
-    "ccl": "CCL",
-    "fitnet": "FitNet",
-    "pkt": "PKT",
-    "cc": "COR (CC)",
-    "rkd": "RKD",
-    "crd": "CRD",
-    "cmc": "CMC",
-}
+COMPARED = (CCL, *registry.KD_METHODS)
+TEACHER_SETTINGS = {short.upper(): t for short, t in registry.TEACHER_SETS.items()}  # A, I, AI
+METHOD_NAMES = {m: registry.METHODS[m].label for m in COMPARED}
 
 
 def _compare_run(spec: dict[str, Any]) -> tuple[str, str, float, str]:
@@ -270,10 +265,10 @@ def _compare_run(spec: dict[str, Any]) -> tuple[str, str, float, str]:
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     method, column, seed, root = spec["method"], spec["column"], spec["seed"], Path(spec["root"])
-    if method in ("baseline", "ccl"):
+    if method in (BASELINE, CCL):
         # the demo's own presets and run names: with the same --out, a comparison reuses
         # the runs of `ccl demo --seeds ...` instead of repeating them
-        cfg = preset("demo-baseline" if method == "baseline" else f"demo-ccl-{column.lower()}")
+        cfg = preset("demo-baseline" if method == BASELINE else f"demo-ccl-{column.lower()}")
     else:
         cfg = preset("demo-baseline")
         cfg.objective.method = method
@@ -352,9 +347,9 @@ def run_compare(
             "threads": threads,
         }
         for seed in seeds
-        for method in ("baseline", *methods)
+        for method in (BASELINE, *methods)
         for column in TEACHER_SETTINGS
-        if method != "baseline" or column == "A"  # one baseline serves every column
+        if method != BASELINE or column == "A"  # one baseline serves every column
     ]
     if jobs > 1:
         with _process_pool(jobs) as pool:
@@ -363,7 +358,7 @@ def run_compare(
         done = [_compare_run(spec) for spec in specs]
     results: dict[tuple[str, str], list[float]] = {}
     for method, column, top1, _ in done:
-        for col in TEACHER_SETTINGS if method == "baseline" else (column,):
+        for col in TEACHER_SETTINGS if method == BASELINE else (column,):
             results.setdefault((method, col), []).append(top1)
     for seed in seeds:
         runs = [
@@ -372,7 +367,7 @@ def run_compare(
             if spec["seed"] == seed and not math.isnan(d[2])
         ]  # diverged runs (NaN) have no checkpoint to report
         build_report(runs, roots[seed] / "report")
-    table = _compare_table(results, ("baseline", *methods), seeds)
+    table = _compare_table(results, (BASELINE, *methods), seeds)
     (out / "compare_table.md").write_text(table + "\n")
     (out / "compare.json").write_text(
         json.dumps({f"{m}/{c}": v for (m, c), v in results.items()}, indent=1) + "\n"
@@ -422,7 +417,7 @@ def _compare_table(
         cells = []
         for column in TEACHER_SETTINGS:
             cells.append(_cell([100 * v for v in results.get((method, column), [])]))
-        name = "baseline (no distillation)" if method == "baseline" else METHOD_NAMES[method]
+        name = "baseline (no distillation)" if method == BASELINE else METHOD_NAMES[method]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

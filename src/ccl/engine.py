@@ -37,8 +37,9 @@ from ccl.checkpoint import (
 )
 from ccl.config import Config
 from ccl.data.sampling import EpochSampler, SkipUnreadable
-from ccl.models import ImageTeacher, R2Plus1D, StudentOutput, build_student
-from ccl.objectives import BaselineObjective, Batch, CCLObjective, Objective, ObjectiveOutput
+from ccl.models import R2Plus1D, StudentOutput, build_student
+from ccl.objectives import Batch, Objective, ObjectiveOutput
+from ccl.objectives.build import build_objective
 from ccl.runs import move_aside, refuse_existing_run
 from ccl.tblog import TensorBoardLog, require_tensorboard
 
@@ -68,74 +69,6 @@ def seed_everything(seed: int) -> None:
 def build_model(cfg: Config, num_classes: int) -> R2Plus1D:
     s = cfg.student
     return build_student(s.arch, num_classes, width=s.width, feature_dim=s.feature_dim)
-
-
-def build_objective(
-    cfg: Config, num_classes: int, feature_dim: int, num_samples: int | None = None
-) -> Objective:
-    """The method's objective with its teachers; ``num_samples`` (training-set size) sizes
-    memory banks (CRD)."""
-    o = cfg.objective
-    if o.method == "baseline":
-        if o.teachers:
-            raise ValueError("the baseline uses no teachers; set objective.teachers= (empty)")
-        return BaselineObjective()
-    if not o.teachers:
-        raise ValueError(
-            f"method {o.method!r} needs objective.teachers=audio, image or audio,image"
-        )
-    image_teacher = None
-    if "image" in o.teachers:
-        t = cfg.image_teacher
-        if t.weights is None and not t.allow_random:
-            raise ValueError(
-                "the image teacher needs pretrained weights: set image_teacher.weights=PATH to a "
-                "torchvision state-dict file (e.g. resnet34-b627a593.pth)"
-            )
-        image_teacher = ImageTeacher(
-            t.arch,
-            t.weights,
-            frame_choice=t.frame_choice,
-            input_size=t.input_size,
-            normalization=t.normalization,
-            clip_mean=cfg.data.mean,
-            clip_std=cfg.data.std,
-        )
-    if o.method != "ccl":
-        from ccl.objectives.kd import build_kd_objective
-
-        options: dict[str, Any] = {"audio_dim": cfg.data.audio_dim} if "audio" in o.teachers else {}
-        if o.kd_weight is not None:
-            options["weight"] = o.kd_weight
-        if o.kd_temperature is not None:
-            options["temperature"] = o.kd_temperature
-        if o.kd_negatives is not None:
-            options["num_negatives"] = o.kd_negatives
-        if o.method == "crd":
-            options["seed"] = cfg.train.seed
-        return build_kd_objective(
-            o.method,
-            num_classes=num_classes,
-            feature_dim=feature_dim,
-            teachers=o.teachers,
-            image_teacher=image_teacher,
-            num_samples=num_samples,
-            loss_weight=o.loss_weight,
-            options=options,
-        )
-    return CCLObjective(
-        num_classes,
-        feature_dim,
-        o.teachers,
-        image_teacher=image_teacher,
-        loss_weight=o.loss_weight,
-        temperatures={"audio": o.audio_temperature, "image": o.image_temperature},
-        head_update=o.head_update,
-        divergence=o.divergence,
-        jsd_weight=o.jsd_weight,
-        normalize_composition=o.normalize_composition,
-        nce_eps=o.nce_eps,
-    )
 
 
 def build_optimizer(

@@ -59,11 +59,11 @@ from ccl.objectives.base import (
     ObjectiveOutput,
     teacher_features,
 )
+from ccl.objectives.registry import CCL_TEMPERATURES, TEACHERS
 
 HeadUpdate = Literal["reference", "paper", "joint"]
-TEACHERS = ("audio", "image")
-# The reference's temperatures (docs/METHOD.md §3.1).
-DEFAULT_TEMPERATURES = {"audio": 0.5, "image": 0.1}
+# The reference's temperatures (docs/METHOD.md §3.1), kept in the method table.
+DEFAULT_TEMPERATURES = CCL_TEMPERATURES
 
 
 class CCLObjective(Objective):

@@ -11,19 +11,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from torch import nn
-
 from ccl.models.teachers import ImageTeacher
+from ccl.objectives.kd.base import KDLoss
 from ccl.objectives.kd.cc import CorrelationCongruenceLoss
 from ccl.objectives.kd.cmc import CMCLoss
 from ccl.objectives.kd.crd import ContrastMemory, CRDLoss
 from ccl.objectives.kd.fitnet import FitNetLoss
-from ccl.objectives.kd.objective import TEACHERS, DistillationObjective, check_options
+from ccl.objectives.kd.objective import DistillationObjective, check_options, describe_options
 from ccl.objectives.kd.pkt import PKTLoss
 from ccl.objectives.kd.rkd import RKDLoss
+from ccl.objectives.registry import KD_METHODS, TEACHERS
 
-KD_METHODS = ("fitnet", "pkt", "cc", "rkd", "crd", "cmc")
-KD_LOSSES: dict[str, type[nn.Module]] = {
+# The loss module of each method of ccl.objectives.registry.KD_METHODS.
+KD_LOSSES: dict[str, type[KDLoss]] = {
     "fitnet": FitNetLoss,
     "pkt": PKTLoss,
     "cc": CorrelationCongruenceLoss,
@@ -74,18 +74,19 @@ def build_kd_objective(
             dims[t] = int(image_teacher.feature_dim)
         else:
             dims[t] = audio_dim
-    losses: dict[str, nn.Module] = {}
+    losses: dict[str, KDLoss] = {}
     for i, t in enumerate(teachers):
-        if method == "crd":
+        # a seeded loss (CRD): distinct random streams per teacher unless a seed is given
+        t_opts = {"seed": i, **opts} if "seed" in describe_options(cls) else opts
+        if cls.needs_num_samples:
             if num_samples is None or num_samples < 2:
                 raise ValueError(
-                    "crd needs num_samples (the training-set size, >= 2) for its memory bank, "
-                    f"got {num_samples}"
+                    f"{method} needs num_samples (the training-set size, >= 2) for its memory "
+                    f"bank, got {num_samples}"
                 )
-            crd_opts = {"seed": i, **opts}  # distinct negative streams per teacher
-            losses[t] = CRDLoss(feature_dim, dims[t], num_samples, **crd_opts)
+            losses[t] = cls(feature_dim, dims[t], num_samples, **t_opts)
         else:
-            losses[t] = cls(feature_dim, dims[t], **opts)
+            losses[t] = cls(feature_dim, dims[t], **t_opts)
     return DistillationObjective(
         method,
         num_classes,
@@ -106,6 +107,7 @@ __all__ = [
     "CorrelationCongruenceLoss",
     "DistillationObjective",
     "FitNetLoss",
+    "KDLoss",
     "PKTLoss",
     "RKDLoss",
     "build_kd_objective",

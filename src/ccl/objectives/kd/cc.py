@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ccl.objectives.kd.base import KDLoss
+
 
 def taylor_rbf_correlation(x: torch.Tensor, gamma: float = 0.4, order: int = 2) -> torch.Tensor:
     """(B, D) -> (B, B) P-order Taylor approximation of the RBF kernel (Eq. 10)."""
@@ -34,7 +36,7 @@ def taylor_rbf_correlation(x: torch.Tensor, gamma: float = 0.4, order: int = 2) 
     return corr
 
 
-class CorrelationCongruenceLoss(nn.Module):
+class CorrelationCongruenceLoss(KDLoss):
     """``weight * 1/n^2 ||psi(t) - psi(s)||_F^2`` with the Taylor-RBF correlation ``psi``."""
 
     needs_index = False

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ccl.objectives.kd.base import KDLoss
+
 
 class Embed(nn.Module):
     """Linear projection followed by L2 normalisation (CMC's and CRD's embedding head)."""
@@ -27,7 +29,7 @@ class Embed(nn.Module):
         return F.normalize(self.linear(x.flatten(1)), p=2, dim=1)
 
 
-class CMCLoss(nn.Module):
+class CMCLoss(KDLoss):
     """``weight * (CE(z_s z_t^T / tau, diag) + CE(z_t z_s^T / tau, diag))``."""
 
     needs_index = False

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ccl.objectives.kd.base import KDLoss
 from ccl.objectives.kd.cmc import Embed
 
 CRDLossType = Literal["nce", "softmax"]
@@ -114,12 +115,13 @@ class ContrastMemory(nn.Module):
             bank.index_copy_(0, index, F.normalize(mixed, p=2, dim=1))
 
 
-class CRDLoss(nn.Module):
+class CRDLoss(KDLoss):
     """CRD between (B, Ds) student and (B, Dt) teacher features; ``index`` are the samples'
     dataset indices (bank rows). Updates the banks as a side effect of ``forward``."""
 
     needs_index = True
     min_batch = 1
+    needs_num_samples = True
 
     def __init__(
         self,

@@ -22,11 +22,13 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ccl.objectives.kd.base import KDLoss
+
 Regressor = Literal["linear", "linear-bn-relu"]
 Reduction = Literal["half_sum", "mean"]
 
 
-class FitNetLoss(nn.Module):
+class FitNetLoss(KDLoss):
     """``weight * 1/2 ||t - r(s)||^2`` (batch mean), with a learned regressor ``r``."""
 
     needs_index = False

@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ccl.distributed import gather_no_grad, gather_with_grad
 from ccl.distributed import info as dist_info
@@ -33,16 +32,16 @@ from ccl.objectives.base import (
     keep_in_graph,
     teacher_features,
 )
-
-TEACHERS = ("audio", "image")
+from ccl.objectives.kd.base import KDLoss
+from ccl.objectives.registry import TEACHERS
 
 
 class DistillationObjective(Objective):
     """CE plus one feature-distillation loss per teacher (FitNet, PKT, CC, RKD, CRD, CMC).
 
-    ``losses`` maps each teacher to its loss module, called as ``loss(v, x_t, index)`` with
-    attributes ``needs_index`` (dataset indices required) and ``min_batch`` (fewest samples
-    the term is defined for). Build it with :func:`ccl.objectives.kd.build_kd_objective`.
+    ``losses`` maps each teacher to its loss module (the :class:`KDLoss` interface: called as
+    ``loss(v, x_t, index)``, with ``needs_index`` and ``min_batch``). Build it with
+    :func:`ccl.objectives.kd.build_kd_objective`.
     """
 
     def __init__(
@@ -50,7 +49,7 @@ class DistillationObjective(Objective):
         method: str,
         num_classes: int,
         feature_dim: int,
-        losses: Mapping[str, nn.Module],
+        losses: Mapping[str, KDLoss],
         *,
         image_teacher: ImageTeacher | None = None,
         audio_dim: int | None = None,
@@ -60,6 +59,9 @@ class DistillationObjective(Objective):
         teachers = tuple(losses)
         if not teachers or set(teachers) - set(TEACHERS):
             raise ValueError(f"teachers must be a non-empty subset of {TEACHERS}, got {teachers}")
+        for t in teachers:
+            if not isinstance(losses[t], KDLoss):
+                raise TypeError(f"the {t} loss is a {type(losses[t]).__name__}, not a KDLoss")
         if "image" in teachers and image_teacher is None:
             raise ValueError("the image teacher is used but none was given")
         self.method = method
@@ -98,7 +100,7 @@ class DistillationObjective(Objective):
         ce = F.cross_entropy(logits, batch.label)
         terms: dict[str, torch.Tensor] = {"ce": ce.detach()}
         v = gather_with_grad(v_local)
-        needs_index = any(getattr(self.heads[t], "needs_index", False) for t in self.teachers)
+        needs_index = any(self.heads[t].needs_index for t in self.teachers)
         index = None
         if needs_index:
             if batch.index is None:
@@ -114,13 +116,13 @@ class DistillationObjective(Objective):
             if available is not None:
                 available = gather_no_grad(available).bool()
                 terms[f"{t}/available"] = available.float().mean()
-                if int(available.sum()) < getattr(self.heads[t], "min_batch", 1):
+                if int(available.sum()) < self.heads[t].min_batch:
                     distill = distill + self._keep_in_graph(t, v)
                     continue  # too few samples have this teacher: its term is absent
                 if not bool(available.all()):
                     tv, x_t = v[available], x_t[available]
                     t_index = index[available] if index is not None else None
-            elif v.shape[0] < getattr(self.heads[t], "min_batch", 1):
+            elif v.shape[0] < self.heads[t].min_batch:
                 distill = distill + self._keep_in_graph(t, v)
                 continue
             term = self.heads[t](tv, x_t.to(tv.dtype), t_index)
@@ -135,13 +137,13 @@ class DistillationObjective(Objective):
         )
 
 
-def describe_options(cls: type[nn.Module]) -> list[str]:
+def describe_options(cls: type[KDLoss]) -> list[str]:
     """Keyword options a loss module accepts (for error messages)."""
     sig = inspect.signature(cls.__init__)
     return [n for n, p in sig.parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
-def check_options(cls: type[nn.Module], options: Mapping[str, Any], method: str) -> None:
+def check_options(cls: type[KDLoss], options: Mapping[str, Any], method: str) -> None:
     allowed = describe_options(cls)
     unknown = sorted(set(options) - set(allowed))
     if unknown:

@@ -16,7 +16,8 @@ paper's benchmark, batch 64). The B x B mean makes the term scale like 1/B.
 from __future__ import annotations
 
 import torch
-from torch import nn
+
+from ccl.objectives.kd.base import KDLoss
 
 
 def cosine_conditional(
@@ -30,7 +31,7 @@ def cosine_conditional(
     return kernel / kernel.sum(dim=1, keepdim=True)
 
 
-class PKTLoss(nn.Module):
+class PKTLoss(KDLoss):
     """``weight * mean_{i,j} p_{j|i} log((p_{j|i} + eps) / (q_{j|i} + eps))``; no parameters."""
 
     needs_index = False

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from ccl.objectives.kd.base import KDLoss
 
 
 def pairwise_distance(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -38,7 +39,7 @@ def angle_potential(x: torch.Tensor) -> torch.Tensor:
     return torch.bmm(e, e.transpose(1, 2))
 
 
-class RKDLoss(nn.Module):
+class RKDLoss(KDLoss):
     """``weight * (w_d * huber(psi_D(s), psi_D(t)) + w_a * huber(psi_A(s), psi_A(t)))``."""
 
     needs_index = False

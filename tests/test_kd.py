@@ -537,3 +537,17 @@ def test_crd_scores_stay_finite_under_low_precision_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = crd(s, t, torch.arange(4)) + crd(s, t, torch.arange(4))
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("options", [None, {"seed": 5}])
+def test_crd_teachers_draw_their_own_negatives(options):
+    """With two teachers each CRD loss has its own stream, also when the run's seed is given
+    (it once overrode the per-teacher seeds, so both teachers drew the same negatives)."""
+    _, objective = _setup("crd", options=options)
+    audio, image = (objective.heads[t].memory.generator for t in ("audio", "image"))
+    draws = [torch.randint(0, 1000, (8,), generator=g) for g in (audio, image)]
+    assert not torch.equal(*draws)
+    _, again = _setup("crd", options=options)  # and each stream is reproducible
+    assert torch.equal(
+        torch.randint(0, 1000, (8,), generator=again.heads["audio"].memory.generator), draws[0]
+    )

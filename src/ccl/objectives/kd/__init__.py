@@ -76,8 +76,11 @@ def build_kd_objective(
             dims[t] = audio_dim
     losses: dict[str, KDLoss] = {}
     for i, t in enumerate(teachers):
-        # a seeded loss (CRD): distinct random streams per teacher unless a seed is given
-        t_opts = {"seed": i, **opts} if "seed" in describe_options(cls) else opts
+        # a seeded loss (CRD): a distinct random stream per teacher, derived from the given
+        # seed (0 by default) so two teachers never draw the same negatives
+        t_opts = opts
+        if "seed" in describe_options(cls):
+            t_opts = {**opts, "seed": int(opts.get("seed", 0)) + i * 1_000_003}
         if cls.needs_num_samples:
             if num_samples is None or num_samples < 2:
                 raise ValueError(

@@ -80,6 +80,9 @@ class DataConfig:
     size: int = 112
     crop_scale: tuple[float, float] = (0.25, 1.0)  # RandomResizedCrop area range (reference)
     val_clips: int = 3
+    # decode JPEG frames at 1/2, 1/4 or 1/8 size when the crop allows (DCT scaling, faster);
+    # false decodes at full size: the reference's pixels to +-1 grey level (docs/METHOD.md §8)
+    reduced_decode: bool = True
     batch_size: int = 16
     workers: int = 4
     on_error: Literal["skip", "stop"] = "skip"  # an unreadable training sample

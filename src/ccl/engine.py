@@ -191,7 +191,12 @@ def build_datasets(cfg: Config) -> tuple[Dataset, Dataset, list[str]]:
     if "audio" in cfg.objective.teachers and audio is None:
         raise ValueError("the audio teacher needs data.audio_dir=DIR of per-video embeddings")
     common = dict(
-        frames=d.clip_frames, size=d.size, stride=d.frame_stride, audio=audio, seed=cfg.train.seed
+        frames=d.clip_frames,
+        size=d.size,
+        stride=d.frame_stride,
+        audio=audio,
+        seed=cfg.train.seed,
+        reduced_decode=d.reduced_decode,
     )
     train = ClipDataset(
         d.annotations, d.frames_dir, "training", "train", scale=tuple(d.crop_scale), **common

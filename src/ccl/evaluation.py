@@ -38,6 +38,7 @@ class EvalSettings:
     checkpoint: str = "best"  # best | last, when a run folder is given
     gallery: str | None = "training"  # retrieval gallery subset; None: no retrieval
     allow_missing: bool = False
+    reduced_decode: bool | None = None  # None: the run's data.reduced_decode
     batch_size: int = 32
     workers: int = 4
     device: str = "auto"
@@ -199,6 +200,9 @@ def _subset_dataset(cfg: Config, settings: EvalSettings, subset: str) -> Any:
         frames=cfg.data.clip_frames,
         size=cfg.data.size,
         stride=cfg.data.frame_stride,
+        reduced_decode=(
+            cfg.data.reduced_decode if settings.reduced_decode is None else settings.reduced_decode
+        ),
         missing="skip" if settings.allow_missing else "error",
     )
 

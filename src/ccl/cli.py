@@ -63,7 +63,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         settings = EvalSettings(
             split=_SUBSETS.get(args.split, args.split),
             checkpoint=kind,
-            gallery=None if args.gallery == "none" else _SUBSETS.get(args.gallery, args.gallery),
+            gallery=None
+            if args.gallery == "none"
+            else "+".join(_SUBSETS.get(part, part) for part in args.gallery.split("+")),
             allow_missing=args.allow_missing,
             reduced_decode=args.reduced_decode,
             batch_size=args.batch_size,
@@ -115,7 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="run folder or checkpoint file")
     p.add_argument("--split", default="test", help="test | val | train, or a subset name")
     p.add_argument("--checkpoint", default="both", choices=["best", "last", "both"])
-    p.add_argument("--gallery", default="train", help="retrieval gallery subset, or 'none'")
+    p.add_argument(
+        "--gallery",
+        default="train+val",
+        help="retrieval gallery: a subset (train, val, test, or a subset name) or a union "
+        "joined by '+'; default train+val, the official training split (the training videos "
+        "and the validation videos held out of them); 'none' skips retrieval. The JSON "
+        "records gallery_size and gallery_subsets",
+    )
     p.add_argument("--allow-missing", action="store_true", help="count unreadable videos as wrong")
     p.add_argument(
         "--reduced-decode",

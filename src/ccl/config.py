@@ -42,6 +42,10 @@ class ObjectiveConfig:
     audio_temperature: float = 0.5
     image_temperature: float = 0.1
     head_update: Literal["reference", "paper", "joint"] = "reference"
+    # head_update=paper only: the student's contrastive terms become
+    # lambda * S(v, x_t) + (1 - lambda) * S(v, m) (the paper's Algorithm A, which gives no
+    # value; 0.5 is ours); none keeps the unweighted sum (docs/METHOD.md §4.2)
+    paper_lambda: float | None = 0.5
     divergence: Literal["symmetric-kl", "js"] = "symmetric-kl"
     jsd_weight: float = 0.5
     normalize_composition: bool = True
@@ -196,6 +200,8 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
     positive("objective.image_temperature")
     at_least("objective.jsd_weight", 0)
     at_least("objective.nce_eps", 0)
+    lam = o.paper_lambda
+    need(lam is None or 0 <= lam <= 1, "objective.paper_lambda", "in [0, 1] or none")
     at_least("objective.kd_weight", 0, optional=True)
     positive("objective.kd_temperature", optional=True)
     at_least("objective.kd_negatives", 1, optional=True)

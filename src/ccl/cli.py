@@ -32,7 +32,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     result = train(cfg, overwrite=args.overwrite)
     print(f"run folder: {result.run_dir}")
     if result.best:
-        print(f"best validation top-1 {result.best['top1']:.4f} at epoch {result.best['epoch']}")
+        key = result.best.get("selected_by", "top1")
+        what = "clip-level top-1" if key == "clip_top1" else "top-1"
+        print(f"best validation {what} {result.best[key]:.4f} at epoch {result.best['epoch']}")
     return 0
 
 

@@ -123,6 +123,14 @@ class TrainConfig:
     sync_bn: bool = False  # SyncBatchNorm across processes (CUDA + torchrun only)
     deterministic: bool = False  # torch.use_deterministic_algorithms
     tensorboard: bool = False  # also log metrics to runs/<name>/tensorboard/ (needs ccl[tb])
+    # held-out: best epoch by video-level top-1 on the held-out validation subset, full
+    # batches only. reference: the reference's protocol exactly (annotations from `ccl
+    # prepare annotations --protocol reference`): best epoch by clip-level accuracy on the
+    # test split, the last partial batch kept, BatchNorm over 8-clip parts (ccl.protocol)
+    protocol: Literal["held-out", "reference"] = "held-out"
+    # normalise BatchNorm over each batch split in this many parts, as DataParallel over that
+    # many GPUs would; none: the protocol's (1, or 2 with protocol=reference)
+    bn_splits: int | None = None
 
 
 @dataclass
@@ -238,6 +246,7 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
     at_least("train.max_steps_per_epoch", 1, optional=True)
     at_least("train.checkpoint_every_steps", 0)
     at_least("train.grad_norm_every", 0)
+    at_least("train.bn_splits", 1, optional=True)
     return out
 
 

@@ -43,8 +43,8 @@ class ObjectiveConfig:
     image_temperature: float = 0.1
     head_update: Literal["reference", "paper", "joint"] = "reference"
     # head_update=paper only: the student's contrastive terms become
-    # lambda * S(v, x_t) + (1 - lambda) * S(v, m) (the paper's Algorithm A, which gives no
-    # value; 0.5 is ours); none keeps the unweighted sum (docs/METHOD.md §4.2)
+    # lambda * S(v, x_t) + (1 - lambda) * S(v, m) (the paper's Algorithm A; 0.5 is this
+    # package's choice, not the paper's); none keeps the unweighted sum (docs/METHOD.md §4.3)
     paper_lambda: float | None = 0.5
     divergence: Literal["symmetric-kl", "js"] = "symmetric-kl"
     jsd_weight: float = 0.5

@@ -21,8 +21,8 @@ parameters (``functional_call``) and each head loss sees a detached student, so
   forward pass (a difference of the order of the head's learning rate).
 - ``paper`` (Algorithm A of the paper): each head's loss is its CE only, and the student's
   contrastive terms are weighted as the paper writes them, ``lambda * S(v, x_t) + (1 - lambda)
-  * S(v, m)`` (``paper_lambda``; the paper gives no value, 0.5 is this package's default;
-  None keeps the unweighted sum of the other rules).
+  * S(v, m)`` (``paper_lambda``; 0.5 by default, this package's choice, not a value taken
+  from the paper; None keeps the unweighted sum of the other rules).
 - ``joint``: as ``reference``, but L_v also reaches the heads: head t receives
   grad(L_head_t + L_v). Not the reference's rule; it is what ``reference`` meant in this
   package before the routing was corrected, kept to continue runs started with it.

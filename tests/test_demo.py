@@ -63,8 +63,12 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
 
     for run_dir in sorted((tmp_path / "runs").iterdir()):
         saved = json.loads((run_dir / "eval_test_last.json").read_text())
-        again = EvalSettings(
-            checkpoint="last", workers=0, progress=False, out_dir=str(tmp_path / "re")
+        again = EvalSettings(  # the demo's gallery: the training subset (docs/DEMO.md)
+            checkpoint="last",
+            gallery="training",
+            workers=0,
+            progress=False,
+            out_dir=str(tmp_path / "re"),
         )
         fresh = evaluate(run_dir, again)
         for key in ("recognition", "retrieval", "videos", "epoch", "checkpoint_sha256"):

@@ -71,7 +71,9 @@ def _settings(**kw):
 
 def test_evaluate_matches_direct_computation(run_dir):
     queries, gallery = FakeWindows(7, 4, seed=1), FakeWindows(9, 4, seed=2)
-    report = evaluate(run_dir, _settings(), datasets={"testing": queries, "training": gallery})
+    report = evaluate(
+        run_dir, _settings(gallery="training"), datasets={"testing": queries, "training": gallery}
+    )
     # recompute straightforwardly, one video at a time
     from ccl.checkpoint import load_checkpoint
     from ccl.config import Config
@@ -144,15 +146,15 @@ def test_unreadable_video_is_an_error_or_counted_wrong(run_dir):
     assert sum(map(sum, report["recognition"]["confusion_matrix"])) == 5
 
 
-def _prepared(root, labels, folder_of=None):
+def _prepared(root, labels, folder_of=None, subsets=("training", "testing")):
     """Frame stores (8 random 16x16 frames) and an annotation file listing ``labels`` in
-    that order: one training and one testing video per class, filed under their class."""
+    that order: one video per class of each of ``subsets``, filed under their class."""
     from ccl.data.prepare import write_frame_store
 
     rng = np.random.default_rng(0)
     frames, database = root / "frames", {}
     for label in sorted(labels):
-        for subset in ("training", "testing"):
+        for subset in subsets:
             vid = f"v_{label}_{subset}"
             clip = rng.integers(0, 255, size=(8, 16, 16, 3), dtype=np.uint8)
             write_frame_store(frames / label / f"{vid}.hdf5", list(clip), fps=25)
@@ -227,3 +229,47 @@ def test_unwritable_results_folder_fails_before_any_forward_pass(run_dir, tmp_pa
     with pytest.raises(OSError, match="cannot write the evaluation results") as e:
         evaluate(run_dir, settings, datasets={"testing": FakeWindows(3, 3)})
     assert e.value.filename == str(tmp_path / "file" / "results")
+
+
+def test_retrieval_gallery_is_the_official_training_split(run_dir, tmp_path):
+    """By default the gallery is every video of the official training list: the training
+    subset and the validation videos held out of it, never the test split, even when the
+    file validates on it; the JSON records its size and make-up."""
+    from ccl.cli import main
+
+    ann, frames = _prepared(tmp_path, CLASSES, subsets=("training", "validation", "testing"))
+    common = dict(annotations=str(ann), frames_dir=str(frames), out_dir=str(tmp_path / "out"))
+    report = evaluate(run_dir, _settings(**common))
+    ret = report["retrieval"]
+    assert ret["gallery"] == "training+validation"
+    assert ret["gallery_size"] == 8 and ret["gallery_subsets"] == {"training": 4, "validation": 4}
+    saved = json.loads((tmp_path / "out" / "eval_test.json").read_text())["retrieval"]
+    assert saved["gallery_size"] == 8 and saved["gallery_subsets"]["validation"] == 4
+    only_train = evaluate(run_dir, _settings(gallery="training", **common))["retrieval"]
+    assert only_train["gallery_size"] == 4 and only_train["gallery_subsets"] == {"training": 4}
+    # the CLI's default is the same union, and its short names map onto subsets
+    args = ["evaluate", str(run_dir), "--annotations", str(ann), "--frames-dir", str(frames)]
+    args += ["--workers", "0", "--checkpoint", "best"]
+    for extra, size in (([], 8), (["--gallery", "train"], 4), (["--gallery", "train+val"], 8)):
+        out = tmp_path / f"cli{size}{len(extra)}"
+        assert main([*args, "--out", str(out), *extra]) == 0
+        assert json.loads((out / "eval_test.json").read_text())["retrieval"]["gallery_size"] == size
+
+    # validating on the test split (the reference's protocol): no held-out videos, and the
+    # gallery is the training subset alone, not the "validation" (= test) videos
+    data = json.loads(ann.read_text())
+    data["database"] = {k: e for k, e in data["database"].items() if e["subset"] != "validation"}
+    data["validation_subset"] = "testing"
+    ann.write_text(json.dumps(data))
+    ret = evaluate(run_dir, _settings(**common))["retrieval"]
+    assert ret["gallery_size"] == 4 and ret["gallery_subsets"] == {"training": 4}
+
+    # the reference's own files label the test list "validation": querying it against the
+    # default gallery would find the queries themselves, which is refused
+    for entry in data["database"].values():
+        if entry["subset"] == "testing":
+            entry["subset"] = "validation"
+    del data["validation_subset"]
+    ann.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"gallery 'training\+validation' holds 4 of the query"):
+        evaluate(run_dir, _settings(split="validation", **common))

@@ -119,6 +119,56 @@ def test_paper_rule_trains_heads_with_ce_only():
     assert all(torch.isfinite(g).all() for g in student_only.values())
 
 
+def _nce_by_hand(f, g, y, tau):
+    """The paper's Eq. 3 written out (docs/METHOD.md §3.1), exact form (no 1e-10)."""
+    p = torch.softmax(F.normalize(f, dim=1) @ F.normalize(g, dim=1).T / tau, dim=1)
+    same = y[:, None] == y[None, :]
+    pos = -(p.log() * same).sum(1) / same.sum(1)
+    neg = -((1 - p).log() * ~same).sum(1) / (~same).sum(1)
+    return (pos + neg).mean()
+
+
+@pytest.mark.parametrize("lam", [0.5, 0.2, 1.0, None])
+def test_paper_rule_weights_the_students_contrastive_terms_by_lambda(lam):
+    """Algorithm A of the paper: the student's loss is CE + lambda * S(v, x_t) +
+    (1 - lambda) * S(v, m) + J, computed here by hand from the equations; None: the
+    unweighted sum of the reference."""
+    torch.manual_seed(3)
+    v = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+    z_v = torch.randn(4, 2, dtype=torch.float64, requires_grad=True)
+    x = torch.rand(4, 5, dtype=torch.float64)
+    y = torch.tensor([0, 1, 0, 1])
+    objective = CCLObjective(2, 5, ["audio"], head_update="paper", paper_lambda=lam, nce_eps=0)
+    objective = objective.double()
+    batch = Batch(torch.zeros(4, 3, 1, 2, 2), y, x, torch.ones(4, dtype=torch.bool))
+    out = objective(StudentOutput(z_v, v), batch)
+
+    z_m, m = objective.heads["audio"](x, v)
+    s_vx = _nce_by_hand(v, x, y, 0.5) + _nce_by_hand(x, v, y, 0.5)
+    s_vm = _nce_by_hand(v, m, y, 0.5) + _nce_by_hand(m, v, y, 0.5)
+    p, q = torch.softmax(z_v, 1), torch.softmax(z_m, 1)
+    jsd = 0.5 * ((p * (p / q).log()).sum(1) + (q * (q / p).log()).sum(1)).mean()
+    weighted = s_vx + s_vm if lam is None else lam * s_vx + (1 - lam) * s_vm
+    expected = F.cross_entropy(z_v, y) + weighted + jsd
+    torch.testing.assert_close(out.terms["loss_v"], expected.detach(), rtol=1e-10, atol=0)
+    # the logged pair terms stay unweighted; the student's gradient is that of the formula
+    torch.testing.assert_close(out.terms["audio/contrast_vt"], s_vx.detach())
+    torch.testing.assert_close(out.terms["audio/contrast_vm"], s_vm.detach())
+    ours = torch.autograd.grad(out.loss, (v, z_v))
+    by_hand = torch.autograd.grad(expected, (v, z_v))
+    for a, b in zip(ours, by_hand):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_paper_lambda_outside_the_unit_interval_is_refused():
+    from ccl.config import Config, apply_overrides
+
+    with pytest.raises(ValueError, match=r"objective.paper_lambda must be in \[0, 1\] or none"):
+        apply_overrides(Config(), ["objective.paper_lambda=1.5"])
+    assert apply_overrides(Config(), ["objective.paper_lambda=none"]).objective.paper_lambda is None
+    assert Config().objective.paper_lambda == 0.5
+
+
 def test_samples_without_audio_only_leave_audio_terms():
     student, objective, batch = _setup(("audio",), missing_audio=range(6))
     out = objective(student(batch.clip), batch)
@@ -176,6 +226,9 @@ def _selection_forward(objective, student_out, batch):
         terms[f"{t}/jsd"] = jsd.detach()
         terms[f"{t}/head_ce"] = head_ce.detach()
         terms[f"{t}/head_acc"] = (h_logits.argmax(1) == ty).float().mean()
+        if objective.head_update == "paper":  # Algorithm A's weighting (objective.paper_lambda)
+            lam = objective.paper_lambda
+            s_vm, s_vt = (1 - lam) * s_vm, lam * s_vt
         distill = distill + s_vm + s_vt + jsd
         heads_loss = heads_loss + head_loss
     loss_v = ce + objective.loss_weight * distill

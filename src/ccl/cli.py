@@ -33,7 +33,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     result = train(cfg, overwrite=args.overwrite)
     print(f"run folder: {result.run_dir}")
     if result.best:
-        print(f"best validation top-1 {result.best['top1']:.4f} at epoch {result.best['epoch']}")
+        key = result.best.get("selected_by", "top1")
+        what = "clip-level top-1" if key == "clip_top1" else "top-1"
+        print(f"best validation {what} {result.best[key]:.4f} at epoch {result.best['epoch']}")
     return 0
 
 
@@ -65,8 +67,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         settings = EvalSettings(
             split=_SUBSETS.get(args.split, args.split),
             checkpoint=kind,
-            gallery=None if args.gallery == "none" else _SUBSETS.get(args.gallery, args.gallery),
+            gallery=None
+            if args.gallery == "none"
+            else "+".join(_SUBSETS.get(part, part) for part in args.gallery.split("+")),
             allow_missing=args.allow_missing,
+            reduced_decode=args.reduced_decode,
             batch_size=args.batch_size,
             workers=args.workers,
             device=args.device,
@@ -116,8 +121,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="run folder or checkpoint file")
     p.add_argument("--split", default="test", help="test | val | train, or a subset name")
     p.add_argument("--checkpoint", default="both", choices=["best", "last", "both"])
-    p.add_argument("--gallery", default="train", help="retrieval gallery subset, or 'none'")
+    p.add_argument(
+        "--gallery",
+        default="train+val",
+        help="retrieval gallery: a subset (train, val, test, or a subset name) or a union "
+        "joined by '+'; default train+val, the official training split (the training videos "
+        "and the validation videos held out of them); 'none' skips retrieval. The JSON "
+        "records gallery_size and gallery_subsets",
+    )
     p.add_argument("--allow-missing", action="store_true", help="count unreadable videos as wrong")
+    p.add_argument(
+        "--reduced-decode",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="decode frames at 1/2 size when the 112-pixel short side allows (faster; about 1 "
+        "grey level from the reference's Pillow pixels on average); --no-reduced-decode "
+        "decodes at full size. Default: the run's data.reduced_decode (on unless set off)",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--device", default="auto")

@@ -54,6 +54,10 @@ class ObjectiveConfig:
     audio_temperature: float = CCL_TEMPERATURES[AUDIO]
     image_temperature: float = CCL_TEMPERATURES[IMAGE]
     head_update: Literal["reference", "paper", "joint"] = "reference"
+    # head_update=paper only: the student's contrastive terms become
+    # lambda * S(v, x_t) + (1 - lambda) * S(v, m) (the paper's Algorithm A; 0.5 is this
+    # package's choice, not the paper's); none keeps the unweighted sum (docs/METHOD.md §4.3)
+    paper_lambda: float | None = 0.5
     divergence: Literal["symmetric-kl", "js"] = "symmetric-kl"
     jsd_weight: float = 0.5
     normalize_composition: bool = True
@@ -92,6 +96,9 @@ class DataConfig:
     size: int = 112
     crop_scale: tuple[float, float] = (0.25, 1.0)  # RandomResizedCrop area range (reference)
     val_clips: int = 3
+    # decode JPEG frames at 1/2, 1/4 or 1/8 size when the crop allows (DCT scaling, faster);
+    # false decodes at full size: the reference's pixels to +-1 grey level (docs/METHOD.md §8)
+    reduced_decode: bool = True
     batch_size: int = 16
     workers: int = 4
     on_error: Literal["skip", "stop"] = "skip"  # an unreadable training sample
@@ -128,6 +135,14 @@ class TrainConfig:
     sync_bn: bool = False  # SyncBatchNorm across processes (CUDA + torchrun only)
     deterministic: bool = False  # torch.use_deterministic_algorithms
     tensorboard: bool = False  # also log metrics to runs/<name>/tensorboard/ (needs ccl[tb])
+    # held-out: best epoch by video-level top-1 on the held-out validation subset, full
+    # batches only. reference: the reference's protocol exactly (annotations from `ccl
+    # prepare annotations --protocol reference`): best epoch by clip-level accuracy on the
+    # test split, the last partial batch kept, BatchNorm over 8-clip parts (ccl.protocol)
+    protocol: Literal["held-out", "reference"] = "held-out"
+    # normalise BatchNorm over each batch split in this many parts, as DataParallel over that
+    # many GPUs would; none: the protocol's (1, or 2 with protocol=reference)
+    bn_splits: int | None = None
 
 
 @dataclass
@@ -205,6 +220,8 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
     positive("objective.image_temperature")
     at_least("objective.jsd_weight", 0)
     at_least("objective.nce_eps", 0)
+    lam = o.paper_lambda
+    need(lam is None or 0 <= lam <= 1, "objective.paper_lambda", "in [0, 1] or none")
     at_least("objective.kd_weight", 0, optional=True)
     positive("objective.kd_temperature", optional=True)
     at_least("objective.kd_negatives", 1, optional=True)
@@ -241,6 +258,7 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
     at_least("train.max_steps_per_epoch", 1, optional=True)
     at_least("train.checkpoint_every_steps", 0)
     at_least("train.grad_norm_every", 0)
+    at_least("train.bn_splits", 1, optional=True)
     return out
 
 

@@ -163,7 +163,12 @@ def train_and_evaluate(
                 # the best epoch was the last one: the same weights give the same numbers
                 report = _copy_evaluation(reports["best"], run_dir, kind)
             else:
-                settings = EvalSettings(checkpoint=kind, workers=0, progress=False)
+                # gallery: the training subset, as in the results recorded in docs/DEMO.md
+                # (ccl evaluate's default adds the held-out validation videos), so resumed and
+                # earlier demos stay comparable
+                settings = EvalSettings(
+                    checkpoint=kind, gallery="training", workers=0, progress=False
+                )
                 report = evaluate(run_dir, settings)
             reports[kind] = report
             print(f"  {kind}: {summary_line(report)}")

@@ -40,6 +40,8 @@ from ccl.data.sampling import EpochSampler, SkipUnreadable
 from ccl.models import R2Plus1D, StudentOutput, build_student
 from ccl.objectives import Batch, Objective, ObjectiveOutput
 from ccl.objectives.build import build_objective
+from ccl.protocol import check_annotations, forward_in_splits
+from ccl.protocol import resolve as resolve_protocol
 from ccl.runs import move_aside, refuse_existing_run
 from ccl.tblog import TensorBoardLog, require_tensorboard
 
@@ -117,6 +119,8 @@ def build_datasets(cfg: Config) -> tuple[Dataset, Dataset, list[str]]:
         return train, val, train.classes
     if d.annotations is None or d.frames_dir is None:
         raise ValueError("data.source=prepared needs data.annotations=FILE and data.frames_dir=DIR")
+    if cfg.train.protocol == "reference":
+        check_annotations(d.annotations, d.val_subset)
     from ccl.data.audio import load_audio_embeddings
     from ccl.data.datasets import ClipDataset
 
@@ -124,7 +128,12 @@ def build_datasets(cfg: Config) -> tuple[Dataset, Dataset, list[str]]:
     if "audio" in cfg.objective.teachers and audio is None:
         raise ValueError("the audio teacher needs data.audio_dir=DIR of per-video embeddings")
     common = dict(
-        frames=d.clip_frames, size=d.size, stride=d.frame_stride, audio=audio, seed=cfg.train.seed
+        frames=d.clip_frames,
+        size=d.size,
+        stride=d.frame_stride,
+        audio=audio,
+        seed=cfg.train.seed,
+        reduced_decode=d.reduced_decode,
     )
     train = ClipDataset(
         d.annotations, d.frames_dir, "training", "train", scale=tuple(d.crop_scale), **common
@@ -183,7 +192,7 @@ def _loader(dataset: Dataset, cfg: Config, sampler: EpochSampler, epoch: int) ->
         num_workers=cfg.data.workers,
         pin_memory=torch.cuda.is_available(),
         generator=generator,
-        drop_last=sampler.drop_last,
+        drop_last=sampler.drop_last and not sampler.keep_last,
     )
 
 
@@ -241,13 +250,14 @@ def evaluate_clips(
 class TrainModule(nn.Module):
     """Student and objective as one module, so DDP synchronises every trainable parameter."""
 
-    def __init__(self, student: R2Plus1D, objective: Objective) -> None:
+    def __init__(self, student: R2Plus1D, objective: Objective, bn_splits: int = 1) -> None:
         super().__init__()
         self.student = student
         self.objective = objective
+        self.bn_splits = bn_splits  # BatchNorm over parts of the batch (ccl.protocol)
 
     def forward(self, batch: Batch) -> tuple[StudentOutput, ObjectiveOutput]:
-        student_out = self.student(batch.clip)
+        student_out = forward_in_splits(self.student, batch.clip, self.bn_splits)
         return student_out, self.objective(student_out, batch)
 
 
@@ -369,6 +379,12 @@ def train(cfg: Config, *, overwrite: bool = False) -> RunResult:
     if dist_info.enabled and device.type == "cuda":
         device = torch.device("cuda", dist_info.local_rank)
     main = dist_info.is_main
+    protocol = resolve_protocol(cfg.train)
+    if protocol.keep_last_batch and dist_info.enabled:
+        raise ValueError(
+            "train.protocol=reference runs in one process, as the reference did (DataParallel; "
+            "its batches are split for BatchNorm by train.bn_splits): start it without torchrun"
+        )
     if cfg.train.tensorboard:
         require_tensorboard()  # before anything is written, on every rank
     if main:
@@ -402,7 +418,7 @@ def train(cfg: Config, *, overwrite: bool = False) -> RunResult:
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
     mean, std = _stats_tensor(cfg.data.mean, device), _stats_tensor(cfg.data.std, device)
     module: nn.Module = TrainModule(
-        torch.compile(student) if cfg.train.compile else student, objective
+        torch.compile(student) if cfg.train.compile else student, objective, protocol.bn_splits
     )
     if dist_info.enabled:
         if cfg.train.grad_norm_every:
@@ -486,6 +502,7 @@ def train(cfg: Config, *, overwrite: bool = False) -> RunResult:
             rank=dist_info.rank,
             world_size=dist_info.world_size,
             start_batch=batch_in_epoch,
+            keep_last=protocol.keep_last_batch,
         )
         if hasattr(train_set, "set_epoch"):
             train_set.set_epoch(epoch)  # per-(epoch, sample) augmentation: exact resume
@@ -575,8 +592,10 @@ def train(cfg: Config, *, overwrite: bool = False) -> RunResult:
                 student, val_loader, device, mean, std, cfg.train.precision, len(val_set)
             )
             record.update({f"val/{k}": v for k, v in last.items()})
-            if last["top1"] > best_top1:
-                best_top1, best = last["top1"], {**last, "epoch": epoch + 1}
+            # best_top1 holds the protocol's selection metric (video or clip top-1)
+            if last[protocol.select_by] > best_top1:
+                best_top1 = last[protocol.select_by]
+                best = {**last, "epoch": epoch + 1, "selected_by": protocol.select_by}
                 checkpoint(ckpt_dir / "best.pt", epoch + 1, 0, step)
         log.write(record)
         checkpoint(ckpt_dir / "last.pt", epoch + 1, 0, step)
@@ -616,6 +635,8 @@ def _guard_workers(loader: Iterable) -> Iterator:
 
 def _steps_per_epoch(num_samples: int, cfg: Config) -> int:
     n = num_samples // cfg.data.batch_size
+    if resolve_protocol(cfg.train).keep_last_batch:
+        n = -(-num_samples // cfg.data.batch_size)  # the last, partial batch too
     return min(n, cfg.train.max_steps_per_epoch or n)
 
 

@@ -3,8 +3,9 @@
 Recognition (docs/METHOD.md §5.4): every non-overlapping window of each test video, short
 side resized then centre crop, softmax averaged over the video's windows; top-1, top-5, mean
 per-class accuracy, per-class accuracies, confusion matrix. Retrieval from the same forward
-pass (docs/METHOD.md §5.5): queries = test videos, gallery = training videos, features =
-window-averaged, L2-normalised student features, cosine similarity; R@k and mAP.
+pass (docs/METHOD.md §5.5): queries = test videos, gallery = the official training split
+(training and held-out validation videos), features = window-averaged, L2-normalised student
+features, cosine similarity; R@k and mAP.
 
 Every expected video is accounted for: a missing or unreadable one is an error unless
 ``allow_missing``, and then it counts as wrong (never leaves a denominator).
@@ -36,8 +37,11 @@ RECALL_KS = (1, 5, 10, 20, 50)
 class EvalSettings:
     split: str = "testing"  # annotation subset of the queries
     checkpoint: str = "best"  # best | last, when a run folder is given
-    gallery: str | None = "training"  # retrieval gallery subset; None: no retrieval
+    # retrieval gallery: the official training split (the training subset and the validation
+    # videos held out of it, docs/METHOD.md §5.5), another subset or union; None: no retrieval
+    gallery: str | None = "training+validation"
     allow_missing: bool = False
+    reduced_decode: bool | None = None  # None: the run's data.reduced_decode
     batch_size: int = 32
     workers: int = 4
     device: str = "auto"
@@ -199,6 +203,9 @@ def _subset_dataset(cfg: Config, settings: EvalSettings, subset: str) -> Any:
         frames=cfg.data.clip_frames,
         size=cfg.data.size,
         stride=cfg.data.frame_stride,
+        reduced_decode=(
+            cfg.data.reduced_decode if settings.reduced_decode is None else settings.reduced_decode
+        ),
         missing="skip" if settings.allow_missing else "error",
     )
 
@@ -321,8 +328,10 @@ def evaluate(
     retrieval, ranks = None, None
     if settings.gallery:
         gallery = load(settings.gallery)
+        _check_disjoint(queries, gallery, settings)
         g = run(gallery)
         retrieval, ranks = _retrieval(q, g, n_expected, settings.gallery)
+        retrieval["gallery_subsets"] = _gallery_subsets(gallery, g)
 
     videos_out = []
     top = q["scores"].topk(min(5, len(classes)), dim=1)
@@ -397,6 +406,30 @@ def _recognition(
         "per_class_accuracy": per_class,
         "confusion_matrix": confusion.tolist(),
     }
+
+
+def _check_disjoint(queries: Any, gallery: Any, settings: EvalSettings) -> None:
+    """A query must not find itself: refuse a gallery that holds query videos (e.g. the
+    reference's own annotation files, which label the test list ``validation``)."""
+    shared = {r.video_id for r in queries.videos} & {r.video_id for r in gallery.videos}
+    if shared:
+        raise ValueError(
+            f"the retrieval gallery {settings.gallery!r} holds {len(shared)} of the query videos "
+            f"of {settings.split!r} (e.g. {sorted(shared)[0]}); choose another --gallery "
+            "(e.g. training) or --gallery none"
+        )
+
+
+def _gallery_subsets(gallery: Any, g: dict[str, Any]) -> dict[str, int]:
+    """Evaluated gallery videos per annotation subset (a union such as
+    ``training+validation`` mixes them)."""
+    subsets = getattr(gallery, "video_subsets", None)
+    if subsets is None:
+        return {}
+    counts: dict[str, int] = {}
+    for i in g["videos"].tolist():
+        counts[subsets[i]] = counts.get(subsets[i], 0) + 1
+    return counts
 
 
 def _retrieval(

@@ -326,3 +326,19 @@ def test_input_file_errors_name_the_file(tmp_path: Path, capsys) -> None:
     assert data_cli(["prepare", *args]) == 2
     assert f"{csv}:2: not UTF-8" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_subset_unions_are_literal() -> None:
+    data = {
+        "labels": ["a"],
+        "validation_subset": "testing",
+        "database": {
+            v: {"subset": s, "annotations": {"label": "a", "segment": [1, 2]}}
+            for v, s in (("t", "training"), ("h", "validation"), ("q", "testing"))
+        },
+    }
+    assert [v for v, _ in iter_subset(data, "validation")] == ["q"]  # the file's alias
+    assert [v for v, _ in iter_subset(data, "training+validation")] == ["t", "h"]
+    assert [v for v, _ in iter_subset(data, "testing+training")] == ["t", "q"]  # file order
+    with pytest.raises(ValueError, match="'train' is not one of"):
+        list(iter_subset(data, "train+validation"))

@@ -317,3 +317,48 @@ def test_epoch_seeded_sampling_is_independent_of_workers_and_order(ucf_json) -> 
     assert torch.equal(loaded, torch.stack(first))
     ds.set_epoch(4)
     assert not all(torch.equal(ds[i]["clip"], first[i]) for i in range(len(ds)))
+
+
+def test_reduced_decode_switch_reaches_training_and_evaluation(
+    big_stores, tmp_path, monkeypatch
+) -> None:
+    """data.reduced_decode (and ``ccl evaluate --[no-]reduced-decode``) picks the decoder's
+    output: off gives the full-size decode's pixels, on the DCT-reduced ones, for the
+    training and validation datasets of a run and for evaluation."""
+    from ccl import cli
+    from ccl.config import Config, apply_overrides
+    from ccl.engine import build_datasets
+    from ccl.evaluation import EvalSettings, _subset_dataset
+
+    ann, frames = big_stores
+    data = json.loads(Path(ann).read_text())
+    data["database"]["v1"]["subset"] = "validation"
+    split = tmp_path / "ann.json"
+    split.write_text(json.dumps(data))
+    kw = dict(frames=16, size=112)
+    full = ClipDataset(split, frames, "validation", "test", reduced_decode=False, **kw)
+    small = ClipDataset(split, frames, "validation", "test", **kw)
+    assert not torch.equal(full[0]["clip"], small[0]["clip"])  # 240 -> 112: decoded at 1/2
+
+    base = ["data.source=prepared", f"data.annotations={split}", f"data.frames_dir={frames}"]
+    for value, expected in (("false", full), ("true", small)):
+        cfg = apply_overrides(Config(), [*base, f"data.reduced_decode={value}"])
+        train_set, val_set, _ = build_datasets(cfg)
+        assert train_set.reduced_decode is val_set.reduced_decode is (value == "true")
+        assert torch.equal(val_set[0]["clip"], expected[0]["clip"])
+        test_set = _subset_dataset(cfg, EvalSettings(), "validation")
+        assert torch.equal(test_set[0]["clip"], expected[0]["clip"])
+    assert Config().data.reduced_decode is True  # on by default
+    # an evaluation setting overrides the run's value
+    cfg = apply_overrides(Config(), [*base, "data.reduced_decode=true"])
+    off = _subset_dataset(cfg, EvalSettings(reduced_decode=False), "validation")
+    assert torch.equal(off[0]["clip"], full[0]["clip"])
+    import ccl.evaluation
+
+    seen = []
+    monkeypatch.setattr(ccl.evaluation, "evaluate", lambda _t, s: seen.append(s) or {"missing": []})
+    monkeypatch.setattr(ccl.evaluation, "summary_line", lambda _r: "")
+    for flag in ("--reduced-decode", "--no-reduced-decode"):
+        assert cli.main(["evaluate", "run.pt", flag]) == 0
+    assert cli.main(["evaluate", "run.pt"]) == 0
+    assert [s.reduced_decode for s in seen] == [True, False, None]

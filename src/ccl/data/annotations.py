@@ -709,7 +709,23 @@ def load_annotations(path: str | Path) -> dict[str, Any]:
 
 def iter_subset(data: dict[str, Any], subset: str) -> Iterable[tuple[str, dict[str, Any]]]:
     """(video_id, entry) of one subset, in file order; ``validation`` follows the file's
-    ``validation_subset`` key when there is one."""
+    ``validation_subset`` key when there is one.
+
+    ``a+b`` is the union of the subsets whose entries are marked ``a`` or ``b``, taken
+    literally: ``training+validation`` is the official training split (the training videos
+    and those held out of them for validation; the test split even when the file validates
+    on it), the default retrieval gallery (docs/METHOD.md §5.5)."""
+    if "+" in subset:
+        parts = subset.split("+")
+        unknown = [p for p in parts if p not in SUBSETS]
+        if unknown:
+            raise ValueError(
+                f"subset {subset!r}: {', '.join(map(repr, unknown))} is not one of {SUBSETS}"
+            )
+        for video_id, entry in data["database"].items():
+            if entry["subset"] in parts:
+                yield video_id, entry
+        return
     if subset == "validation":
         subset = data.get("validation_subset", "validation")
     for video_id, entry in data["database"].items():

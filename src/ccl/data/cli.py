@@ -133,7 +133,7 @@ def _check_outputs(out: Path, report_path: Path, inputs: list[Path]) -> None:
 def _cmd_annotations(args: argparse.Namespace) -> int:
     common = {
         "val_fraction": args.val_fraction,
-        "validate_on_test": args.validate_on_test,
+        "validate_on_test": args.validate_on_test or args.protocol == "reference",
         "seed": args.seed,
     }
     out = Path(args.out)
@@ -231,8 +231,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "annotations",
         help="write the annotation JSON of a dataset from its split files",
         description="Write the reference's annotation JSON. A validation subset is held out "
-        "from training by default (--val-fraction, --seed); --validate-on-test validates on "
-        "the test split as the reference did.",
+        "from training by default (--val-fraction, --seed); --protocol reference (or "
+        "--validate-on-test) holds nothing out and validates on the test split, as the "
+        "reference did (train with train.protocol=reference to repeat its protocol exactly).",
     )
     asub = a.add_subparsers(dest="dataset", metavar="{ucf101,activitynet,vggsound,csv}")
     asub.required = True
@@ -247,9 +248,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             help="share of training held out for validation (default 0.1; 0 for none)",
         )
         p.add_argument(
+            "--protocol",
+            choices=("held-out", "reference"),
+            default="held-out",
+            help="held-out (default): validation = training groups held out (--val-fraction); "
+            "reference: the whole training list trains and the test split validates, as the "
+            "reference did (model selection on the test set; pair with train.protocol=reference)",
+        )
+        p.add_argument(
             "--validate-on-test",
             action="store_true",
-            help="validate on the test split (the reference's protocol; no hold-out)",
+            help="the same as --protocol reference",
         )
         p.add_argument("--seed", type=int, default=1, help="seed of the hold-out (default 1)")
         p.add_argument(

@@ -97,7 +97,8 @@ class ClipDataset(Dataset):
         frames_dir: folder of frame stores (``<label>/<video_id>.hdf5`` unless the entry has
             ``video_path``, relative to this folder).
         subset: ``training``, ``validation`` or ``testing`` (``validation`` follows the
-            file's ``validation_subset``).
+            file's ``validation_subset``), or a union such as ``training+validation``
+            (:func:`~ccl.data.annotations.iter_subset`).
         mode: ``train``, ``val`` or ``test`` (see the module doc).
         frames: frames per clip (T).
         size: output height and width.
@@ -164,6 +165,7 @@ class ClipDataset(Dataset):
         self.classes: list[str] = list(data["labels"])
         class_index = {name: i for i, name in enumerate(self.classes)}
         self.videos: list[VideoRecord] = []
+        self.video_subsets: list[str] = []  # each video's own subset (unions mix them)
         missing_paths: list[str] = []
         self.skipped: list[tuple[str, str]] = []
         for video_id, entry in iter_subset(data, subset):
@@ -189,6 +191,7 @@ class ClipDataset(Dataset):
             self.videos.append(
                 VideoRecord(video_id, path, class_index[label_name], first, end - first)
             )
+            self.video_subsets.append(entry["subset"])
         if missing_paths:
             msg = (
                 f"{self.annotation_path} ({subset}): {len(missing_paths)} videos have no frame "

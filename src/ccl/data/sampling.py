@@ -29,16 +29,21 @@ class EpochSampler(Sampler[int]):
         world_size: int = 1,
         start_batch: int = 0,
         drop_last: bool = True,
+        keep_last: bool = False,
     ) -> None:
         if drop_last and global_batch % world_size:
             raise ValueError(
                 f"the global batch ({global_batch}) must be divisible by the number of "
                 f"processes ({world_size})"
             )
+        if keep_last and world_size > 1:
+            raise ValueError("keep_last (a last, partial training batch) needs one process")
         self.num_samples, self.global_batch = num_samples, global_batch
         self.shuffle, self.seed, self.epoch = shuffle, seed, epoch
         self.rank, self.world_size, self.start_batch = rank, world_size, start_batch
         self.drop_last = drop_last
+        # training order with the last, partial batch kept (the reference's protocol)
+        self.keep_last = keep_last
         self.local_batch = global_batch // world_size
 
     def _indices(self) -> list[int]:
@@ -50,7 +55,7 @@ class EpochSampler(Sampler[int]):
         if not self.drop_last:
             # evaluation: a plain strided share; the gather by index makes it exact
             return order[self.rank :: self.world_size]
-        n_batches = self.num_samples // self.global_batch
+        n_batches = self._n_batches()
         if n_batches == 0:
             raise ValueError(
                 f"{self.num_samples} training samples cannot fill one batch of {self.global_batch}"
@@ -64,9 +69,16 @@ class EpochSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         return iter(self._indices())
 
+    def _n_batches(self) -> int:
+        if self.keep_last:
+            return -(-self.num_samples // self.global_batch)
+        return self.num_samples // self.global_batch
+
     def __len__(self) -> int:
         if not self.drop_last:
             return len(range(self.rank, self.num_samples, self.world_size))
+        if self.keep_last:
+            return max(0, self.num_samples - self.start_batch * self.global_batch)
         return max(0, self.num_samples // self.global_batch - self.start_batch) * self.local_batch
 
 

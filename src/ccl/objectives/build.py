@@ -78,4 +78,5 @@ def build_objective(
         jsd_weight=o.jsd_weight,
         normalize_composition=o.normalize_composition,
         nce_eps=o.nce_eps,
+        paper_lambda=o.paper_lambda,
     )

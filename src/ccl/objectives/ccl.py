@@ -19,7 +19,10 @@ parameters (``functional_call``) and each head loss sees a detached student, so
   refuse its sequence, pytorch/pytorch#39141), the part of the student's gradient that passes
   through a head used the head's weights as already stepped; here it uses the weights of the
   forward pass (a difference of the order of the head's learning rate).
-- ``paper`` (Algorithm A of the paper): the same, with each head's loss its CE only.
+- ``paper`` (Algorithm A of the paper): each head's loss is its CE only, and the student's
+  contrastive terms are weighted as the paper writes them, ``lambda * S(v, x_t) + (1 - lambda)
+  * S(v, m)`` (``paper_lambda``; 0.5 by default, this package's choice, not a value taken
+  from the paper; None keeps the unweighted sum of the other rules).
 - ``joint``: as ``reference``, but L_v also reaches the heads: head t receives
   grad(L_head_t + L_v). Not the reference's rule; it is what ``reference`` meant in this
   package before the routing was corrected, kept to continue runs started with it.
@@ -83,6 +86,7 @@ class CCLObjective(Objective):
         jsd_weight: float = 0.5,
         normalize_composition: bool = True,
         nce_eps: float = 1e-10,
+        paper_lambda: float | None = 0.5,
     ) -> None:
         super().__init__()
         teachers = tuple(teachers)
@@ -104,7 +108,10 @@ class CCLObjective(Objective):
         self.feature_dim = feature_dim
         self.image_teacher = image_teacher if "image" in teachers else None
         self.loss_weight = loss_weight if loss_weight is not None else 1.0 / len(teachers)
+        if paper_lambda is not None and not 0 <= paper_lambda <= 1:
+            raise ValueError(f"paper_lambda must be in [0, 1] or None, got {paper_lambda}")
         self.head_update = head_update
+        self.paper_lambda = paper_lambda  # head_update="paper" only
         temps = {**DEFAULT_TEMPERATURES, **(temperatures or {})}
         self.contrast = nn.ModuleDict(
             {t: MultiClassNCELoss(temps[t], eps=nce_eps) for t in teachers}
@@ -209,6 +216,10 @@ class CCLObjective(Objective):
         terms[f"{t}/jsd"] = jsd.detach()
         terms[f"{t}/head_ce"] = head_ce.detach()
         terms[f"{t}/head_acc"] = masked_mean(correct.float(), valid)
+        if self.head_update == "paper" and self.paper_lambda is not None:
+            # Algorithm A: lambda * L(v, x_t) + (1 - lambda) * L(v, m), each symmetric here
+            lam = self.paper_lambda
+            return lam * s_vt + (1 - lam) * s_vm, jsd, head_loss
         return s_vm + s_vt, jsd, head_loss
 
 

@@ -19,8 +19,10 @@ import time
 import torch
 
 from ccl.config import apply_overrides, preset
-from ccl.engine import build_model, build_objective, build_optimizer, resolve_device
+from ccl.engine import build_objective, build_optimizer
+from ccl.models import build_model
 from ccl.objectives import Batch
+from ccl.runtime import resolve_device
 
 METHODS = ("baseline", "ccl-a", "ccl-i", "ccl-ai")
 

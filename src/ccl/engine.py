@@ -7,10 +7,8 @@ objective (which owns teachers and heads) -> one backward -> one optimizer step.
 from __future__ import annotations
 
 import bisect
-import contextlib
 import json
 import math
-import random
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -18,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,9 +34,10 @@ from ccl.checkpoint import (
 )
 from ccl.config import Config
 from ccl.data.sampling import EpochSampler, SkipUnreadable
-from ccl.models import ImageTeacher, R2Plus1D, StudentOutput, build_student
+from ccl.models import ImageTeacher, R2Plus1D, StudentOutput, build_model
 from ccl.objectives import BaselineObjective, Batch, CCLObjective, Objective, ObjectiveOutput
 from ccl.runs import move_aside, refuse_existing_run
+from ccl.runtime import autocast_context, resolve_device, seed_everything, stats_tensor, to_batch
 from ccl.tblog import TensorBoardLog, require_tensorboard
 
 
@@ -47,27 +45,7 @@ class NonFiniteLossError(RuntimeError):
     """Training produced NaN or inf; the message names the step and every loss term."""
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
-    return device
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 # ----------------------------------------------------------------------------- builders
-
-
-def build_model(cfg: Config, num_classes: int) -> R2Plus1D:
-    s = cfg.student
-    return build_student(s.arch, num_classes, width=s.width, feature_dim=s.feature_dim)
 
 
 def build_objective(
@@ -200,41 +178,6 @@ def build_datasets(cfg: Config) -> tuple[Dataset, Dataset, list[str]]:
         d.annotations, d.frames_dir, d.val_subset, "val", val_clips=d.val_clips, **common
     )
     return train, val, list(train.classes)
-
-
-# ----------------------------------------------------------------------------- batches
-
-
-def to_batch(
-    raw: dict[str, Any], device: torch.device, mean: torch.Tensor, std: torch.Tensor
-) -> Batch:
-    """Move a collated sample dict to ``device``; uint8 clips become normalised floats there
-    (4x less host-to-device traffic than float clips)."""
-    clip = raw["clip"].to(device, non_blocking=True)
-    if clip.dtype == torch.uint8:
-        clip = clip.float().div_(255.0)
-    clip = (clip - mean) / std
-    audio = raw.get("audio")
-    available = raw.get("audio_available")
-    index = raw.get("index")
-    return Batch(
-        clip=clip,
-        label=torch.as_tensor(raw["label"]).to(device, non_blocking=True),
-        audio=audio.to(device, non_blocking=True) if audio is not None else None,
-        audio_available=available.to(device, non_blocking=True) if available is not None else None,
-        index=torch.as_tensor(index).to(device, non_blocking=True) if index is not None else None,
-    )
-
-
-def _stats_tensor(values: Iterable[float], device: torch.device) -> torch.Tensor:
-    return torch.tensor(list(values), dtype=torch.float32, device=device).view(1, 3, 1, 1, 1)
-
-
-def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -467,7 +410,7 @@ def train(cfg: Config, *, overwrite: bool = False) -> RunResult:
     objective = build_objective(cfg, num_classes, student.feature_dim, len(train_set)).to(device)
     optimizer, scheduler = build_optimizer(cfg, student, objective)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
-    mean, std = _stats_tensor(cfg.data.mean, device), _stats_tensor(cfg.data.std, device)
+    mean, std = stats_tensor(cfg.data.mean, device), stats_tensor(cfg.data.std, device)
     module: nn.Module = TrainModule(
         torch.compile(student) if cfg.train.compile else student, objective
     )

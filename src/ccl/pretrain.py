@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from ccl.checkpoint import save_checkpoint
-from ccl.engine import resolve_device
 from ccl.models.teachers import IMAGE_TEACHER_ARCHS, KINETICS_MEAN, KINETICS_STD
+from ccl.runtime import resolve_device
 
 
 def _load_npz(path: Path, name: str, keys: tuple[str, ...]) -> dict[str, np.ndarray]:

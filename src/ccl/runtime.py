@@ -19,6 +19,8 @@ from ccl.objectives.base import Batch
 
 
 def resolve_device(name: str) -> torch.device:
+    """``'auto'`` is CUDA when there is a GPU, else the CPU. A CUDA device asked for by name
+    on a machine without one is an error rather than a silent, much slower CPU run."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -28,6 +30,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators: every RNG the loop and data draw from."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -55,10 +58,14 @@ def to_batch(
 
 
 def stats_tensor(values: Iterable[float], device: torch.device) -> torch.Tensor:
+    """Per-channel clip mean or std as a (1, 3, 1, 1, 1) tensor on ``device``, the shape
+    :func:`to_batch` broadcasts over (B, C, T, H, W) clips."""
     return torch.tensor(list(values), dtype=torch.float32, device=device).view(1, 3, 1, 1, 1)
 
 
 def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Autocast to ``precision`` (``fp32``: none, ``bf16``, ``fp16``); training and evaluation
+    use this one switch so a model is scored at the precision it was asked for."""
     if precision == "fp32":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16

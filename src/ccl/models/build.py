@@ -11,5 +11,6 @@ if TYPE_CHECKING:  # ccl.config imports ccl.models
 
 
 def build_model(cfg: Config, num_classes: int) -> R2Plus1D:
+    """The student of ``cfg.student`` with ``num_classes`` outputs (untrained)."""
     s = cfg.student
     return build_student(s.arch, num_classes, width=s.width, feature_dim=s.feature_dim)

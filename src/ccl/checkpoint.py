@@ -137,17 +137,52 @@ def check_classes(
     )
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load with ``weights_only=True``: tensors and plain containers only, never pickled code."""
+class WeightsError(ValueError):
+    """A weights or checkpoint file that exists but cannot be read, with the file named."""
+
+
+def load_weights(
+    path: str | Path,
+    *,
+    what: str = "weights file",
+    hint: str = "",
+    safe_globals: Sequence[Any] = (),
+) -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)``: tensors and plain
+    containers only, never pickled code, so a downloaded or shared file cannot run anything.
+    Every checkpoint and teacher-weights file is read through here.
+
+    A missing file raises ``FileNotFoundError("<what> not found: <path><hint>")``; a file
+    torch cannot read (truncated, garbage, pickled objects) raises :class:`WeightsError`
+    ``"cannot read <what> <path>: <error type>: <first line of the error>"``. Callers check
+    the content themselves. ``safe_globals``: extra classes and functions the file may
+    reference (numpy scalars in PANNs checkpoints)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}{hint}")
+    allowed = (
+        torch.serialization.safe_globals(list(safe_globals))
+        if safe_globals
+        else contextlib.nullcontext()
+    )
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with allowed:
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure becomes one clear message
-        raise CheckpointError(
-            f"cannot load checkpoint {path}: {type(err).__name__}: {str(err).splitlines()[0]}"
+        first_line = (str(err).strip().splitlines() or [""])[0]
+        raise WeightsError(
+            f"cannot read {what} {path}: {type(err).__name__}: {first_line}"
         ) from err
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A ccl checkpoint, read onto the CPU by :func:`load_weights`; every problem is a
+    :class:`CheckpointError` naming the file."""
+    path = Path(path)
+    try:
+        state = load_weights(path, what="checkpoint")
+    except (FileNotFoundError, WeightsError) as err:
+        raise CheckpointError(str(err)) from err
     if not isinstance(state, dict) or "student" not in state:
         raise CheckpointError(f"{path} is not a ccl checkpoint (no 'student' entry)")
     return state

@@ -24,13 +24,12 @@ from tqdm import tqdm
 
 from ccl import distributed, metrics
 from ccl.checkpoint import (
+    Progress,
+    TrainingState,
     check_classes,
     find_resume_checkpoint,
     load_checkpoint,
     remove_stale_temporaries,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
 )
 from ccl.config import Config
 from ccl.data.sampling import EpochSampler, SkipUnreadable
@@ -424,21 +423,16 @@ def train(cfg: Config, *, overwrite: bool = False) -> RunResult:
     sums: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
     resumed_step = None
+    training = TrainingState(student, objective.heads, optimizer, scheduler, scaler)
     if state is not None:
-        student.load_state_dict(state["student"])
-        objective.heads.load_state_dict(state["heads"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        start_epoch, start_batch = state["epoch"], state["batch_in_epoch"]
-        resumed_step = state["step"]
-        best_top1 = state.get("best_top1", -math.inf)
-        best = state.get("best")
-        sums.update(state.get("epoch_sums", {}))
-        counts.update(state.get("epoch_counts", {}))
+        progress = training.restore(state, source=resume_path)
+        start_epoch, start_batch = progress.epoch, progress.batch_in_epoch
+        resumed_step = progress.step
+        best_top1, best = progress.best_top1, progress.best
+        sums.update(progress.epoch_sums)
+        counts.update(progress.epoch_counts)
         if main:
-            _reset_log_after(run_dir / "metrics.jsonl", start_epoch, state["step"])
+            _reset_log_after(run_dir / "metrics.jsonl", start_epoch, progress.step)
             print(f"resumed from {resume_path}: epoch {start_epoch + 1}, batch {start_batch}")
         del state
     elif main and cfg.train.resume == "auto":
@@ -459,25 +453,8 @@ def train(cfg: Config, *, overwrite: bool = False) -> RunResult:
         it already trained; a finished epoch is saved as (epoch + 1, 0)."""
         if not main:
             return
-        state = {
-            "format": "ccl-checkpoint-v1",
-            "epoch": epoch,
-            "batch_in_epoch": batch_in_epoch,
-            "step": step,
-            "student": student.state_dict(),
-            "heads": objective.heads.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "rng": rng_state(),
-            "best_top1": best_top1,
-            "best": best,
-            "epoch_sums": dict(sums),
-            "epoch_counts": dict(counts),
-            "config": cfg.to_dict(),
-            "classes": list(classes),
-        }
-        save_checkpoint(state, path)
+        progress = Progress(epoch, batch_in_epoch, step, best_top1, best, dict(sums), dict(counts))
+        training.save(path, progress, config=cfg.to_dict(), classes=classes)
 
     steps_per_epoch = _steps_per_epoch(len(train_set), cfg)
     step = start_epoch * steps_per_epoch + start_batch

@@ -12,8 +12,9 @@ import torch
 
 from ccl.config import preset
 from ccl.data.toy import ToyClipDataset
-from ccl.engine import _stats_tensor, build_model, resolve_device
 from ccl.evaluation import forward_windows
+from ccl.models import build_model
+from ccl.runtime import resolve_device, stats_tensor
 
 
 def main() -> None:
@@ -35,7 +36,7 @@ def main() -> None:
     cfg.student.arch = args.arch
     student = build_model(cfg, 51).to(device)
     data = ToyClipDataset(args.windows, 16, frames=args.frames, size=args.size, audio_dim=8)
-    mean, std = _stats_tensor(cfg.data.mean, device), _stats_tensor(cfg.data.std, device)
+    mean, std = stats_tensor(cfg.data.mean, device), stats_tensor(cfg.data.std, device)
 
     def once() -> float:
         if device.type == "cuda":

@@ -19,9 +19,11 @@ import time
 import torch
 
 from ccl.config import apply_overrides, preset
-from ccl.engine import build_model, build_optimizer, resolve_device
+from ccl.engine import build_optimizer
+from ccl.models import build_model
 from ccl.objectives import Batch, build_objective
 from ccl.objectives.registry import BASELINE, MAIN_RUNS
+from ccl.runtime import resolve_device
 
 METHODS = tuple(MAIN_RUNS)  # baseline, ccl-a, ccl-i, ccl-ai
 

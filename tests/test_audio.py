@@ -695,3 +695,21 @@ def test_frame_store_soundtrack_equals_the_video_files(tmp_path: Path) -> None:
     assert from_store is not None and from_video is not None
     np.testing.assert_allclose(from_store, from_video, rtol=0, atol=1e-6)
     assert 0.27 < np.abs(from_store[4000:20000]).max() < 0.33
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="asks for CUDA on a machine without it")
+def test_extract_on_missing_cuda_is_a_clear_error(
+    tmp_path: Path, checkpoint: tuple[Path, dict], capsys
+) -> None:
+    """Extraction resolves devices as training does: CUDA asked for by name on a machine
+    without it stops with one line instead of silently running on the CPU."""
+    from ccl.cli import main
+
+    ckpt, _ = checkpoint
+    src, out = tmp_path / "videos", tmp_path / "emb"
+    write_store(src / "K" / "v_K_g01_c01.hdf5", np.zeros(12_000, dtype=np.float32))
+    argv = ["extract-audio", str(src), "--checkpoint", str(ckpt), "--out", str(out)]
+    assert main([*argv, "--device", "cuda", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "ccl extract-audio: error: device 'cuda' requested but CUDA is not available"
+    assert not list(out.rglob("*.npy"))

@@ -10,7 +10,8 @@ import torch.multiprocessing as mp
 
 from ccl.config import apply_overrides, preset
 from ccl.distributed import gather_by_index
-from ccl.engine import TrainModule, build_model, build_optimizer, train_step
+from ccl.engine import TrainModule, build_optimizer, train_step
+from ccl.models import build_model
 from ccl.objectives import Batch, build_objective
 
 GLOBAL_BATCH, STEPS, CLASSES = 8, 3, 4

@@ -9,7 +9,8 @@ import torch
 
 from ccl.checkpoint import CheckpointError, load_checkpoint
 from ccl.config import Config, apply_overrides, preset
-from ccl.engine import NonFiniteLossError, build_model, build_optimizer, train
+from ccl.engine import NonFiniteLossError, build_optimizer, train
+from ccl.models import build_model
 from ccl.objectives import build_objective
 
 TINY = [
@@ -423,8 +424,9 @@ def test_adamw_optimizer_keeps_the_groups_and_schedules(tmp_path):
 def test_grad_norms_of_the_student_loss_parts(tmp_path):
     """The logged grad/<part> equals the norm of that part's gradient on the student's
     parameters computed by its own backward pass, and the parts add up to L_v."""
-    from ccl.engine import TrainModule, _grad_norms, build_datasets, to_batch
+    from ccl.engine import TrainModule, _grad_norms, build_datasets
     from ccl.objectives import Batch
+    from ccl.runtime import to_batch
 
     cfg = _cfg("ccl-ai", tmp_path)
     torch.manual_seed(0)

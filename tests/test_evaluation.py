@@ -77,7 +77,8 @@ def test_evaluate_matches_direct_computation(run_dir):
     # recompute straightforwardly, one video at a time
     from ccl.checkpoint import load_checkpoint
     from ccl.config import Config
-    from ccl.engine import _stats_tensor, build_model, to_batch
+    from ccl.models import build_model
+    from ccl.runtime import stats_tensor, to_batch
 
     state = load_checkpoint(run_dir / "checkpoints" / "best.pt")
     cfg = Config.from_dict(state["config"])
@@ -85,8 +86,8 @@ def test_evaluate_matches_direct_computation(run_dir):
     model.load_state_dict(state["student"])
     model.eval()
     mean, std = (
-        _stats_tensor(cfg.data.mean, torch.device("cpu")),
-        _stats_tensor(cfg.data.std, torch.device("cpu")),
+        stats_tensor(cfg.data.mean, torch.device("cpu")),
+        stats_tensor(cfg.data.std, torch.device("cpu")),
     )
 
     def per_video(ds):

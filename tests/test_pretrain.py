@@ -56,3 +56,17 @@ def test_corrupt_corpus_is_named(tmp_path):
     corpus.write_bytes(b"PK\x03\x04 not a zip archive")
     with pytest.raises(ValueError, match=f"cannot read teacher corpus {corpus}: BadZipFile"):
         pretrain_image_teacher(tmp_path, tmp_path / "out.pt")
+
+
+def test_resample_array_keeps_duration_and_pitch():
+    """The sound corpus is resampled in memory to the teacher's 32 kHz: same duration, same
+    tone (the public helper the demo teacher's training uses)."""
+    from ccl.data.prepare import resample_array
+
+    t = np.arange(16000) / 16000
+    tone = np.sin(2 * np.pi * 880 * t).astype(np.float32)
+    out = resample_array(tone, 16000, 32000)
+    assert out.dtype == np.float32 and abs(len(out) - 32000) < 200
+    spectrum = np.abs(np.fft.rfft(out))
+    assert abs(np.argmax(spectrum) * 32000 / len(out) - 880) < 5
+    assert len(resample_array(np.zeros(0, np.float32), 16000, 32000)) == 0

@@ -147,8 +147,8 @@ def test_image_probe_frames_are_prepared_as_evaluation_prepares_them(stores, mon
     window (short side resize, centre crop, clip normalisation), then its own resize."""
     import ccl.probe
     from ccl.data.datasets import ClipDataset
-    from ccl.engine import _stats_tensor, to_batch
     from ccl.models.teachers import ImageTeacher
+    from ccl.runtime import stats_tensor, to_batch
 
     root, videos = stores
     ann = _annotations(root / "ann.json", videos)
@@ -159,7 +159,7 @@ def test_image_probe_frames_are_prepared_as_evaluation_prepares_them(stores, mon
     # its centre frame (index 2 = n_frames // 2)
     ds = ClipDataset(ann, root / "frames", "testing", "test", frames=5, size=32, missing="skip")
     cpu = torch.device("cpu")
-    mean, std = _stats_tensor(SETTINGS.mean, cpu), _stats_tensor(SETTINGS.std, cpu)
+    mean, std = stats_tensor(SETTINGS.mean, cpu), stats_tensor(SETTINGS.std, cpu)
     assert len(ds.windows) == len(ds.videos) == len(feats) == 5
     for i, (video, _) in enumerate(ds.windows):
         clip = to_batch({"clip": ds[i]["clip"][None], "label": [0]}, cpu, mean, std).clip

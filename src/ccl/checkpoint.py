@@ -1,19 +1,23 @@
-"""Checkpoints: atomic writes, safe loads (``weights_only=True``), ``--resume auto``, and
-the check that a checkpoint's classes are the data's."""
+"""Checkpoints: atomic writes, safe loads (``weights_only=True``), the training state a
+checkpoint holds, ``--resume auto``, and the check that a checkpoint's classes are the
+data's."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import random
 import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 import torch
+from torch import nn
 
 
 class CheckpointError(RuntimeError):
@@ -137,17 +141,52 @@ def check_classes(
     )
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load with ``weights_only=True``: tensors and plain containers only, never pickled code."""
+class WeightsError(ValueError):
+    """A weights or checkpoint file that exists but cannot be read, with the file named."""
+
+
+def load_weights(
+    path: str | Path,
+    *,
+    what: str = "weights file",
+    hint: str = "",
+    safe_globals: Sequence[Any] = (),
+) -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)``: tensors and plain
+    containers only, never pickled code, so a downloaded or shared file cannot run anything.
+    Every checkpoint and teacher-weights file is read through here.
+
+    A missing file raises ``FileNotFoundError("<what> not found: <path><hint>")``; a file
+    torch cannot read (truncated, garbage, pickled objects) raises :class:`WeightsError`
+    ``"cannot read <what> <path>: <error type>: <first line of the error>"``. Callers check
+    the content themselves. ``safe_globals``: extra classes and functions the file may
+    reference (numpy scalars in PANNs checkpoints)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}{hint}")
+    allowed = (
+        torch.serialization.safe_globals(list(safe_globals))
+        if safe_globals
+        else contextlib.nullcontext()
+    )
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with allowed:
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure becomes one clear message
-        raise CheckpointError(
-            f"cannot load checkpoint {path}: {type(err).__name__}: {str(err).splitlines()[0]}"
+        first_line = (str(err).strip().splitlines() or [""])[0]
+        raise WeightsError(
+            f"cannot read {what} {path}: {type(err).__name__}: {first_line}"
         ) from err
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A ccl checkpoint, read onto the CPU by :func:`load_weights`; every problem is a
+    :class:`CheckpointError` naming the file."""
+    path = Path(path)
+    try:
+        state = load_weights(path, what="checkpoint")
+    except (FileNotFoundError, WeightsError) as err:
+        raise CheckpointError(str(err)) from err
     if not isinstance(state, dict) or "student" not in state:
         raise CheckpointError(f"{path} is not a ccl checkpoint (no 'student' entry)")
     return state
@@ -236,3 +275,91 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def _python_state_to_plain(state: tuple) -> list:
     version, internal, gauss = state
     return [version, list(internal), gauss]
+
+
+CHECKPOINT_FORMAT = "ccl-checkpoint-v1"
+
+
+@dataclass
+class Progress:
+    """Where a run stands, saved next to the weights. ``epoch`` is the epoch in progress
+    (0-based) and ``batch_in_epoch`` the batches of it already trained; a finished epoch is
+    (epoch + 1, 0). ``epoch_sums`` and ``epoch_counts`` are the running training means of the
+    epoch in progress, so a run resumed mid-epoch logs the same epoch means. The defaults are
+    what a checkpoint without the entry (an older one) resumes with."""
+
+    epoch: int
+    batch_in_epoch: int
+    step: int
+    best_top1: float = -math.inf
+    best: dict[str, float] | None = None
+    epoch_sums: dict[str, float] = field(default_factory=dict)
+    epoch_counts: dict[str, int] = field(default_factory=dict)
+
+
+_REQUIRED_PROGRESS = [
+    f.name for f in fields(Progress) if f.default is MISSING and f.default_factory is MISSING
+]
+
+
+@dataclass
+class TrainingState:
+    """Everything of a training run that a checkpoint saves and a resume restores: the keys
+    of a checkpoint are written in :meth:`to_dict` and read back in :meth:`restore`, nowhere
+    else, so the two cannot drift apart. Besides these objects a checkpoint holds the
+    :class:`Progress`, every RNG state, the run's config and its classes."""
+
+    student: nn.Module
+    heads: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+
+    def to_dict(
+        self, progress: Progress, *, config: dict[str, Any], classes: Sequence[str]
+    ) -> dict[str, Any]:
+        """The checkpoint: tensors and plain containers only (``weights_only``-loadable)."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": progress.epoch,
+            "batch_in_epoch": progress.batch_in_epoch,
+            "step": progress.step,
+            "student": self.student.state_dict(),
+            "heads": self.heads.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_state(),
+            "best_top1": progress.best_top1,
+            "best": progress.best,
+            "epoch_sums": dict(progress.epoch_sums),
+            "epoch_counts": dict(progress.epoch_counts),
+            "config": config,
+            "classes": list(classes),
+        }
+
+    def save(
+        self,
+        path: str | Path,
+        progress: Progress,
+        *,
+        config: dict[str, Any],
+        classes: Sequence[str],
+    ) -> None:
+        """Write the checkpoint to ``path`` atomically (:func:`save_checkpoint`)."""
+        save_checkpoint(self.to_dict(progress, config=config, classes=classes), path)
+
+    def restore(self, state: dict[str, Any], *, source: str | Path = "checkpoint") -> Progress:
+        """Load a checkpoint (``state`` from :func:`load_checkpoint`) into these objects and
+        the RNGs; returns where the run stands. ``source`` names the file in errors."""
+        needed = ["student", "heads", "optimizer", "scheduler", "scaler", "rng"]
+        missing = [k for k in needed + _REQUIRED_PROGRESS if k not in state]
+        if missing:
+            raise CheckpointError(f"cannot resume from {source}: it has no {', '.join(missing)}")
+        self.student.load_state_dict(state["student"])
+        self.heads.load_state_dict(state["heads"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        return Progress(**{f.name: state[f.name] for f in fields(Progress) if f.name in state})

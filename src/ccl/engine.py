@@ -7,10 +7,8 @@ objective (which owns teachers and heads) -> one backward -> one optimizer step.
 from __future__ import annotations
 
 import bisect
-import contextlib
 import json
 import math
-import random
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -18,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,22 +24,22 @@ from tqdm import tqdm
 
 from ccl import distributed, metrics
 from ccl.checkpoint import (
+    Progress,
+    TrainingState,
     check_classes,
     find_resume_checkpoint,
     load_checkpoint,
     remove_stale_temporaries,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
 )
 from ccl.config import Config
 from ccl.data.sampling import EpochSampler, SkipUnreadable
-from ccl.models import R2Plus1D, StudentOutput, build_student
+from ccl.models import R2Plus1D, StudentOutput, build_model
 from ccl.objectives import Batch, Objective, ObjectiveOutput
 from ccl.objectives.build import build_objective
 from ccl.protocol import check_annotations, forward_in_splits
 from ccl.protocol import resolve as resolve_protocol
 from ccl.runs import move_aside, refuse_existing_run
+from ccl.runtime import autocast_context, resolve_device, seed_everything, stats_tensor, to_batch
 from ccl.tblog import TensorBoardLog, require_tensorboard
 
 
@@ -50,27 +47,7 @@ class NonFiniteLossError(RuntimeError):
     """Training produced NaN or inf; the message names the step and every loss term."""
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
-    return device
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 # ----------------------------------------------------------------------------- builders
-
-
-def build_model(cfg: Config, num_classes: int) -> R2Plus1D:
-    s = cfg.student
-    return build_student(s.arch, num_classes, width=s.width, feature_dim=s.feature_dim)
 
 
 def build_optimizer(
@@ -142,41 +119,6 @@ def build_datasets(cfg: Config) -> tuple[Dataset, Dataset, list[str]]:
         d.annotations, d.frames_dir, d.val_subset, "val", val_clips=d.val_clips, **common
     )
     return train, val, list(train.classes)
-
-
-# ----------------------------------------------------------------------------- batches
-
-
-def to_batch(
-    raw: dict[str, Any], device: torch.device, mean: torch.Tensor, std: torch.Tensor
-) -> Batch:
-    """Move a collated sample dict to ``device``; uint8 clips become normalised floats there
-    (4x less host-to-device traffic than float clips)."""
-    clip = raw["clip"].to(device, non_blocking=True)
-    if clip.dtype == torch.uint8:
-        clip = clip.float().div_(255.0)
-    clip = (clip - mean) / std
-    audio = raw.get("audio")
-    available = raw.get("audio_available")
-    index = raw.get("index")
-    return Batch(
-        clip=clip,
-        label=torch.as_tensor(raw["label"]).to(device, non_blocking=True),
-        audio=audio.to(device, non_blocking=True) if audio is not None else None,
-        audio_available=available.to(device, non_blocking=True) if available is not None else None,
-        index=torch.as_tensor(index).to(device, non_blocking=True) if index is not None else None,
-    )
-
-
-def _stats_tensor(values: Iterable[float], device: torch.device) -> torch.Tensor:
-    return torch.tensor(list(values), dtype=torch.float32, device=device).view(1, 3, 1, 1, 1)
-
-
-def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -416,7 +358,7 @@ def train(cfg: Config, *, overwrite: bool = False) -> RunResult:
     objective = build_objective(cfg, num_classes, student.feature_dim, len(train_set)).to(device)
     optimizer, scheduler = build_optimizer(cfg, student, objective)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
-    mean, std = _stats_tensor(cfg.data.mean, device), _stats_tensor(cfg.data.std, device)
+    mean, std = stats_tensor(cfg.data.mean, device), stats_tensor(cfg.data.std, device)
     module: nn.Module = TrainModule(
         torch.compile(student) if cfg.train.compile else student, objective, protocol.bn_splits
     )
@@ -430,21 +372,16 @@ def train(cfg: Config, *, overwrite: bool = False) -> RunResult:
     sums: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
     resumed_step = None
+    training = TrainingState(student, objective.heads, optimizer, scheduler, scaler)
     if state is not None:
-        student.load_state_dict(state["student"])
-        objective.heads.load_state_dict(state["heads"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        start_epoch, start_batch = state["epoch"], state["batch_in_epoch"]
-        resumed_step = state["step"]
-        best_top1 = state.get("best_top1", -math.inf)
-        best = state.get("best")
-        sums.update(state.get("epoch_sums", {}))
-        counts.update(state.get("epoch_counts", {}))
+        progress = training.restore(state, source=resume_path)
+        start_epoch, start_batch = progress.epoch, progress.batch_in_epoch
+        resumed_step = progress.step
+        best_top1, best = progress.best_top1, progress.best
+        sums.update(progress.epoch_sums)
+        counts.update(progress.epoch_counts)
         if main:
-            _reset_log_after(run_dir / "metrics.jsonl", start_epoch, state["step"])
+            _reset_log_after(run_dir / "metrics.jsonl", start_epoch, progress.step)
             print(f"resumed from {resume_path}: epoch {start_epoch + 1}, batch {start_batch}")
         del state
     elif main and cfg.train.resume == "auto":
@@ -465,25 +402,8 @@ def train(cfg: Config, *, overwrite: bool = False) -> RunResult:
         it already trained; a finished epoch is saved as (epoch + 1, 0)."""
         if not main:
             return
-        state = {
-            "format": "ccl-checkpoint-v1",
-            "epoch": epoch,
-            "batch_in_epoch": batch_in_epoch,
-            "step": step,
-            "student": student.state_dict(),
-            "heads": objective.heads.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "rng": rng_state(),
-            "best_top1": best_top1,
-            "best": best,
-            "epoch_sums": dict(sums),
-            "epoch_counts": dict(counts),
-            "config": cfg.to_dict(),
-            "classes": list(classes),
-        }
-        save_checkpoint(state, path)
+        progress = Progress(epoch, batch_in_epoch, step, best_top1, best, dict(sums), dict(counts))
+        training.save(path, progress, config=cfg.to_dict(), classes=classes)
 
     steps_per_epoch = _steps_per_epoch(len(train_set), cfg)
     step = start_epoch * steps_per_epoch + start_batch

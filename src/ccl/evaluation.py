@@ -28,7 +28,8 @@ from ccl.checkpoint import check_classes, load_checkpoint
 from ccl.config import Config
 from ccl.data.audio_features import sha256_file
 from ccl.data.sampling import EpochSampler
-from ccl.engine import _stats_tensor, autocast_context, build_model, resolve_device, to_batch
+from ccl.models import build_model
+from ccl.runtime import autocast_context, resolve_device, stats_tensor, to_batch
 
 RECALL_KS = (1, 5, 10, 20, 50)
 
@@ -269,7 +270,7 @@ def evaluate(
     student = build_model(cfg, len(classes))
     student.load_state_dict(state["student"])
     student.to(device)
-    mean, std = _stats_tensor(cfg.data.mean, device), _stats_tensor(cfg.data.std, device)
+    mean, std = stats_tensor(cfg.data.mean, device), stats_tensor(cfg.data.std, device)
     if settings.out_dir is not None:
         out_dir = Path(settings.out_dir)
     else:

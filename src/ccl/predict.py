@@ -34,8 +34,9 @@ from ccl.config import Config
 from ccl.data import transforms as T
 from ccl.data.datasets import clip_offsets
 from ccl.data.prepare import DEFAULT_SHORT_SIDE, decode_video_frames
-from ccl.engine import _stats_tensor, build_model, resolve_device, to_batch
 from ccl.evaluation import resolve_checkpoint
+from ccl.models import build_model
+from ccl.runtime import resolve_device, stats_tensor, to_batch
 
 
 @dataclass
@@ -77,8 +78,8 @@ def load_student(
         classes,
         path,
         dev,
-        _stats_tensor(cfg.data.mean, dev),
-        _stats_tensor(cfg.data.std, dev),
+        stats_tensor(cfg.data.mean, dev),
+        stats_tensor(cfg.data.std, dev),
     )
 
 

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from ccl.checkpoint import save_checkpoint
-from ccl.engine import resolve_device
 from ccl.models.teachers import IMAGE_TEACHER_ARCHS, KINETICS_MEAN, KINETICS_STD
+from ccl.runtime import resolve_device
 
 
 def _load_npz(path: Path, name: str, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -180,7 +180,7 @@ def pretrain_audio_teacher(
 ) -> dict[str, Any]:
     """Train :class:`SmallAudioCNN` on ``sounds.npz`` (``waveforms`` (N, samples),
     ``labels``, ``label_names``, ``sample_rate``) resampled to 32 kHz; save to ``out``."""
-    from ccl.data.audio_features import _resample_array
+    from ccl.data.prepare import resample_array
     from ccl.models.panns import SAMPLE_RATE
     from ccl.models.small_audio import SmallAudioCNN, save_small_audio_teacher
 
@@ -188,7 +188,7 @@ def pretrain_audio_teacher(
     rate = int(data.get("sample_rate", SAMPLE_RATE))
     waves = data["waveforms"].astype(np.float32)
     if rate != SAMPLE_RATE:
-        waves = np.stack([_resample_array(w, rate, SAMPLE_RATE) for w in waves])
+        waves = np.stack([resample_array(w, rate, SAMPLE_RATE) for w in waves])
     labels = torch.from_numpy(data["labels"].astype(np.int64))
     names = [str(n) for n in data["label_names"]]
     torch.manual_seed(seed)

@@ -936,9 +936,10 @@ def generate(
         },
         **info.to_dict(),
     }
-    tmp = info.info_file.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, info.info_file)  # written last: marks a complete output
+    from ccl.data.prepare import write_text_atomic
+
+    # written last, atomically: marks a complete output
+    write_text_atomic(info.info_file, json.dumps(payload, indent=1))
     info.seconds = time.perf_counter() - t0
     return info
 

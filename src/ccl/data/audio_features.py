@@ -38,14 +38,19 @@ import json
 import os
 import tarfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
-from ccl.data.prepare import VIDEO_EXTENSIONS, resample_mono
+from ccl.data.prepare import (
+    VIDEO_EXTENSIONS,
+    resample_array,
+    resample_mono,
+    write_text_atomic,
+)
 from ccl.models.panns import (
     AMIN,
     FMAX,
@@ -102,24 +107,8 @@ def _read_store_audio(path: Path) -> tuple[np.ndarray | None, str | None]:
     if not len(samples):
         return None, "audio stream has no samples"
     if rate != AUDIO_SAMPLE_RATE:
-        samples = _resample_array(samples, rate, AUDIO_SAMPLE_RATE)
+        samples = resample_array(samples, rate, AUDIO_SAMPLE_RATE)
     return samples, None
-
-
-def _resample_array(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
-    """Mono float32 ``samples`` at ``rate`` -> ``target`` Hz with FFmpeg's resampler."""
-    import av
-
-    def frames() -> Iterator[Any]:
-        block = 65536
-        for start in range(0, len(samples), block):
-            chunk = np.ascontiguousarray(samples[None, start : start + block], dtype=np.float32)
-            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
-            frame.sample_rate = rate
-            yield frame
-
-    out = resample_mono(frames(), target)
-    return out if out is not None else np.zeros(0, dtype=np.float32)
 
 
 def read_soundtrack(path: str | Path) -> tuple[np.ndarray | None, str | None]:
@@ -169,16 +158,13 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    from ccl.checkpoint import atomic_write
+
+    with atomic_write(path, what="audio embedding") as f:
         np.save(f, array, allow_pickle=False)
-    os.replace(tmp, path)
 
 
 def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
-    from ccl.data.prepare import write_text_atomic
-
     write_text_atomic(path, json.dumps(data, indent=1, sort_keys=False))
 
 
@@ -192,14 +178,6 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
     if not isinstance(data, dict) or data.get("kind") != MANIFEST_KIND:
         raise ValueError(f"{path} is not an audio-embedding manifest; choose another --out")
     return data
-
-
-def _resolve_device(device: str) -> Any:
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -569,7 +547,9 @@ def extract_audio(
     seg_len = _segment_length(segment_seconds, minimum)
     sources = find_sources(src)
     model = _load_audio_model(checkpoint, variant)
-    dev = _resolve_device(device)
+    from ccl.runtime import resolve_device  # torch loads only when extracting
+
+    dev = resolve_device(device)
     model.to(dev)
     identity = _extraction_identity(model, checkpoint, variant, segment_seconds, minimum)
     manifest = _open_manifest(out / MANIFEST_NAME, identity)

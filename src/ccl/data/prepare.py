@@ -401,6 +401,24 @@ def resample_mono(frames: Iterable[Any], rate: int) -> np.ndarray | None:
     return samples if len(samples) else None
 
 
+def resample_array(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """Mono float32 ``samples`` at ``rate`` -> ``target`` Hz with FFmpeg's resampler, through
+    :func:`resample_mono`, so waveforms held in memory (the demo's sound corpus) are
+    resampled exactly as decoded soundtracks are."""
+    import av
+
+    def frames() -> Iterator[Any]:
+        block = 65536
+        for start in range(0, len(samples), block):
+            chunk = np.ascontiguousarray(samples[None, start : start + block], dtype=np.float32)
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+            frame.sample_rate = rate
+            yield frame
+
+    out = resample_mono(frames(), target)
+    return out if out is not None else np.zeros(0, dtype=np.float32)
+
+
 def write_frame_store(
     path: str | Path,
     frames: Iterable[np.ndarray],

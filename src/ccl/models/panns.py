@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ccl.checkpoint import load_weights
+
 SAMPLE_RATE = 32_000
 WINDOW_SIZE = 1024
 HOP_SIZE = 320
@@ -361,19 +363,15 @@ def _numpy_safe_globals() -> list:
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The model state dict of a PANNs checkpoint (``{'model': state_dict, ...}``) or of a
-    bare state-dict file, read with ``torch.load(weights_only=True)``."""
+    bare state-dict file, read by :func:`ccl.checkpoint.load_weights`."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"PANNs checkpoint not found: {path}. Download {CHECKPOINT_FILES['emb512']} "
-            f"(the CCL audio teacher) or {CHECKPOINT_FILES['cnn14']} from {CHECKPOINT_SOURCE} "
-            "and pass its local path."
-        )
-    try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - re-raised with the file named
-        raise ValueError(f"cannot read PANNs checkpoint {path}: {err}") from err
+    obj = load_weights(
+        path,
+        what="PANNs checkpoint",
+        hint=f". Download {CHECKPOINT_FILES['emb512']} (the CCL audio teacher) or "
+        f"{CHECKPOINT_FILES['cnn14']} from {CHECKPOINT_SOURCE} and pass its local path.",
+        safe_globals=_numpy_safe_globals(),
+    )
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
         obj = obj["model"]
     if not isinstance(obj, Mapping) or not all(torch.is_tensor(v) for v in obj.values()):

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ccl.checkpoint import load_weights
 from ccl.models.panns import Cnn14Output, LogMelFrontEnd
 
 KIND = "ccl-small-audio-cnn"
@@ -87,15 +88,11 @@ def save_small_audio_teacher(model: SmallAudioCNN, path: str | Path, meta: dict)
 def load_small_audio_teacher(path: str | Path) -> SmallAudioCNN:
     """Load a checkpoint written by ``ccl pretrain-teacher --modality audio``; frozen, eval."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"audio teacher checkpoint not found: {path} (train one with "
-            "`ccl pretrain-teacher --modality audio`)"
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - re-raised with the file named
-        raise ValueError(f"cannot read audio teacher {path}: {err}") from err
+    state = load_weights(
+        path,
+        what="audio teacher checkpoint",
+        hint=" (train one with `ccl pretrain-teacher --modality audio`)",
+    )
     if not isinstance(state, dict) or state.get("kind") != KIND:
         raise ValueError(f"{path} is not a {KIND} checkpoint")
     model = SmallAudioCNN(int(state["num_classes"]), int(state["embedding_dim"]))

@@ -13,6 +13,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from ccl.checkpoint import load_weights
+
 FrameChoice = Literal["batch-random", "sample-random", "center"]
 TeacherNorm = Literal["clip", "imagenet"]
 
@@ -132,16 +134,13 @@ class ImageTeacher(nn.Module):
 def load_torchvision_weights(path: str | Path, arch: str) -> Mapping[str, torch.Tensor]:
     """Read a torchvision ResNet state-dict file (published files load unchanged)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"image teacher weights not found: {path}. Download torchvision's "
-            f"{TORCHVISION_WEIGHT_FILES.get(arch, arch)} from https://download.pytorch.org/models/ "
-            "on a machine with internet access and pass its local path."
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - re-raised with the file named
-        raise ValueError(f"cannot read image teacher weights {path}: {err}") from err
+    state = load_weights(
+        path,
+        what="image teacher weights",
+        hint=f". Download torchvision's {TORCHVISION_WEIGHT_FILES.get(arch, arch)} from "
+        "https://download.pytorch.org/models/ on a machine with internet access and pass its "
+        "local path.",
+    )
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, Mapping):

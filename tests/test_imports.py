@@ -20,3 +20,13 @@ def test_module_does_not_import_the_training_loop(module):
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("module", ["ccl.cli", "ccl.objectives.registry", "ccl.data.cli"])
+def test_command_line_and_registry_load_without_torch(module):
+    """The parser reads its method choices from the registry; neither may pull in torch
+    (``ccl --help`` and ``ccl prepare`` stay light)."""
+    code = f"import sys, {module}; assert 'torch' not in sys.modules, 'torch'"
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

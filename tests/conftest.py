@@ -31,3 +31,39 @@ def _tree_hashes(folder):
 @pytest.fixture
 def tree_hashes():
     return _tree_hashes
+
+
+# A one-epoch baseline on 8 synthetic clips: a real run folder (config, checkpoints, logs) in
+# seconds, for the tests of evaluate, predict and the commands' error messages.
+TINY_RUN = (
+    "data.synthetic_train=8",
+    "data.synthetic_val=4",
+    "data.batch_size=4",
+    "data.clip_frames=4",
+    "data.size=16",
+    "train.epochs=1",
+    "train.progress=false",
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_run_overrides():
+    """The ``section.key=value`` overrides of the tiny run, for tests that train through the
+    command line."""
+    return list(TINY_RUN)
+
+
+@pytest.fixture(scope="session")
+def train_tiny_run():
+    """``train_tiny_run(out_dir, *overrides)`` trains the tiny run into ``out_dir`` (later
+    overrides win) and returns its run folder."""
+    from ccl.config import apply_overrides, preset
+    from ccl.engine import train
+
+    def _train(out_dir, *overrides):
+        cfg = apply_overrides(
+            preset("smoke-baseline"), [*TINY_RUN, f"train.out_dir={out_dir}", *overrides]
+        )
+        return train(cfg).run_dir
+
+    return _train

@@ -151,21 +151,11 @@ def test_overrides_on_both_sides_of_a_flag(capsys):
     )
 
 
-def test_user_errors_are_one_line_without_traceback(tmp_path):
+def test_user_errors_are_one_line_without_traceback(tmp_path, train_tiny_run, tiny_run_overrides):
     """Bad values, files where folders belong and unwritable outputs: one line naming the
     path and the cause, exit code 2, for train, evaluate and report."""
-    from ccl.engine import train
-
-    tiny = [
-        "data.synthetic_train=8",
-        "data.synthetic_val=4",
-        "data.batch_size=4",
-        "data.clip_frames=4",
-        "data.size=16",
-        "train.epochs=1",
-        "train.progress=false",
-    ]
-    run = train(apply_overrides(preset("smoke-baseline"), [*tiny, f"train.out_dir={tmp_path}"]))
+    tiny = tiny_run_overrides
+    run = train_tiny_run(tmp_path)
     blocker = tmp_path / "a_file"
     blocker.write_text("a file where a folder is expected")
     train_args = ["train", "--preset", "smoke-baseline", *tiny]
@@ -173,8 +163,8 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
     cases = [
         ([*train_args, f"train.out_dir={blocker}"], [str(blocker / "smoke-baseline"), not_a_dir]),
         ([*train_args, "data.batch_size=0"], ["data.batch_size must be >= 1"]),
-        (["evaluate", str(run.run_dir), "--out", str(blocker / "ev")], [str(blocker), not_a_dir]),
-        (["report", str(run.run_dir), "--out", str(blocker / "rep")], [str(blocker), not_a_dir]),
+        (["evaluate", str(run), "--out", str(blocker / "ev")], [str(blocker), not_a_dir]),
+        (["report", str(run), "--out", str(blocker / "rep")], [str(blocker), not_a_dir]),
     ]
     env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
     for args, expected in cases:

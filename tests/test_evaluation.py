@@ -9,8 +9,6 @@ import pytest
 import torch
 
 from ccl import metrics
-from ccl.config import apply_overrides, preset
-from ccl.engine import train
 from ccl.evaluation import EvalSettings, evaluate, summary_line
 
 
@@ -47,22 +45,8 @@ class FakeWindows(torch.utils.data.Dataset):
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("run")
-    cfg = apply_overrides(
-        preset("smoke-baseline"),
-        [
-            "data.synthetic_train=8",
-            "data.synthetic_val=4",
-            "data.batch_size=4",
-            "data.clip_frames=4",
-            "data.size=16",
-            "train.epochs=1",
-            "train.progress=false",
-            f"train.out_dir={tmp}",
-        ],
-    )
-    return train(cfg).run_dir
+def run_dir(tmp_path_factory, train_tiny_run):
+    return train_tiny_run(tmp_path_factory.mktemp("run"))
 
 
 def _settings(**kw):

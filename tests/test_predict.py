@@ -12,9 +12,7 @@ import torch
 
 from ccl.checkpoint import load_checkpoint, save_checkpoint
 from ccl.cli import main
-from ccl.config import apply_overrides, preset
 from ccl.data.prepare import prepare_videos
-from ccl.engine import train
 from ccl.evaluation import EvalSettings, evaluate
 from ccl.predict import embed_stores, load_student, run_video
 
@@ -25,22 +23,10 @@ FRAMES = 4  # data.clip_frames of the fixture run
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("run")
-    cfg = apply_overrides(
-        preset("smoke-baseline"),
-        [
-            "data.synthetic_train=8",
-            "data.synthetic_val=4",
-            "data.batch_size=4",
-            f"data.clip_frames={FRAMES}",
-            "data.size=32",
-            "train.epochs=1",
-            "train.progress=false",
-            f"train.out_dir={tmp}",
-        ],
+def run_dir(tmp_path_factory, train_tiny_run):
+    return train_tiny_run(
+        tmp_path_factory.mktemp("run"), f"data.clip_frames={FRAMES}", "data.size=32"
     )
-    return train(cfg).run_dir
 
 
 # name -> (frames, width, height, codec, audio codec)

@@ -36,6 +36,7 @@ from ccl.checkpoint import (
     set_rng_state,
 )
 from ccl.config import Config
+from ccl.cpu_allocator import configure_cpu_allocator
 from ccl.data.sampling import EpochSampler, SkipUnreadable
 from ccl.models import ImageTeacher, R2Plus1D, StudentOutput, build_student
 from ccl.objectives import BaselineObjective, Batch, CCLObjective, Objective, ObjectiveOutput
@@ -444,6 +445,8 @@ def train(cfg: Config, *, overwrite: bool = False) -> RunResult:
     resume_path = _resume_path(cfg, run_dir)
     state = load_checkpoint(resume_path) if resume_path is not None else None
     device = resolve_device(cfg.train.device)
+    if device.type == "cpu":
+        configure_cpu_allocator()  # fewer page faults; CCL_SYSTEM_MALLOC=1 opts out
     dist_info = distributed.init_from_env(device.type)
     if dist_info.enabled and device.type == "cuda":
         device = torch.device("cuda", dist_info.local_rank)

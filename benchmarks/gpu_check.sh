@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # GPU check (H100/H200), under 5 minutes: training clips/s per method at batch 32,
 # 3x16x112x112, r2plus1d-10 and r2plus1d-18, in fp32, bf16 and bf16 + channels_last +
-# torch.compile; evaluation windows/s; peak GPU memory; loader clips/s with the machine's
-# cores (libjpeg-turbo workers) and with nvJPEG in the main process; nvJPEG vs CPU pixels.
+# torch.compile of the whole step (student, teacher, objective, as train.compile does;
+# TRAIN_MODES="fp32 bf16-cl-compile" picks others, bf16-cl-compile compiling the student
+# alone); evaluation windows/s; peak GPU memory; loader clips/s with the machine's cores
+# (libjpeg-turbo workers) and with nvJPEG in the main process; nvJPEG vs CPU pixels.
 # Prints a Markdown table (also written to $OUT/gpu_check.md when OUT is set; every step's
 # output is appended to $OUT/gpu_check.log as it runs, so a cut-off run still reports).
 #
 #   bash benchmarks/gpu_check.sh            # needs a CUDA device; uses python3 (or $PYTHON)
 #   QUICK=1 DEVICE=cpu bash benchmarks/gpu_check.sh   # smoke run of the script itself
+#   QUICK=1 DEVICE=cpu TRAIN_MODES="fp32 bf16-cl-compile-step" COMPILE_BACKEND=aot_eager bash ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -21,9 +24,10 @@ if [ -n "${QUICK:-}" ]; then
   EVAL=(--windows 4 --batch 2 --frames 4 --size 32)
 else
   SHAPE=(--batch 32 --frames 16 --size 112 --steps 8 --warmup 2)
-  ARCHS=(r2plus1d-10 r2plus1d-18); MODES=(fp32 bf16 bf16-cl-compile)
+  ARCHS=(r2plus1d-10 r2plus1d-18); MODES=(fp32 bf16 bf16-cl-compile-step)
   EVAL=(--windows 512 --batch 64 --frames 16 --size 112)
 fi
+[ -n "${TRAIN_MODES:-}" ] && read -ra MODES <<< "$TRAIN_MODES"
 $PY -c "import torch; print('device:', torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu', '| torch', torch.__version__)" | tee "$LOG/device"
 
 table="| arch | mode | method | step s | clips/s | vs baseline | peak GiB |\n|---|---|---|---|---|---|---|\n"
@@ -36,6 +40,8 @@ train_runs() {  # train_runs MODE...: every arch in each mode, rows appended to 
       case $mode in
         bf16) extra=(--precision bf16) ;;
         bf16-cl-compile) extra=(--precision bf16 --channels-last --compile); methods=baseline,ccl-ai ;;
+        bf16-cl-compile-step) methods=baseline,ccl-ai
+          extra=(--precision bf16 --channels-last --compile-step --compile-backend "${COMPILE_BACKEND:-inductor}") ;;
       esac
       out="$LOG/train_${arch}_${mode}"
       step "$out" $PY benchmarks/train_step.py --device "$DEVICE" --arch "$arch" "${SHAPE[@]}" \
@@ -53,7 +59,9 @@ train_runs() {  # train_runs MODE...: every arch in each mode, rows appended to 
   done
 }
 # eager modes first; compilation (the slowest, least certain step) runs last
-train_runs "${MODES[@]/bf16-cl-compile/}"
+EAGER=(); COMPILED=()
+for m in "${MODES[@]}"; do if [[ $m == *compile* ]]; then COMPILED+=("$m"); else EAGER+=("$m"); fi; done
+[ ${#EAGER[@]} -eq 0 ] || train_runs "${EAGER[@]}"
 
 step "$LOG/eval" $PY benchmarks/evaluate.py --device "$DEVICE" "${EVAL[@]}" \
   --precision "$([ "$DEVICE" = cuda ] && echo bf16 || echo fp32)" || tail -5 "$LOG/eval"
@@ -77,7 +85,7 @@ if [ -z "${QUICK:-}" ]; then
   fi
 fi
 
-[[ " ${MODES[*]} " == *" bf16-cl-compile "* ]] && train_runs bf16-cl-compile
+[ ${#COMPILED[@]} -eq 0 ] || train_runs "${COMPILED[@]}"
 
 report="$(cat "$LOG/device")\n\n${table}\nEvaluation: $(grep '^eval' "$LOG/eval" || echo '-')\n\nLoader, CPU decoding with $(nproc) workers: ${loader}\n\nLoader, nvJPEG in the main process: ${loader_gpu}\n\nnvJPEG vs CPU pixels: ${pixels}\n"
 printf "%b" "$report"

@@ -8,6 +8,9 @@ run. Ends with one line per method:
 
 Example (the figure in the README): python benchmarks/train_step.py --batch 8 --frames 16
 --size 112 --arch r2plus1d-10 --steps 5
+
+``--compile`` compiles the student alone; ``--compile-step`` compiles what ``train.compile``
+does, the whole forward (student, image teacher, objective) as one graph.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import time
 import torch
 
 from ccl.config import apply_overrides, preset
-from ccl.engine import build_optimizer
+from ccl.engine import TrainModule, build_optimizer, compile_step
 from ccl.models import build_model
 from ccl.objectives import Batch, build_objective
 from ccl.objectives.registry import BASELINE, MAIN_RUNS
@@ -43,6 +46,14 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--channels-last", action="store_true", help="channels_last_3d student")
     parser.add_argument("--compile", action="store_true", help="torch.compile the student")
+    parser.add_argument(
+        "--compile-step",
+        action="store_true",
+        help="torch.compile student, teacher and objective as one graph (train.compile)",
+    )
+    parser.add_argument(
+        "--compile-backend", default="inductor", help="aot_eager: a quick check on a CPU"
+    )
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
     args = parser.parse_args()
     if args.threads:
@@ -60,6 +71,8 @@ def main() -> None:
     methods = [m for m in args.methods.split(",") if m]
     if BASELINE not in methods or set(methods) - set(METHODS):
         parser.error(f"--methods must include baseline and be among {METHODS}")
+    if args.compile and args.compile_step:
+        parser.error("--compile and --compile-step are alternatives")
     steps = {}
     for method in methods:
         cfg = preset(f"ucf51-{method}")
@@ -74,20 +87,26 @@ def main() -> None:
         student = build_model(cfg, args.classes).to(device)
         if args.channels_last:
             student = student.to(memory_format=torch.channels_last_3d)
-        if args.compile:
-            student = torch.compile(student)
         objective = build_objective(cfg, args.classes, student.feature_dim).to(device)
+        if args.channels_last:  # the image teacher too, as in training
+            objective = objective.to(memory_format=torch.channels_last)
         optimizer, _ = build_optimizer(cfg, student, objective)
-        steps[method] = (student, objective, optimizer)
+        module: torch.nn.Module = TrainModule(
+            torch.compile(student, backend=args.compile_backend) if args.compile else student,
+            objective,
+        )
+        if args.compile_step:
+            module = compile_step(module, backend=args.compile_backend)
+        steps[method] = (module, optimizer)
 
     def run_step(method: str) -> float:
-        student, objective, optimizer = steps[method]
+        module, optimizer = steps[method]
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
         with torch.autocast(device.type, dtype=dtype, enabled=args.precision != "fp32"):
-            loss = objective(student(batch.clip), batch).loss
+            loss = module(batch)[1].loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -106,7 +125,8 @@ def main() -> None:
     print(
         f"device={device} threads={torch.get_num_threads()} batch={b} "
         f"clip=3x{args.frames}x{args.size}x{args.size} arch={args.arch} classes={args.classes} "
-        f"image_teacher={args.image_teacher} steps={args.steps} precision={args.precision}"
+        f"image_teacher={args.image_teacher} steps={args.steps} precision={args.precision} "
+        f"compile={'step' if args.compile_step else 'student' if args.compile else 'none'}"
     )
     base = statistics.median(times[BASELINE])
     for method in methods:

@@ -466,3 +466,46 @@ def test_grad_norm_every_logs_the_parts(tmp_path):
     assert all(r["grad/contrast"] > 0 and "grad/divergence" in r for r in steps if "grad/ce" in r)
     epoch = [r for r in records if r["type"] == "epoch"][-1]
     assert epoch["train/grad/ce"] > 0
+
+
+@pytest.mark.parametrize("method", ["baseline", "ccl-ai"])
+def test_compiled_step_gives_the_eager_losses_and_gradients(method, tmp_path):
+    """``train.compile`` compiles student, image teacher and objective as one graph
+    (``fullgraph=True`` fails on any graph break), and one training step through it gives
+    the eager step's losses and gradients, the teacher's random frame included. The
+    ``aot_eager`` backend captures the same forward and backward graphs as inductor without
+    generating code (inductor takes minutes here; its kernels are PyTorch's to test)."""
+    import random
+
+    from ccl.engine import TrainModule, build_datasets, compile_step, to_batch, train_step
+
+    cfg = _cfg(method, tmp_path)
+    train_set, _, _ = build_datasets(cfg)
+    raw = torch.utils.data.default_collate([train_set[i] for i in range(4)])
+    mean = torch.tensor(cfg.data.mean).view(1, 3, 1, 1, 1)
+    std = torch.tensor(cfg.data.std).view(1, 3, 1, 1, 1)
+    batch = to_batch(raw, torch.device("cpu"), mean, std)
+
+    def one_step(compiled: bool):
+        torch.manual_seed(0)
+        student = build_model(cfg, 4)
+        objective = build_objective(cfg, 4, student.feature_dim, len(train_set))
+        optimizer, _ = build_optimizer(cfg, student, objective)
+        plain = TrainModule(student, objective)
+        module = compile_step(plain, backend="aot_eager", fullgraph=True) if compiled else plain
+        random.seed(1)  # the image teacher's frame
+        scaler = torch.amp.GradScaler("cpu", enabled=False)
+        terms, _ = train_step(module, batch, optimizer, scaler, "fp32")
+        grads = {n: p.grad for n, p in plain.named_parameters() if p.grad is not None}
+        return terms, grads
+
+    eager_terms, eager_grads = one_step(False)
+    terms, grads = one_step(True)
+    assert terms.keys() == eager_terms.keys()
+    for name, value in eager_terms.items():
+        assert terms[name] == pytest.approx(value, rel=1e-5, abs=1e-7), name
+    assert grads.keys() == eager_grads.keys() and len(grads) > 10
+    if method != "baseline":
+        assert any(n.startswith("objective.heads") for n in grads)
+    for name, g in eager_grads.items():
+        torch.testing.assert_close(grads[name], g, rtol=1e-5, atol=1e-7, msg=name)

@@ -130,7 +130,7 @@ class TrainConfig:
     # One extra backward pass per part on those steps; single process only.
     grad_norm_every: int = 0
     progress: bool = True
-    compile: bool = False  # torch.compile the student
+    compile: bool = False  # torch.compile student, teachers and objective (one graph)
     channels_last: bool = False  # channels_last_3d memory format (faster convs on GPU)
     sync_bn: bool = False  # SyncBatchNorm across processes (CUDA + torchrun only)
     deterministic: bool = False  # torch.use_deterministic_algorithms

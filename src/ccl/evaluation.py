@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from ccl import distributed, metrics
 from ccl.checkpoint import check_classes, load_checkpoint
 from ccl.config import Config
+from ccl.cpu_allocator import configure_cpu_allocator
 from ccl.data.audio_features import sha256_file
 from ccl.data.sampling import EpochSampler
 from ccl.models import build_model
@@ -267,6 +268,8 @@ def evaluate(
     cfg = Config.from_dict(state["config"])
     classes = list(state["classes"])
     device = resolve_device(settings.device)
+    if device.type == "cpu":
+        configure_cpu_allocator()  # fewer page faults; CCL_SYSTEM_MALLOC=1 opts out
     student = build_model(cfg, len(classes))
     student.load_state_dict(state["student"])
     student.to(device)

@@ -108,7 +108,11 @@ class ImageTeacher(nn.Module):
         """(B, 3, T, H, W) -> (B, 3, H, W), one frame per sample by ``frame_choice``."""
         b, _, t = clip.shape[:3]
         if self.frame_choice == "batch-random":
-            return clip[:, :, random.randrange(t)]
+            i = random.randrange(t)
+            if torch.compiler.is_compiling():
+                # traced, the draw is a graph input (a tensor): index by it, never read it back
+                return clip.index_select(2, torch.as_tensor(i, device=clip.device).view(1))[:, :, 0]
+            return clip[:, :, i]
         if self.frame_choice == "center":
             return clip[:, :, t // 2]
         idx = torch.randint(t, (b,), device=clip.device)

@@ -626,6 +626,12 @@ def test_cli_register(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert into_file.func(into_file) == 2
     printed = capsys.readouterr().out.strip()
     assert printed == f"error: {tmp_path / 'file'}: a file where a folder is expected"
+    # extract-audio reports its user errors the same way
+    no_src = parser.parse_args(
+        ["extract-audio", str(tmp_path / "nosrc"), "--checkpoint", "c.pth", "--out", "O"]
+    )
+    assert no_src.func(no_src) == 2
+    assert capsys.readouterr().out.strip() == f"error: source not found: {tmp_path / 'nosrc'}"
     ext = parser.parse_args(
         [
             "extract-audio",

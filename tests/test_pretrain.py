@@ -1,5 +1,7 @@
 """Demo teachers: trained on their corpora, loaded exactly like real teacher weights."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -19,6 +21,11 @@ def test_image_teacher_round_trip(tmp_path):
     )
     meta = pretrain_image_teacher(tmp_path, tmp_path / "img.pth", size=16, epochs=2, batch_size=8)
     assert 0.0 <= meta["held_out_accuracy"] <= 1.0 and meta["classes"] == ["a", "b", "c"]
+    # the record next to the weights: the returned meta, in this key order
+    record = json.loads((tmp_path / "img.pth.json").read_text())
+    keys = "arch size classes held_out_accuracy epochs corpus images".split()
+    assert record == meta and list(record) == keys
+    assert (record["corpus"], record["images"]) == (str(tmp_path), 40)
     teacher = ImageTeacher("resnet18", tmp_path / "img.pth", frame_choice="center", input_size=16)
     state = torch.load(tmp_path / "img.pth", weights_only=True)
     torch.testing.assert_close(teacher.net.conv1.weight, state["conv1.weight"])
@@ -40,6 +47,10 @@ def test_audio_teacher_round_trip(tmp_path):
     )
     meta = pretrain_audio_teacher(tmp_path, tmp_path / "aud.pt", epochs=2, batch_size=8)
     assert meta["classes"] == ["noise", "tone"]
+    record = json.loads((tmp_path / "aud.pt.json").read_text())
+    keys = "classes held_out_accuracy epochs corpus clips sample_rate".split()
+    assert record == meta and list(record) == keys
+    assert (record["clips"], record["sample_rate"]) == (24, 32000)
     model = load_small_audio_teacher(tmp_path / "aud.pt")
     out = model(torch.randn(3, 32000))
     assert out.embedding.shape == (3, 512) and (out.embedding >= 0).all()

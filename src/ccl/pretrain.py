@@ -108,6 +108,19 @@ def _accuracy(
     return float((preds == y).float().mean())
 
 
+def _training_record(
+    names: list[str], acc: float, epochs: int, corpus: str | Path
+) -> dict[str, Any]:
+    """What every pretrained teacher records of its training: classes, held-out accuracy,
+    epochs and corpus."""
+    return {"classes": names, "held_out_accuracy": acc, "epochs": epochs, "corpus": str(corpus)}
+
+
+def _write_record(out: str | Path, meta: dict[str, Any]) -> None:
+    """Write ``meta`` next to the teacher's weights as ``<out>.json``, for people to read."""
+    Path(str(out) + ".json").write_text(json.dumps(meta, indent=1) + "\n")
+
+
 def pretrain_image_teacher(
     corpus: str | Path,
     out: str | Path,
@@ -153,18 +166,14 @@ def pretrain_image_teacher(
         log_prefix="image teacher ",
         device=resolve_device(device),
     )
-    out = Path(out)
-    save_checkpoint(model.state_dict(), out)
+    save_checkpoint(model.state_dict(), Path(out))
     meta = {
         "arch": arch,
         "size": size,
-        "classes": names,
-        "held_out_accuracy": acc,
-        "epochs": epochs,
-        "corpus": str(corpus),
+        **_training_record(names, acc, epochs, corpus),
         "images": len(labels),
     }
-    out.with_suffix(out.suffix + ".json").write_text(json.dumps(meta, indent=1) + "\n")
+    _write_record(out, meta)
     return meta
 
 
@@ -222,15 +231,12 @@ def pretrain_audio_teacher(
         device=resolve_device(device),
     )
     meta = {
-        "classes": names,
-        "held_out_accuracy": acc,
-        "epochs": epochs,
-        "corpus": str(corpus),
+        **_training_record(names, acc, epochs, corpus),
         "clips": len(labels),
         "sample_rate": SAMPLE_RATE,
     }
     save_small_audio_teacher(model, out, meta)
-    Path(str(out) + ".json").write_text(json.dumps(meta, indent=1) + "\n")
+    _write_record(out, meta)
     return meta
 
 

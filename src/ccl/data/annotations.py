@@ -587,6 +587,52 @@ def _split_name(path: Path, lineno: int, value: str) -> str:
     return subset
 
 
+def _csv_sample(
+    path: Path,
+    lineno: int,
+    video_id: str,
+    label: str,
+    split: str,
+    *,
+    group: str,
+    lookup: list[str],
+) -> dict[str, Any]:
+    """One csv line as the row :func:`_finish` takes (its split name checked)."""
+    return {
+        "file": str(path),
+        "line": lineno,
+        "id": video_id,
+        "label": label,
+        "subset": _split_name(path, lineno, split),
+        "group": group,
+        "lookup": lookup,
+    }
+
+
+def _finish_csv(
+    dataset: str,
+    rows: list[dict[str, Any]],
+    videos_dir: str | Path,
+    labels_file: str | Path | None,
+    val_fraction: float,
+    validate_on_test: bool,
+    seed: int,
+) -> Annotations:
+    """The csv formats' classes are ``labels_file`` (one per line) or, without one, the
+    sorted labels the csv uses; then :func:`_finish` with a fresh report."""
+    labels = _read_label_file(labels_file) if labels_file else sorted({r["label"] for r in rows})
+    return _finish(
+        dataset,
+        labels,
+        rows,
+        StoreIndex(videos_dir),
+        AnnotationReport(dataset),
+        val_fraction=val_fraction,
+        validate_on_test=validate_on_test,
+        seed=seed,
+    )
+
+
 def build_vggsound(
     csv_file: str | Path,
     videos_dir: str | Path,
@@ -612,27 +658,10 @@ def build_vggsound(
         if not yid or not label:
             raise AnnotationFormatError(path, lineno, "empty youtube_id or label")
         canonical = f"{yid}_{start_i:06d}"
-        rows.append(
-            {
-                "file": str(path),
-                "line": lineno,
-                "id": canonical,
-                "label": label,
-                "subset": _split_name(path, lineno, split),
-                "group": yid,
-                "lookup": [canonical, f"{yid}_{start_i}", yid],
-            }
-        )
-    labels = _read_label_file(labels_file) if labels_file else sorted({r["label"] for r in rows})
-    return _finish(
-        "vggsound",
-        labels,
-        rows,
-        StoreIndex(videos_dir),
-        AnnotationReport("vggsound"),
-        val_fraction=val_fraction,
-        validate_on_test=validate_on_test,
-        seed=seed,
+        lookup = [canonical, f"{yid}_{start_i}", yid]
+        rows.append(_csv_sample(path, lineno, canonical, label, split, group=yid, lookup=lookup))
+    return _finish_csv(
+        "vggsound", rows, videos_dir, labels_file, val_fraction, validate_on_test, seed
     )
 
 
@@ -656,27 +685,9 @@ def build_csv(
             raise AnnotationFormatError(path, lineno, "empty video_id or label")
         video_id = Path(video_id).stem if video_id.endswith(STORE_SUFFIX) else video_id
         rows.append(
-            {
-                "file": str(path),
-                "line": lineno,
-                "id": video_id,
-                "label": label,
-                "subset": _split_name(path, lineno, split),
-                "group": video_id,
-                "lookup": [video_id],
-            }
+            _csv_sample(path, lineno, video_id, label, split, group=video_id, lookup=[video_id])
         )
-    labels = _read_label_file(labels_file) if labels_file else sorted({r["label"] for r in rows})
-    return _finish(
-        "csv",
-        labels,
-        rows,
-        StoreIndex(videos_dir),
-        AnnotationReport("csv"),
-        val_fraction=val_fraction,
-        validate_on_test=validate_on_test,
-        seed=seed,
-    )
+    return _finish_csv("csv", rows, videos_dir, labels_file, val_fraction, validate_on_test, seed)
 
 
 # --------------------------------------------------------------------------- reading

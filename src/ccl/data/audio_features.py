@@ -38,10 +38,10 @@ import json
 import os
 import tarfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -744,9 +744,27 @@ def import_audio_archive(archive: str | Path, out: str | Path) -> ImportReport:
 # ----------------------------------------------------------------------------- command line
 
 
-def _cmd_extract(args: argparse.Namespace) -> int:
+_Report = TypeVar("_Report")
+
+
+def _run_or_print_error(command: Callable[[], _Report]) -> _Report | None:
+    """``command()``, or None after one line ``error: ...`` when it fails on a user error
+    (a missing file, a bad value, an unusable folder), so the command exits 2 without a
+    traceback."""
     try:
-        report = extract_audio(
+        return command()
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}")
+    except OSError as err:
+        from ccl.cli import describe_error
+
+        print(f"error: {describe_error(err)}")
+    return None
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    report = _run_or_print_error(
+        lambda: extract_audio(
             args.src,
             args.checkpoint,
             args.out,
@@ -756,13 +774,8 @@ def _cmd_extract(args: argparse.Namespace) -> int:
             variant=args.variant,
             progress=not args.no_progress,
         )
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}")
-        return 2
-    except OSError as err:
-        from ccl.cli import describe_error
-
-        print(f"error: {describe_error(err)}")
+    )
+    if report is None:
         return 2
     print(report.summary())
     for key, reason in list(report.failed.items())[:10]:
@@ -771,15 +784,8 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    try:
-        report = import_audio_archive(args.from_archive, args.out)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}")
-        return 2
-    except OSError as err:
-        from ccl.cli import describe_error
-
-        print(f"error: {describe_error(err)}")
+    report = _run_or_print_error(lambda: import_audio_archive(args.from_archive, args.out))
+    if report is None:
         return 2
     print(report.summary())
     for name in report.junk:

@@ -4,7 +4,9 @@
 # torch.compile of the whole step (student, teacher, objective, as train.compile does;
 # TRAIN_MODES="fp32 bf16-cl-compile" picks others, bf16-cl-compile compiling the student
 # alone); evaluation windows/s; peak GPU memory; loader clips/s with the machine's cores
-# (libjpeg-turbo workers) and with nvJPEG in the main process; nvJPEG vs CPU pixels.
+# (libjpeg-turbo workers) and with nvJPEG in the main process; nvJPEG vs CPU pixels;
+# `ccl train` end to end (real loader, loop and logging on 240p stores made from H.264
+# videos) against the step alone, with the GPU utilisation it saw (benchmarks/train_e2e.py).
 # Prints a Markdown table (also written to $OUT/gpu_check.md when OUT is set; every step's
 # output is appended to $OUT/gpu_check.log as it runs, so a cut-off run still reports).
 #
@@ -22,10 +24,14 @@ step() { local out=$1; shift; "$@" > "$out" 2>&1; local rc=$?; { echo "== $*"; c
 if [ -n "${QUICK:-}" ]; then
   SHAPE=(--batch 2 --frames 4 --size 32 --steps 1 --warmup 1); ARCHS=(r2plus1d-10); MODES=(fp32)
   EVAL=(--windows 4 --batch 2 --frames 4 --size 32)
+  E2E=(--videos 16 --frames 40 --batch 2 --clip-frames 4 --size 32 --steps 6 --warmup 2
+       --workers 1 --precision fp32 --methods baseline)
 else
   SHAPE=(--batch 32 --frames 16 --size 112 --steps 8 --warmup 2)
   ARCHS=(r2plus1d-10 r2plus1d-18); MODES=(fp32 bf16 bf16-cl-compile-step)
   EVAL=(--windows 512 --batch 64 --frames 16 --size 112)
+  E2E=(--videos 48 --frames 125 --batch 32 --steps 30 --warmup 5 --precision bf16
+       --workers "$(nproc)" --methods baseline,ccl-ai)
 fi
 [ -n "${TRAIN_MODES:-}" ] && read -ra MODES <<< "$TRAIN_MODES"
 $PY -c "import torch; print('device:', torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu', '| torch', torch.__version__)" | tee "$LOG/device"
@@ -85,8 +91,13 @@ if [ -z "${QUICK:-}" ]; then
   fi
 fi
 
+e2e="-"
+step "$LOG/e2e" $PY benchmarks/train_e2e.py --device "$DEVICE" "${E2E[@]}" || tail -5 "$LOG/e2e"
+e2e=$(grep '^method=' "$LOG/e2e" | tr '\n' ' ' || true)
+echo "done: end-to-end training ($SECONDS s)"
+
 [ ${#COMPILED[@]} -eq 0 ] || train_runs "${COMPILED[@]}"
 
-report="$(cat "$LOG/device")\n\n${table}\nEvaluation: $(grep '^eval' "$LOG/eval" || echo '-')\n\nLoader, CPU decoding with $(nproc) workers: ${loader}\n\nLoader, nvJPEG in the main process: ${loader_gpu}\n\nnvJPEG vs CPU pixels: ${pixels}\n"
+report="$(cat "$LOG/device")\n\n${table}\nEvaluation: $(grep '^eval' "$LOG/eval" || echo '-')\n\nLoader, CPU decoding with $(nproc) workers: ${loader}\n\nLoader, nvJPEG in the main process: ${loader_gpu}\n\nnvJPEG vs CPU pixels: ${pixels}\n\nccl train end to end vs the step alone ($(head -1 "$LOG/e2e" 2>/dev/null || echo -)): ${e2e}\n"
 printf "%b" "$report"
 if [ -n "${OUT:-}" ]; then printf "%b" "$report" > "$OUT/gpu_check.md"; fi

@@ -422,7 +422,7 @@ def train(cfg: Config, *, overwrite: bool = False) -> RunResult:
         progress = Progress(epoch, batch_in_epoch, step, best_top1, best, dict(sums), dict(counts))
         training.save(path, progress, config=cfg.to_dict(), classes=classes)
 
-    steps_per_epoch = _steps_per_epoch(len(train_set), cfg)
+    steps_per_epoch = _steps_per_epoch(len(train_set), cfg, protocol.keep_last_batch)
     step = start_epoch * steps_per_epoch + start_batch
     for epoch in range(start_epoch, cfg.train.epochs):
         module.train()
@@ -570,9 +570,9 @@ def _guard_workers(loader: Iterable) -> Iterator:
         raise
 
 
-def _steps_per_epoch(num_samples: int, cfg: Config) -> int:
+def _steps_per_epoch(num_samples: int, cfg: Config, keep_last_batch: bool) -> int:
     n = num_samples // cfg.data.batch_size
-    if resolve_protocol(cfg.train).keep_last_batch:
+    if keep_last_batch:
         n = -(-num_samples // cfg.data.batch_size)  # the last, partial batch too
     return min(n, cfg.train.max_steps_per_epoch or n)
 

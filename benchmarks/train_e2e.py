@@ -38,16 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ccl.objectives.registry import MAIN_RUNS
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from data_loading import make_stores  # noqa: E402 - a sibling benchmark script
 
-PRESETS = {
-    "baseline": "ucf51-baseline",
-    "ccl-ai": "ucf51-ccl-ai",
-    "ccl-a": "ucf51-ccl-a",
-    "ccl-i": "ucf51-ccl-i",
-}
+PRESETS = {name: f"ucf51-{name}" for name in MAIN_RUNS}  # the four main runs
 
 
 def make_dataset(root: Path, videos: int, frames: int) -> tuple[Path, Path, Path]:

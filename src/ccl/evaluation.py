@@ -24,10 +24,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ccl import distributed, metrics
-from ccl.checkpoint import check_classes, load_checkpoint
+from ccl.checkpoint import atomic_write, check_classes, load_checkpoint
 from ccl.config import Config
 from ccl.cpu_allocator import configure_cpu_allocator
 from ccl.data.audio_features import sha256_file
+from ccl.data.prepare import write_text_atomic
 from ccl.data.sampling import EpochSampler
 from ccl.models import build_model
 from ccl.runtime import autocast_context, resolve_device, stats_tensor, to_batch
@@ -356,11 +357,12 @@ def evaluate(
     features_file = None
     if settings.save_features and distributed.info().is_main:
         features_file = f"eval_{split_name}{suffix}_features.npz"
-        np.savez_compressed(
-            out_dir / features_file,
-            features=q["features"].numpy().astype(np.float16),
-            labels=q["labels"].numpy(),
-        )
+        with atomic_write(out_dir / features_file, what="features file") as f:
+            np.savez_compressed(
+                f,
+                features=q["features"].numpy().astype(np.float16),
+                labels=q["labels"].numpy(),
+            )
     report = {
         "split": settings.split,
         "checkpoint": str(ckpt_path),
@@ -380,7 +382,7 @@ def evaluate(
     }
     if distributed.info().is_main:
         path = out_dir / f"eval_{split_name}{suffix}.json"
-        path.write_text(json.dumps(report, indent=1) + "\n")
+        write_text_atomic(path, json.dumps(report, indent=1) + "\n")
         report["path"] = str(path)
     return report
 

@@ -197,6 +197,7 @@ def _copy_evaluation(report: dict[str, Any], run_dir: Path, kind: str) -> dict[s
 
     from ccl.checkpoint import load_checkpoint
     from ccl.data.audio_features import sha256_file
+    from ccl.data.prepare import write_text_atomic
 
     ckpt = run_dir / "checkpoints" / f"{kind}.pt"
     split = "test" if report["split"] == "testing" else report["split"]
@@ -214,7 +215,7 @@ def _copy_evaluation(report: dict[str, Any], run_dir: Path, kind: str) -> dict[s
         copied["features_file"] = f"eval_{split}_{kind}_features.npz"
         shutil.copyfile(run_dir / report["features_file"], run_dir / copied["features_file"])
     path = run_dir / f"eval_{split}_{kind}.json"
-    path.write_text(json.dumps(copied, indent=1) + "\n")
+    write_text_atomic(path, json.dumps(copied, indent=1) + "\n")
     return {**copied, "path": str(path)}
 
 

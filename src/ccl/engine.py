@@ -33,6 +33,7 @@ from ccl.checkpoint import (
 )
 from ccl.config import Config
 from ccl.cpu_allocator import configure_cpu_allocator
+from ccl.data.prepare import write_text_atomic
 from ccl.data.sampling import EpochSampler, SkipUnreadable
 from ccl.models import R2Plus1D, StudentOutput, build_model
 from ccl.objectives import Batch, Objective, ObjectiveOutput
@@ -309,7 +310,8 @@ def _reset_log_after(path: Path, epoch: int, step: int) -> None:
             continue  # a line cut by the kill
         if record.get("step", 0) <= step and (record["type"] == "step" or record["epoch"] <= epoch):
             kept.append(line)
-    path.write_text("".join(k + "\n" for k in kept))
+    # atomically: a crash while rewriting must not cost the run its whole log
+    write_text_atomic(path, "".join(k + "\n" for k in kept))
 
 
 def train(cfg: Config, *, overwrite: bool = False) -> RunResult:

@@ -9,16 +9,22 @@ import sys
 import pytest
 from test_engine import TINY  # the same seconds-fast smoke config
 
+# One round is a step's working set: blocks of several sizes (up to 96 MiB, over glibc's
+# largest mmap threshold of 32 MiB) live together, then all are freed. A single block freed
+# and asked for again is not a fair test: torch asks for 64-byte aligned memory, and whether
+# a freed block of exactly the same size fits that request depends on where the randomised
+# heap starts (seen on CI: some processes kept taking new pages every round).
 _FAULTS = """
 import json, resource, sys, torch
 from ccl.cpu_allocator import configure_cpu_allocator
 applied = configure_cpu_allocator()
 faults = []
-for _ in range(10):  # 64 MiB, over glibc's largest mmap threshold (32 MiB)
+for _ in range(12):
     f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    x = torch.ones(16 << 20)
+    blocks = [torch.ones(n) for n in (16 << 20, 4 << 20, 24 << 20, 1 << 20)]
+    product = blocks[0] * 2
+    del blocks, product
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
-    del x
 print(json.dumps({"applied": applied, "faults": faults}))
 """
 
@@ -51,15 +57,17 @@ def _run(code, *args, opt_out=False):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_freed_memory_is_reused_without_page_faults():
-    pages = (64 << 20) // 4096
+    pages = (16 + 4 + 24 + 1 + 16) * 4 * (1 << 20) // 4096  # one round's blocks
     ours = _run(_FAULTS)
     system = _run(_FAULTS, opt_out=True)
     assert ours["applied"] is True and system["applied"] is False
-    # the system's malloc maps (and the kernel zero-fills) every big block anew
-    assert all(f > 0.5 * pages for f in system["faults"])
-    # ours reuses the pages freed before (once the small blocks that glibc keeps cached
-    # between the big ones stop taking new places: a few rounds)
-    assert all(f < 0.05 * pages for f in ours["faults"][-4:])
+    seen = f"faults per round: ours {ours['faults']}, system {system['faults']}"
+    # the system's malloc maps (and the kernel zero-fills) the big blocks anew every round
+    assert all(f > 0.5 * pages for f in system["faults"]), seen
+    # ours reuses the pages freed before once the heap has reached the working set's size
+    # (a few rounds, while the small blocks glibc keeps between the big ones find places)
+    steady = slice(6, None)
+    assert sum(ours["faults"][steady]) < 0.05 * sum(system["faults"][steady]), seen
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")

@@ -166,7 +166,12 @@ def test_video_hits_count_missing_videos_and_old_files(tmp_path):
 
 
 def test_demo_over_seeds_writes_mean_table(tmp_path, capsys):
-    assert main(["demo", "--quick", "--seeds", "1", "2", "--out", str(tmp_path)]) == 0
+    # two seeds side by side, each in its own process writing its own log
+    argv = ["demo", "--quick", "--seeds", "1", "2", "--jobs", "2", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    for seed in (1, 2):
+        log = (tmp_path / f"seed_{seed}" / "demo.log").read_text()
+        assert "[demo] train ccl-ai: " in log and "[demo] full report:" in log
     table = (tmp_path / "demo_table_seeds.md").read_text()
     assert "mean +- std over seeds 1, 2" in table
     for method in ("baseline", "CCL-A", "CCL-I", "CCL-AI"):
@@ -183,7 +188,7 @@ def test_demo_over_seeds_writes_mean_table(tmp_path, capsys):
     capsys.readouterr()
     from ccl.demo import run_compare
 
-    run_compare(tmp_path, seeds=(1, 2), quick=True, methods=("ccl",))
+    run_compare(tmp_path, seeds=(1, 2), scale="quick", methods=("ccl",))
     printed = capsys.readouterr().out
     for name in ("demo-baseline", "demo-ccl-a", "demo-ccl-i", "demo-ccl-ai"):
         assert f"train {name} (seed 2): done already" in printed

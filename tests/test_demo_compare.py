@@ -16,7 +16,7 @@ def test_compare_table_layout_and_statistics():
 
 
 def test_quick_compare_runs_each_method_with_each_teacher_setting(tmp_path, capsys):
-    table = run_compare(tmp_path, seeds=(1,), quick=True, methods=("ccl", "crd"))
+    table = run_compare(tmp_path, seeds=(1,), scale="quick", methods=("ccl", "crd"))
     for row in ("| baseline (no distillation) |", "| CCL |", "| CRD |"):
         assert row in table
     results = json.loads((tmp_path / "compare.json").read_text())
@@ -31,8 +31,10 @@ def test_quick_compare_runs_each_method_with_each_teacher_setting(tmp_path, caps
 
 def test_parallel_compare_gives_the_same_table(tmp_path):
     """``--jobs``: trainings in separate processes give the results of one at a time."""
-    serial = run_compare(tmp_path / "serial", seeds=(1,), quick=True, methods=("ccl",))
-    parallel = run_compare(tmp_path / "parallel", seeds=(1,), quick=True, methods=("ccl",), jobs=2)
+    serial = run_compare(tmp_path / "serial", seeds=(1,), scale="quick", methods=("ccl",))
+    parallel = run_compare(
+        tmp_path / "parallel", seeds=(1,), scale="quick", methods=("ccl",), jobs=2
+    )
     assert parallel == serial
     assert json.loads((tmp_path / "parallel" / "compare.json").read_text()) == json.loads(
         (tmp_path / "serial" / "compare.json").read_text()
@@ -51,7 +53,7 @@ def test_diverged_method_is_recorded_not_fatal(tmp_path, monkeypatch):
 
     monkeypatch.setattr(demo, "train_and_evaluate", diverge)
     spec = {"method": "fitnet", "column": "A", "seed": 1, "root": str(tmp_path), "paths": {}}
-    spec.update(quick=True, overrides=[], threads=None)
+    spec.update(scale="quick", overrides=[], threads=None)
     method, column, top1, run_dir = demo._compare_run(spec)
     assert (method, column) == ("fitnet", "A") and math.isnan(top1)
     assert "loss=nan" in (tmp_path / "runs" / "fitnet-a" / "DIVERGED").read_text()
@@ -72,3 +74,63 @@ def test_the_demo_runs_every_method_of_the_table():
     assert demo.TEACHER_SETTINGS == {"A": ("audio",), "I": ("image",), "AI": ("audio", "image")}
     assert demo.METHODS == ("baseline", "ccl-a", "ccl-i", "ccl-ai")
     assert all(f"demo-{m}" in PRESETS for m in demo.METHODS)
+
+
+def test_gpu_presets_are_the_demo_presets_with_a_gpu_budget():
+    """``demo-gpu-*`` train the demo's student with the demo's objective and optimiser; only
+    the device, the budget and the loader differ (docs/DEMO.md, "GPU scale")."""
+    import dataclasses
+
+    import ccl.demo as demo
+    from ccl.config import preset
+
+    budget = {
+        ("train", "name"),
+        ("train", "device"),
+        ("train", "epochs"),
+        ("optim", "milestones"),
+        ("data", "batch_size"),
+        ("data", "workers"),
+    }
+    for method in demo.METHODS:
+        cpu, gpu = preset(f"demo-{method}"), preset(f"demo-gpu-{method}")
+        differ = {
+            (section, f.name)
+            for section in ("student", "image_teacher", "objective", "optim", "data", "train")
+            for f in dataclasses.fields(getattr(cpu, section))
+            if getattr(getattr(cpu, section), f.name) != getattr(getattr(gpu, section), f.name)
+        }
+        assert differ == budget, method
+        assert gpu.train.name == f"demo-gpu-{method}" and gpu.train.device == "cuda"
+        assert gpu.train.epochs > cpu.train.epochs and gpu.data.batch_size > cpu.data.batch_size
+
+
+def test_device_cuda_runs_the_gpu_scale_with_five_seeds_side_by_side(tmp_path, monkeypatch):
+    import ccl.demo as demo
+    import ccl.runtime
+    from ccl.cli import main
+
+    calls = []
+    monkeypatch.setattr(ccl.runtime, "resolve_device", lambda name: name)
+    monkeypatch.setattr(demo, "run_demo_seeds", lambda out, **kw: calls.append(kw))
+    assert main(["demo", "--device", "cuda", "--out", str(tmp_path)]) == 0
+    (kw,) = calls
+    assert kw["seeds"] == (1, 2, 3, 4, 5) and kw["jobs"] == 5
+    scale = kw["scale"]
+    assert (scale.synth, scale.presets, scale.device) == ("gpu", "demo-gpu", "cuda")
+    assert "train.device=cuda" in scale.overrides
+    # the CPU demo keeps its scale, presets and single seed
+    monkeypatch.setattr(demo, "run_demo", lambda out, **kw: calls.append(kw))
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    assert calls[-1]["scale"] == demo.DEMO_SCALES["demo"] and calls[-1]["seed"] == 1
+
+
+def test_device_cuda_without_a_gpu_is_one_clear_error(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from ccl.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["demo", "--device", "cuda", "--out", str(tmp_path / "demo")]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()  # nothing generated

@@ -337,10 +337,29 @@ def _demo(method: str, teachers: tuple[str, ...]) -> Config:
     return cfg
 
 
+def _demo_gpu(method: str, teachers: tuple[str, ...]) -> Config:
+    """``ccl demo --device cuda``: the demo's student and optimiser on the larger ``gpu``
+    benchmark (``ccl.synth``), with the budget a GPU affords: 30 epochs at batch 32, the lr
+    / 10 for the last 3 (docs/DEMO.md, "GPU scale")."""
+    cfg = _demo(method, teachers)
+    cfg.train.name = cfg.train.name.replace("demo-", "demo-gpu-", 1)
+    cfg.train.device = "cuda"
+    cfg.data.batch_size = 32
+    # several seeds train side by side on one machine: a few loader processes each
+    cfg.data.workers = 2
+    cfg.optim.milestones = (27,)
+    cfg.train.epochs = 30
+    return cfg
+
+
 PRESETS = {
     **{f"ucf51-{name}": (lambda m=m, t=t: _ucf51(m, t)) for name, (m, t) in MAIN_RUNS.items()},
     **{f"smoke-{name}": (lambda m=m, t=t: _smoke(m, t)) for name, (m, t) in MAIN_RUNS.items()},
     **{f"demo-{name}": (lambda m=m, t=t: _demo(m, t)) for name, (m, t) in MAIN_RUNS.items()},
+    **{
+        f"demo-gpu-{name}": (lambda m=m, t=t: _demo_gpu(m, t))
+        for name, (m, t) in MAIN_RUNS.items()
+    },
 }
 
 

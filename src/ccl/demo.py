@@ -10,9 +10,11 @@ when the demo is run again.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,41 @@ from ccl.objectives import registry
 from ccl.objectives.registry import BASELINE, CCL
 
 METHODS = tuple(registry.MAIN_RUNS)  # baseline, ccl-a, ccl-i, ccl-ai
+
+
+@dataclass(frozen=True)
+class DemoScale:
+    """One size of the demo: the benchmark :mod:`ccl.synth` generates, the presets trained
+    on it, the teachers' pre-training epochs, and where everything runs."""
+
+    synth: str  # ccl.synth scale
+    presets: str  # preset prefix: <presets>-baseline, <presets>-ccl-a, ...
+    teacher_epochs: tuple[int, int]  # image, audio
+    overrides: tuple[str, ...] = ()  # applied to every run, before the user's overrides
+    device: str = "auto"  # teachers' pre-training and audio extraction
+
+
+DEMO_SCALES = {
+    "demo": DemoScale("demo", "demo", (6, 5)),
+    # tiny, for CI smoke tests: the quick benchmark has 12 training videos
+    "quick": DemoScale(
+        "quick", "demo", (1, 1), ("train.epochs=2", "optim.milestones=2", "data.batch_size=4")
+    ),
+    # ccl demo --device cuda: the larger benchmark and a longer budget, several seeds at once
+    "gpu": DemoScale("gpu", "demo-gpu", (6, 5), device="cuda"),
+}
+GPU_SEEDS = (1, 2, 3, 4, 5)
+
+
+def demo_scale(scale: str | DemoScale, device: str | None = None) -> DemoScale:
+    """The :data:`DEMO_SCALES` entry of that name (or ``scale`` itself); ``device`` ("cpu",
+    "cuda") puts the teachers and every run on that device."""
+    found = DEMO_SCALES[scale] if isinstance(scale, str) else scale
+    if device in (None, "auto"):
+        return found
+    return dataclasses.replace(
+        found, device=device, overrides=(*found.overrides, f"train.device={device}")
+    )
 
 
 def _step(name: str, done: Path, fn: Any) -> None:
@@ -33,7 +70,9 @@ def _step(name: str, done: Path, fn: Any) -> None:
     print(f"[demo] {name}: {time.perf_counter() - t0:.0f} s", flush=True)
 
 
-def prepare_demo_data(out: Path, *, seed: int, quick: bool) -> dict[str, Path]:
+def prepare_demo_data(
+    out: Path, *, seed: int, scale: str | DemoScale = "demo"
+) -> dict[str, Path]:
     """Generate, prepare and annotate the benchmark, pre-train both teachers and extract the
     audio embeddings into ``out``; returns the paths a run needs. Finished steps are skipped."""
     from ccl.data.annotations import build_ucf101
@@ -52,11 +91,11 @@ def prepare_demo_data(out: Path, *, seed: int, quick: bool) -> dict[str, Path]:
         "audio_dir": out / "audio_features",
     }
     synth, frames = paths["synth"], paths["frames"]
-    scale = "quick" if quick else "demo"
+    scale = demo_scale(scale)
     _step(
         "generate synthetic videos",
         synth / "synth_info.json",
-        lambda: generate(synth, seed=seed, scale=scale),
+        lambda: generate(synth, seed=seed, scale=scale.synth),
     )
 
     def prepare() -> None:
@@ -76,7 +115,7 @@ def prepare_demo_data(out: Path, *, seed: int, quick: bool) -> dict[str, Path]:
         ann.write(paths["annotations"])
 
     _step("write annotations", paths["annotations"], annotate)
-    teacher_epochs = {"image": 1, "audio": 1} if quick else {"image": 6, "audio": 5}
+    image_epochs, audio_epochs = scale.teacher_epochs
     _step(
         "pre-train the image teacher (object kinds)",
         paths["image_teacher"],
@@ -84,8 +123,9 @@ def prepare_demo_data(out: Path, *, seed: int, quick: bool) -> dict[str, Path]:
             synth / "corpora" / "images",
             paths["image_teacher"],
             size=32,
-            epochs=teacher_epochs["image"],
+            epochs=image_epochs,
             seed=seed,
+            device=scale.device,
         ),
     )
     _step(
@@ -94,14 +134,20 @@ def prepare_demo_data(out: Path, *, seed: int, quick: bool) -> dict[str, Path]:
         lambda: pretrain_audio_teacher(
             synth / "corpora" / "audio",
             paths["audio_teacher"],
-            epochs=teacher_epochs["audio"],
+            epochs=audio_epochs,
             seed=seed,
+            device=scale.device,
         ),
     )
 
     def extract() -> None:
         report = extract_audio(
-            frames, paths["audio_teacher"], paths["audio_dir"], variant="small", progress=False
+            frames,
+            paths["audio_teacher"],
+            paths["audio_dir"],
+            variant="small",
+            device=scale.device,
+            progress=False,
         )
         print("  " + report.summary())
         print("  " + embedding_norms(paths["audio_dir"]))
@@ -129,7 +175,7 @@ def train_and_evaluate(
     paths: dict[str, Path],
     *,
     label: str,
-    quick: bool,
+    scale: str | DemoScale,
     overrides: list[str] | None,
     checkpoints: tuple[str, ...] = ("best", "last"),
 ) -> Path:
@@ -144,11 +190,7 @@ def train_and_evaluate(
     cfg.data.audio_dir = str(paths["audio_dir"])
     cfg.image_teacher.weights = str(paths["image_teacher"])
     cfg.train.progress = False
-    if quick:
-        cfg.train.epochs = 2
-        cfg.optim.milestones = (2,)
-        cfg.data.batch_size = 4  # the quick scale has 12 training videos
-    apply_overrides(cfg, overrides or [])
+    apply_overrides(cfg, [*demo_scale(scale).overrides, *(overrides or [])])
     run_dir = Path(cfg.train.out_dir) / cfg.train.name
     if run_dir.exists():
         # left by an interrupted demo: continue that run (training refuses to start over
@@ -167,7 +209,11 @@ def train_and_evaluate(
                 # (ccl evaluate's default adds the held-out validation videos), so resumed and
                 # earlier demos stay comparable
                 settings = EvalSettings(
-                    checkpoint=kind, gallery="training", workers=0, progress=False
+                    checkpoint=kind,
+                    gallery="training",
+                    workers=0,
+                    device=cfg.train.device,
+                    progress=False,
                 )
                 report = evaluate(run_dir, settings)
             reports[kind] = report
@@ -223,7 +269,7 @@ def run_demo(
     out: str | Path,
     *,
     seed: int = 1,
-    quick: bool = False,
+    scale: str | DemoScale = "demo",
     overrides: list[str] | None = None,
     methods: tuple[str, ...] = METHODS,
 ) -> dict[str, Any]:
@@ -233,15 +279,16 @@ def run_demo(
 
     out = Path(out)
     t_start = time.perf_counter()
-    paths = prepare_demo_data(out, seed=seed, quick=quick)
-    probes = teacher_probes(out, paths, overrides=overrides)
+    scale = demo_scale(scale)
+    paths = prepare_demo_data(out, seed=seed, scale=scale)
+    probes = teacher_probes(out, paths, scale=scale, overrides=overrides)
     run_dirs = []
     for method in methods:
-        cfg = preset(f"demo-{method}")
+        cfg = preset(f"{scale.presets}-{method}")
         cfg.train.out_dir = str(out / "runs")
         cfg.train.seed = seed
         run_dirs.append(
-            train_and_evaluate(cfg, paths, label=method, quick=quick, overrides=overrides)
+            train_and_evaluate(cfg, paths, label=method, scale=scale, overrides=overrides)
         )
 
     print("[demo] report ...", flush=True)
@@ -271,12 +318,14 @@ def _compare_run(spec: dict[str, Any]) -> tuple[str, str, float, str]:
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     method, column, seed, root = spec["method"], spec["column"], spec["seed"], Path(spec["root"])
+    prefix = demo_scale(spec["scale"]).presets
     if method in (BASELINE, CCL):
         # the demo's own presets and run names: with the same --out, a comparison reuses
         # the runs of `ccl demo --seeds ...` instead of repeating them
-        cfg = preset("demo-baseline" if method == BASELINE else f"demo-ccl-{column.lower()}")
+        name = BASELINE if method == BASELINE else f"ccl-{column.lower()}"
+        cfg = preset(f"{prefix}-{name}")
     else:
-        cfg = preset("demo-baseline")
+        cfg = preset(f"{prefix}-baseline")
         cfg.objective.method = method
         cfg.objective.teachers = TEACHER_SETTINGS[column]
         cfg.train.name = f"{method}-{column.lower()}"
@@ -292,7 +341,7 @@ def _compare_run(spec: dict[str, Any]) -> tuple[str, str, float, str]:
             cfg,
             spec["paths"],
             label=label,
-            quick=spec["quick"],
+            scale=spec["scale"],
             overrides=spec["overrides"],
             checkpoints=("best",),
         )
@@ -306,16 +355,16 @@ def _compare_run(spec: dict[str, Any]) -> tuple[str, str, float, str]:
     return method, column, float(top1), str(run_dir)
 
 
-def _prepare_seed(args: tuple[Path, int, bool]) -> dict[str, Path]:
-    root, seed, quick = args
-    return prepare_demo_data(root, seed=seed, quick=quick)
+def _prepare_seed(args: tuple[Path, int, DemoScale]) -> dict[str, Path]:
+    root, seed, scale = args
+    return prepare_demo_data(root, seed=seed, scale=scale)
 
 
 def run_compare(
     out: str | Path,
     *,
     seeds: tuple[int, ...] = (1,),
-    quick: bool = False,
+    scale: str | DemoScale = "demo",
     overrides: list[str] | None = None,
     methods: tuple[str, ...] = COMPARED,
     jobs: int = 1,
@@ -332,9 +381,10 @@ def run_compare(
     from ccl.report import build_report
 
     out = Path(out)
+    scale = demo_scale(scale)
     jobs = max(1, int(jobs))
     roots = {seed: out / f"seed_{seed}" for seed in seeds}
-    prep = [(roots[seed], seed, quick) for seed in seeds]
+    prep = [(roots[seed], seed, scale) for seed in seeds]
     if jobs > 1 and len(seeds) > 1:
         with _process_pool(min(jobs, len(seeds))) as pool:
             paths = dict(zip(seeds, pool.map(_prepare_seed, prep)))
@@ -348,7 +398,7 @@ def run_compare(
             "seed": seed,
             "root": str(roots[seed]),
             "paths": paths[seed],
-            "quick": quick,
+            "scale": scale,
             "overrides": list(overrides or []),
             "threads": threads,
         }
@@ -609,13 +659,17 @@ def _paired_cells(
 
 
 def teacher_probes(
-    out: Path, paths: dict[str, Path], *, overrides: list[str] | None = None
+    out: Path,
+    paths: dict[str, Path],
+    *,
+    scale: str | DemoScale = "demo",
+    overrides: list[str] | None = None,
 ) -> dict[str, Any]:
     """The frozen teachers' linear probes (:mod:`ccl.probe`) on one prepared demo benchmark,
     the teachers' own reference rows of the table. The image teacher is set up as the demo's
-    CCL runs set it up (``demo-ccl-ai`` with ``overrides``). Cached in ``out/teacher_probes.json``
-    and computed again only when its inputs (annotations, teacher weights, audio
-    embeddings, settings) changed."""
+    CCL runs set it up (the scale's ``ccl-ai`` preset with ``overrides``). Cached in
+    ``out/teacher_probes.json`` and computed again only when its inputs (annotations,
+    teacher weights, audio embeddings, settings) changed."""
     from dataclasses import asdict
 
     from ccl.checkpoint import atomic_write
@@ -623,7 +677,10 @@ def teacher_probes(
     from ccl.data.audio_features import sha256_file
     from ccl.probe import audio_probe, image_probe, image_probe_settings
 
-    cfg = apply_overrides(preset("demo-ccl-ai"), list(overrides or []))
+    scale = demo_scale(scale)
+    cfg = apply_overrides(
+        preset(f"{scale.presets}-ccl-ai"), [*scale.overrides, *(overrides or [])]
+    )
     settings = image_probe_settings(cfg)
     manifest = paths["audio_dir"] / "manifest.json"
     inputs = {
@@ -654,20 +711,65 @@ def teacher_probes(
     return data
 
 
+def _demo_seed(spec: dict[str, Any]) -> dict[str, Any]:
+    """One seed's demo (also the body of a ``jobs`` worker process, whose output goes to
+    ``<root>/demo.log``): ``ccl demo`` into ``root`` -> its report's data."""
+    import contextlib
+
+    import torch
+
+    root = Path(spec["root"])
+    kwargs = {"seed": spec["seed"], "scale": spec["scale"], "overrides": spec["overrides"]}
+    if not spec.get("threads"):
+        return run_demo(root, **kwargs)
+    torch.set_num_threads(spec["threads"])
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "demo.log", "a") as log:
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            return run_demo(root, **kwargs)
+
+
 def run_demo_seeds(
     out: str | Path,
     *,
     seeds: tuple[int, ...],
-    quick: bool = False,
+    scale: str | DemoScale = "demo",
     overrides: list[str] | None = None,
+    jobs: int = 1,
 ) -> str:
     """``ccl demo`` for each seed (into ``out/seed_S``), then the table with mean +- std over
-    the seeds (``out/demo_table_seeds.md``, per-seed numbers in ``out/demo_seeds.json``)."""
+    the seeds (``out/demo_table_seeds.md``, per-seed numbers in ``out/demo_seeds.json``).
+    ``jobs`` > 1 runs that many seeds at once, in separate processes with a share of the CPU
+    threads each (one GPU serves them all), each writing its progress to
+    ``out/seed_S/demo.log``. The runs are those of one seed at a time; with fewer threads
+    each, floating-point sums (and so the numbers) can differ slightly."""
+    import os
+
     out = Path(out)
+    scale = demo_scale(scale)
+    jobs = max(1, min(int(jobs), len(seeds)))
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    specs = [
+        {
+            "root": str(out / f"seed_{seed}"),
+            "seed": seed,
+            "scale": scale,
+            "overrides": list(overrides or []),
+            "threads": threads,
+        }
+        for seed in seeds
+    ]
+    t0 = time.perf_counter()
+    if jobs > 1:
+        logs = out / "seed_S" / "demo.log"
+        print(f"[demo] {len(seeds)} seeds, {jobs} at once; progress in {logs}", flush=True)
+        with _process_pool(jobs) as pool:
+            reports = list(pool.map(_demo_seed, specs))
+    else:
+        reports = [_demo_seed(spec) for spec in specs]
     per_seed, hits, probes = [], [], []
-    for seed in seeds:
-        root = out / f"seed_{seed}"
-        report = run_demo(root, seed=seed, quick=quick, overrides=overrides)
+    for spec, report in zip(specs, reports):
+        root = Path(spec["root"])
         info = json.loads((root / "synth" / "synth_info.json").read_text())
         per_seed.append(_metrics(report, info))
         hits.append(_hits(report))
@@ -681,21 +783,36 @@ def run_demo_seeds(
         json.dumps({str(s): m for s, m in zip(seeds, per_seed)}, indent=1) + "\n"
     )
     print(table)
+    minutes = (time.perf_counter() - t0) / 60
+    print(f"\n[demo] {len(seeds)} seeds: {minutes:.1f} min", flush=True)
     return table
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    if args.compare:
-        seeds = tuple(args.seeds) if args.seeds else (args.seed,)
-        run_compare(
-            args.out, seeds=seeds, quick=args.quick, overrides=args.overrides, jobs=args.jobs
-        )
-    elif args.seeds:
-        run_demo_seeds(
-            args.out, seeds=tuple(args.seeds), quick=args.quick, overrides=args.overrides
-        )
+    if args.device == "cuda":
+        from ccl.runtime import resolve_device
+
+        resolve_device("cuda")  # no GPU: one clear error before anything is generated
+    if args.quick:
+        scale = demo_scale("quick", args.device)
     else:
-        run_demo(args.out, seed=args.seed, quick=args.quick, overrides=args.overrides)
+        scale = demo_scale("gpu" if args.device == "cuda" else "demo", args.device)
+    seeds = tuple(args.seeds) if args.seeds else None
+    if seeds is None and scale.synth == "gpu":
+        seeds = GPU_SEEDS
+    jobs = args.jobs if args.jobs is not None else (len(seeds) if scale.synth == "gpu" else 1)
+    if args.compare:
+        run_compare(
+            args.out,
+            seeds=seeds or (args.seed,),
+            scale=scale,
+            overrides=args.overrides,
+            jobs=jobs,
+        )
+    elif seeds:
+        run_demo_seeds(args.out, seeds=seeds, scale=scale, overrides=args.overrides, jobs=jobs)
+    else:
+        run_demo(args.out, seed=args.seed, scale=scale, overrides=args.overrides)
     return 0
 
 
@@ -719,11 +836,20 @@ def register(subparsers: Any) -> None:
         help="seeds to average over (one benchmark, teachers and runs per seed, in --out/seed_S)",
     )
     p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="cuda: the larger 'gpu' benchmark with 30 epochs per run and seeds 1-5 side by "
+        "side on one GPU (docs/DEMO.md); cpu: everything on the CPU; auto (default): the "
+        "demo, on a GPU when there is one",
+    )
+    p.add_argument(
         "--jobs",
         type=int,
-        default=1,
-        help="with --compare: trainings run at once, in separate processes (e.g. on a GPU "
-        "machine with many cores); the results do not depend on it",
+        default=None,
+        help="with --seeds or --compare: seeds (or, with --compare, trainings) run at once, "
+        "in separate processes (default 1; every seed at once with --device cuda); the "
+        "results do not depend on it",
     )
     p.add_argument("overrides", nargs="*", metavar="section.key=value", help="applied to every run")
     p.set_defaults(func=_cmd_demo)

@@ -55,6 +55,14 @@ def main() -> None:
         "--compile-backend", default="inductor", help="aot_eager: a quick check on a CPU"
     )
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
+    parser.add_argument(
+        "--presets",
+        choices=("ucf51", "demo"),
+        default="ucf51",
+        help="demo: the demo's narrow student and ResNet-18 teacher (give its clip shape: "
+        "--batch 16 --frames 8 --size 32 --classes 12); --arch and --image-teacher apply to "
+        "ucf51 only",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -75,14 +83,10 @@ def main() -> None:
         parser.error("--compile and --compile-step are alternatives")
     steps = {}
     for method in methods:
-        cfg = preset(f"ucf51-{method}")
+        cfg = preset(f"{args.presets}-{method}")
+        archs = [f"student.arch={args.arch}", f"image_teacher.arch={args.image_teacher}"]
         apply_overrides(
-            cfg,
-            [
-                f"student.arch={args.arch}",
-                f"image_teacher.arch={args.image_teacher}",
-                "image_teacher.allow_random=true",
-            ],
+            cfg, [*(archs if args.presets == "ucf51" else []), "image_teacher.allow_random=true"]
         )
         student = build_model(cfg, args.classes).to(device)
         if args.channels_last:
@@ -124,8 +128,9 @@ def main() -> None:
 
     print(
         f"device={device} threads={torch.get_num_threads()} batch={b} "
-        f"clip=3x{args.frames}x{args.size}x{args.size} arch={args.arch} classes={args.classes} "
-        f"image_teacher={args.image_teacher} steps={args.steps} precision={args.precision} "
+        f"clip=3x{args.frames}x{args.size}x{args.size} arch={cfg.student.arch} "
+        f"classes={args.classes} image_teacher={cfg.image_teacher.arch} steps={args.steps} "
+        f"precision={args.precision} presets={args.presets} "
         f"compile={'step' if args.compile_step else 'student' if args.compile else 'none'}"
     )
     base = statistics.median(times[BASELINE])

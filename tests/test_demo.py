@@ -16,6 +16,10 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
         assert f"| {method} |" in printed
     for step in ("generate synthetic videos", "prepare frame stores", "extract audio embeddings"):
         assert f"[demo] {step}" in printed
+    # the methods trained two at a time, each in its own process with its own log
+    assert "[demo] train and evaluate baseline, ccl-a, ccl-i, ccl-ai: 2 at once" in printed
+    for name in ("demo-baseline", "demo-ccl-a", "demo-ccl-i", "demo-ccl-ai"):
+        assert "epoch 2/2" in (tmp_path / "logs" / f"{name}.log").read_text()
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert [r["method"] for r in report["runs"]] == ["baseline", "CCL-A", "CCL-I", "CCL-AI"]
     for run in report["runs"]:

@@ -34,13 +34,20 @@ class DemoScale:
     teacher_epochs: tuple[int, int]  # image, audio
     overrides: tuple[str, ...] = ()  # applied to every run, before the user's overrides
     device: str = "auto"  # teachers' pre-training and audio extraction
+    # methods trained at once, in separate processes sharing the CPU threads: the demo's
+    # student is so small that a second thread barely speeds up its step (docs/DEMO.md)
+    method_jobs: int = 1
 
 
 DEMO_SCALES = {
-    "demo": DemoScale("demo", "demo", (6, 5)),
+    "demo": DemoScale("demo", "demo", (6, 5), method_jobs=2),
     # tiny, for CI smoke tests: the quick benchmark has 12 training videos
     "quick": DemoScale(
-        "quick", "demo", (1, 1), ("train.epochs=2", "optim.milestones=2", "data.batch_size=4")
+        "quick",
+        "demo",
+        (1, 1),
+        ("train.epochs=2", "optim.milestones=2", "data.batch_size=4"),
+        method_jobs=2,
     ),
     # ccl demo --device cuda: the larger benchmark and a longer budget, several seeds at once
     "gpu": DemoScale("gpu", "demo-gpu", (6, 5), device="cuda"),
@@ -272,9 +279,12 @@ def run_demo(
     scale: str | DemoScale = "demo",
     overrides: list[str] | None = None,
     methods: tuple[str, ...] = METHODS,
+    jobs: int | None = None,
 ) -> dict[str, Any]:
-    """Run the demo into ``out``; returns the report's data (one entry per method)."""
-    from ccl.config import preset
+    """Run the demo into ``out``; returns the report's data (one entry per method).
+    ``jobs``: methods trained at once in separate processes, each with its share of the
+    CPU threads and its output in ``out/logs/<run>.log`` (default: the scale's
+    ``method_jobs``)."""
     from ccl.report import build_report
 
     out = Path(out)
@@ -282,14 +292,33 @@ def run_demo(
     scale = demo_scale(scale)
     paths = prepare_demo_data(out, seed=seed, scale=scale)
     probes = teacher_probes(out, paths, scale=scale, overrides=overrides)
-    run_dirs = []
-    for method in methods:
-        cfg = preset(f"{scale.presets}-{method}")
-        cfg.train.out_dir = str(out / "runs")
-        cfg.train.seed = seed
-        run_dirs.append(
-            train_and_evaluate(cfg, paths, label=method, scale=scale, overrides=overrides)
+    specs = [
+        {"method": m, "root": str(out), "seed": seed, "scale": scale, "paths": paths}
+        | {"overrides": list(overrides or []), "threads": None}
+        for m in methods
+    ]
+    # finished runs (a demo run again) are only read back, in this process
+    pending = [spec for spec in specs if not _demo_method_done(spec)]
+    jobs = min(max(1, scale.method_jobs if jobs is None else jobs), len(pending))
+    if jobs > 1:
+        import os
+
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        names = ", ".join(spec["method"] for spec in pending)
+        logs = out / "logs" / "<run>.log"
+        print(
+            f"[demo] train and evaluate {names}: {jobs} at once, {threads} thread(s) each; "
+            f"progress in {logs}",
+            flush=True,
         )
+        t0 = time.perf_counter()
+        with _process_pool(jobs) as pool:
+            done = list(pool.map(_demo_method, [spec | {"threads": threads} for spec in pending]))
+        for spec, run_dir in zip(pending, done):
+            print(f"  {spec['method']}: {_eval_summary(run_dir)}", flush=True)
+        print(f"[demo] train and evaluate: {time.perf_counter() - t0:.0f} s", flush=True)
+    # every method not trained yet runs here one after another; finished ones are read back
+    run_dirs = [_demo_method(spec) for spec in specs]
 
     print("[demo] report ...", flush=True)
     report_md = build_report(run_dirs, out / "report")
@@ -300,6 +329,43 @@ def run_demo(
     print(table)
     print(f"\n[demo] full report: {report_md}  ({(time.perf_counter() - t_start) / 60:.1f} min)")
     return data
+
+
+def _demo_method(spec: dict[str, Any]) -> Path:
+    """Train and evaluate one method of the demo (also the body of a worker process, whose
+    output goes to ``<root>/logs/<run>.log``); returns its run folder."""
+    import contextlib
+
+    import torch
+
+    from ccl.config import preset
+
+    cfg = preset(f"{demo_scale(spec['scale']).presets}-{spec['method']}")
+    cfg.train.out_dir = str(Path(spec["root"]) / "runs")
+    cfg.train.seed = spec["seed"]
+    kwargs = {"label": spec["method"], "scale": spec["scale"], "overrides": spec["overrides"]}
+    if not spec.get("threads"):
+        return train_and_evaluate(cfg, spec["paths"], **kwargs)
+    torch.set_num_threads(spec["threads"])
+    log = Path(spec["root"]) / "logs" / f"{cfg.train.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        return train_and_evaluate(cfg, spec["paths"], **kwargs)
+
+
+def _demo_method_done(spec: dict[str, Any]) -> bool:
+    """Whether :func:`_demo_method` finished this method before (its last evaluation)."""
+    from ccl.config import preset
+
+    name = preset(f"{demo_scale(spec['scale']).presets}-{spec['method']}").train.name
+    return (Path(spec["root"]) / "runs" / name / "eval_test_last.json").is_file()
+
+
+def _eval_summary(run_dir: Path) -> str:
+    """One line: the test evaluation of a run's best checkpoint, as ``ccl evaluate`` prints."""
+    from ccl.evaluation import summary_line
+
+    return summary_line(json.loads((run_dir / "eval_test.json").read_text()))
 
 
 COMPARED = (CCL, *registry.KD_METHODS)
@@ -722,6 +788,7 @@ def _demo_seed(spec: dict[str, Any]) -> dict[str, Any]:
     kwargs = {"seed": spec["seed"], "scale": spec["scale"], "overrides": spec["overrides"]}
     if not spec.get("threads"):
         return run_demo(root, **kwargs)
+    kwargs["jobs"] = 1  # its methods one after another: the seeds share the threads already
     torch.set_num_threads(spec["threads"])
     root.mkdir(parents=True, exist_ok=True)
     with open(root / "demo.log", "a") as log:
@@ -800,19 +867,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     seeds = tuple(args.seeds) if args.seeds else None
     if seeds is None and scale.synth == "gpu":
         seeds = GPU_SEEDS
-    jobs = args.jobs if args.jobs is not None else (len(seeds) if scale.synth == "gpu" else 1)
+    # --jobs by default: on a GPU every seed at once; on a CPU one seed after another, with
+    # its methods (or the comparison's trainings) side by side
+    gpu = scale.synth == "gpu"
     if args.compare:
-        run_compare(
-            args.out,
-            seeds=seeds or (args.seed,),
-            scale=scale,
-            overrides=args.overrides,
-            jobs=jobs,
-        )
+        jobs = args.jobs or (len(seeds) if gpu and seeds else scale.method_jobs)
+        seeds = seeds or (args.seed,)
+        run_compare(args.out, seeds=seeds, scale=scale, overrides=args.overrides, jobs=jobs)
     elif seeds:
+        jobs = args.jobs or (len(seeds) if gpu else 1)
         run_demo_seeds(args.out, seeds=seeds, scale=scale, overrides=args.overrides, jobs=jobs)
     else:
-        run_demo(args.out, seed=args.seed, scale=scale, overrides=args.overrides)
+        run_demo(args.out, seed=args.seed, scale=scale, overrides=args.overrides, jobs=args.jobs)
     return 0
 
 
@@ -839,7 +905,7 @@ def register(subparsers: Any) -> None:
         "--device",
         choices=("auto", "cpu", "cuda"),
         default="auto",
-        help="cuda: the larger 'gpu' benchmark with 30 epochs per run and seeds 1-5 side by "
+        help="cuda: the larger 'gpu' benchmark with 15 epochs per run and seeds 1-5 side by "
         "side on one GPU (docs/DEMO.md); cpu: everything on the CPU; auto (default): the "
         "demo, on a GPU when there is one",
     )
@@ -847,9 +913,10 @@ def register(subparsers: Any) -> None:
         "--jobs",
         type=int,
         default=None,
-        help="with --seeds or --compare: seeds (or, with --compare, trainings) run at once, "
-        "in separate processes (default 1; every seed at once with --device cuda); the "
-        "results do not depend on it",
+        help="processes run at once, sharing the CPU threads: methods of one demo (default "
+        "2: a second thread barely speeds up the demo's small student), seeds with --seeds "
+        "(default 1; every seed at once with --device cuda), trainings with --compare "
+        "(default 1); the runs do not depend on it",
     )
     p.add_argument("overrides", nargs="*", metavar="section.key=value", help="applied to every run")
     p.set_defaults(func=_cmd_demo)

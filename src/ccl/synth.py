@@ -190,7 +190,14 @@ SCALES: dict[str, ScaleConfig] = {
     ),
     # `ccl demo --device cuda`: the demo's look with more clips per group (about 1.6 times
     # the videos: ~117 training videos per class, UCF51 has ~95), for a longer budget
-    "gpu": dataclasses.replace(_DEMO, clips_per_group=(5, 8)),
+    "gpu": dataclasses.replace(
+        _DEMO,
+        clips_per_group=(5, 8),
+        scene_styles=("gradient", "texture"),
+        distractors=1,
+        jitter=0.5,
+        flicker=0.04,
+    ),
 }
 
 

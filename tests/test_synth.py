@@ -321,3 +321,38 @@ def test_prepare_and_ucf101_annotations_read_the_output(quick: SynthInfo, tmp_pa
     subsets = [row["subset"] for row in ann.database.values()]
     assert subsets.count("testing") == quick.n_test
     assert len(subsets) == quick.n_videos
+
+
+def test_gpu_scale_is_the_demo_with_nuisances_and_is_deterministic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gpu, demo = SCALES["gpu"], SCALES["demo"]
+    # the same classes and audio relation as the CPU demo, more clips, the nuisances on
+    assert synth.class_names("gpu") == synth.class_names("demo")
+    assert synth.class_audio("gpu") == synth.class_audio("demo")
+    assert gpu.clips_per_group[0] > demo.clips_per_group[0]
+    assert "texture" in gpu.scene_styles and gpu.distractors >= 1
+    assert gpu.jitter > 0 and gpu.flicker > 0
+    tiny = dataclasses.replace(
+        gpu,
+        video_kinds=("disc",),
+        n_groups=2,
+        test_groups=1,
+        clips_per_group=(1, 1),
+        seconds=(2.0, 2.0),
+        fps_choices=(10,),
+        portrait_prob=0.0,
+        n_images=16,
+        n_sounds=12,
+        sound_seconds=0.5,
+    )
+    monkeypatch.setitem(SCALES, "tiny_gpu", tiny)
+    a = generate(tmp_path / "a", seed=3, scale="tiny_gpu", workers=0)
+    b = generate(tmp_path / "b", seed=3, scale="tiny_gpu", workers=0)
+    assert a.info_file.read_bytes() == b.info_file.read_bytes()
+    assert len(a.videos) == 6
+    for v in a.videos:
+        fa, aa, *_ = _decode(a.videos_dir / v["file"])
+        fb, ab, *_ = _decode(b.videos_dir / v["file"])
+        np.testing.assert_array_equal(fa, fb)
+        np.testing.assert_array_equal(aa, ab)

@@ -358,6 +358,7 @@ def test_full_disk_during_a_checkpoint_save_names_the_file_and_enospc(tmp_path, 
     import errno
     import os
 
+    import ccl.atomic
     import ccl.checkpoint as ckpt
 
     real_fdopen = os.fdopen
@@ -383,7 +384,7 @@ def test_full_disk_during_a_checkpoint_save_names_the_file_and_enospc(tmp_path, 
         def __exit__(self, *exc):
             self.f.close()
 
-    monkeypatch.setattr(ckpt.os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode)))
+    monkeypatch.setattr(ccl.atomic.os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode)))
     path = tmp_path / "checkpoints" / "last.pt"
     with pytest.raises(OSError) as e:
         ckpt.save_checkpoint({"student": torch.zeros(100_000)}, path)

@@ -5,19 +5,18 @@ data's."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import math
-import os
 import random
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from ccl.atomic import _TMP_SUFFIX, atomic_write
 
 
 class CheckpointError(RuntimeError):
@@ -28,84 +27,10 @@ class ClassMismatchError(ValueError):
     """A checkpoint's classes are not the data's (other names, order or number)."""
 
 
-_TMP_SUFFIX = ".tmp"  # temporaries are ``.<name>.<random>.tmp`` next to the target
-
-
-class _RecordingWriter:
-    """Writes all of every block (a short write is retried, so the OS reports why it fell
-    short) and remembers the ``OSError`` of a failed write: torch's zip writer replaces it
-    by "unexpected pos ...", which would not name a full disk."""
-
-    def __init__(self, f: BinaryIO) -> None:
-        self.f, self.error = f, None
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        done = 0
-        try:
-            while done < len(view):
-                n = self.f.write(view[done:])
-                if not n:
-                    raise OSError(errno.EIO, "a write wrote nothing")
-                done += n
-        except OSError as err:
-            self.error = err
-            raise
-        return done
-
-    def flush(self) -> None:
-        self.f.flush()
-
-    def __getattr__(self, name: str) -> Any:
-        # seek, tell, ... of the file, for writers that need them (zip archives: np.savez)
-        return getattr(self.f, name)
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | Path, *, what: str = "file") -> Iterator[BinaryIO]:
-    """Open ``path`` for binary writing atomically: a temporary file in the same folder,
-    fsynced and renamed over ``path`` when the block succeeds, removed when it fails. A
-    crash leaves either the previous file or the new one, never half of one. A failed write
-    (full disk, read-only folder) raises ``OSError`` naming ``path`` and the error code
-    (e.g. ENOSPC)."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TMP_SUFFIX, dir=path.parent)
-    except OSError as err:
-        raise _named(err, path, what) from err
-    writer = None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            writer = _RecordingWriter(f)
-            yield writer  # type: ignore[misc]
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        cause = writer.error if writer is not None and writer.error is not None else err
-        if isinstance(cause, OSError):
-            raise _named(cause, path, what) from err
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """Write ``state`` to ``path`` atomically (see :func:`atomic_write`)."""
     with atomic_write(path, what="checkpoint") as f:
         torch.save(state, f)
-
-
-def _named(err: OSError, path: Path, what: str) -> OSError:
-    """``err`` again, naming ``path`` and the symbolic error code (ENOSPC, EROFS, ...)."""
-    code = errno.errorcode.get(err.errno or 0)
-    reason = f"{err.strerror or err} ({code})" if code else str(err.strerror or err)
-    return type(err)(err.errno, f"cannot write {what}: {reason}", str(path))
 
 
 def remove_stale_temporaries(ckpt_dir: str | Path) -> list[Path]:

@@ -178,7 +178,7 @@ class Config:
 
     def save(self, path: str | Path) -> None:
         """Write the config as JSON, atomically (the run folder's record of its settings)."""
-        from ccl.data.prepare import write_text_atomic
+        from ccl.atomic import write_text_atomic
 
         write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 

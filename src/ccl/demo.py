@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ccl.atomic import write_text_atomic
 from ccl.objectives import registry
 from ccl.objectives.registry import BASELINE, CCL
 
@@ -250,7 +251,6 @@ def _copy_evaluation(report: dict[str, Any], run_dir: Path, kind: str) -> dict[s
 
     from ccl.checkpoint import load_checkpoint
     from ccl.data.audio_features import sha256_file
-    from ccl.data.prepare import write_text_atomic
 
     ckpt = run_dir / "checkpoints" / f"{kind}.pt"
     split = "test" if report["split"] == "testing" else report["split"]
@@ -325,7 +325,7 @@ def run_demo(
     data = json.loads((out / "report" / "report.json").read_text())
     info = json.loads((paths["synth"] / "synth_info.json").read_text())
     table = _table(data, info, probes=probes, seed=seed)
-    (out / "demo_table.md").write_text(table + "\n")
+    write_text_atomic(out / "demo_table.md", table + "\n")
     print(table)
     print(f"\n[demo] full report: {report_md}  ({(time.perf_counter() - t_start) / 60:.1f} min)")
     return data
@@ -490,10 +490,9 @@ def run_compare(
         ]  # diverged runs (NaN) have no checkpoint to report
         build_report(runs, roots[seed] / "report")
     table = _compare_table(results, (BASELINE, *methods), seeds)
-    (out / "compare_table.md").write_text(table + "\n")
-    (out / "compare.json").write_text(
-        json.dumps({f"{m}/{c}": v for (m, c), v in results.items()}, indent=1) + "\n"
-    )
+    write_text_atomic(out / "compare_table.md", table + "\n")
+    compared = {f"{m}/{c}": v for (m, c), v in results.items()}
+    write_text_atomic(out / "compare.json", json.dumps(compared, indent=1) + "\n")
     print(table)
     return table
 
@@ -738,7 +737,7 @@ def teacher_probes(
     teacher weights, audio embeddings, settings) changed."""
     from dataclasses import asdict
 
-    from ccl.checkpoint import atomic_write
+    from ccl.atomic import atomic_write
     from ccl.config import apply_overrides, preset
     from ccl.data.audio_features import sha256_file
     from ccl.probe import audio_probe, image_probe, image_probe_settings
@@ -845,10 +844,9 @@ def run_demo_seeds(
         f"Test split, best-on-validation checkpoint, mean +- std over seeds "
         f"{', '.join(map(str, seeds))}\n\n" + _format_table(per_seed, hits, probes, list(seeds))
     )
-    (out / "demo_table_seeds.md").write_text(table + "\n")
-    (out / "demo_seeds.json").write_text(
-        json.dumps({str(s): m for s, m in zip(seeds, per_seed)}, indent=1) + "\n"
-    )
+    write_text_atomic(out / "demo_table_seeds.md", table + "\n")
+    numbers = {str(s): m for s, m in zip(seeds, per_seed)}
+    write_text_atomic(out / "demo_seeds.json", json.dumps(numbers, indent=1) + "\n")
     print(table)
     minutes = (time.perf_counter() - t0) / 60
     print(f"\n[demo] {len(seeds)} seeds: {minutes:.1f} min", flush=True)

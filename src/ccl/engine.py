@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ccl import distributed, metrics
+from ccl.atomic import write_text_atomic
 from ccl.checkpoint import (
     Progress,
     TrainingState,
@@ -33,7 +34,6 @@ from ccl.checkpoint import (
 )
 from ccl.config import Config
 from ccl.cpu_allocator import configure_cpu_allocator
-from ccl.data.prepare import write_text_atomic
 from ccl.data.sampling import EpochSampler, SkipUnreadable
 from ccl.models import R2Plus1D, StudentOutput, build_model
 from ccl.objectives import Batch, Objective, ObjectiveOutput

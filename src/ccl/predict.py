@@ -29,7 +29,8 @@ import torch
 from torch import nn
 
 from ccl import metrics
-from ccl.checkpoint import atomic_write, load_checkpoint
+from ccl.atomic import atomic_write
+from ccl.checkpoint import load_checkpoint
 from ccl.config import Config
 from ccl.data import transforms as T
 from ccl.data.datasets import clip_offsets

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from ccl.atomic import write_text_atomic
+
 RECALL_KS = ("1", "5", "10", "20", "50")
 DPI = 120
 TSNE_MAX_POINTS = 4000
@@ -821,7 +823,7 @@ def build_report(
     lines.append("")
 
     md_path = out / "report.md"
-    md_path.write_text("\n".join(lines), encoding="utf-8")
+    write_text_atomic(md_path, "\n".join(lines))
     payload = {
         "generated": generated,
         "split": split,
@@ -831,7 +833,7 @@ def build_report(
         "figures": [f for f, _ in figures],
         "skipped_figures": skipped,
     }
-    (out / "report.json").write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+    write_text_atomic(out / "report.json", json.dumps(payload, indent=1) + "\n")
     return md_path
 
 

@@ -946,7 +946,7 @@ def generate(
         },
         **info.to_dict(),
     }
-    from ccl.data.prepare import write_text_atomic
+    from ccl.atomic import write_text_atomic
 
     # written last, atomically: marks a complete output
     write_text_atomic(info.info_file, json.dumps(payload, indent=1))

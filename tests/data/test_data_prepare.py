@@ -277,12 +277,12 @@ def test_os_errors_are_one_line_without_traceback(tmp_path: Path, monkeypatch, c
     assert err.startswith(f"error: {tmp_path / 'file' / 'dst'}: cannot create the output folder")
     assert (tmp_path / "file").read_text() == "a file, not a folder"
     # disk full while writing the report: the report's path and the cause, no temp file
-    import ccl.checkpoint
+    import ccl.atomic
 
     def full(self, data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(ccl.checkpoint._RecordingWriter, "write", full)
+    monkeypatch.setattr(ccl.atomic._RecordingWriter, "write", full)
     dst = tmp_path / "dst"
     assert data_cli(["prepare", "videos", str(src), str(dst), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()

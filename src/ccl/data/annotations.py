@@ -41,7 +41,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ccl.data.prepare import STORE_SUFFIX, read_store_info, write_text_atomic
+from ccl.atomic import write_text_atomic
+from ccl.data.prepare import STORE_SUFFIX, read_store_info
 
 SUBSETS = ("training", "validation", "testing")
 _SPLIT_NAMES = {

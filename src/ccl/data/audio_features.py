@@ -158,7 +158,7 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    from ccl.checkpoint import atomic_write
+    from ccl.atomic import atomic_write
 
     with atomic_write(path, what="audio embedding") as f:
         np.save(f, array, allow_pickle=False)

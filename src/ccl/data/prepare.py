@@ -43,6 +43,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ccl.atomic import write_text_atomic
+
 VIDEO_EXTENSIONS = (
     ".avi",
     ".mp4",
@@ -116,16 +118,6 @@ class PrepareReport:
 
     def write(self, path: str | Path) -> None:
         write_text_atomic(path, json.dumps(self.to_dict(), indent=1))
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` (UTF-8) atomically (:func:`ccl.checkpoint.atomic_write`): a failure
-    (disk full, read-only folder) leaves the previous file as it was, no temporary file, and
-    an ``OSError`` that names ``path``."""
-    from ccl.checkpoint import atomic_write
-
-    with atomic_write(path) as f:
-        f.write(text.encode("utf-8"))
 
 
 def find_videos(src: str | Path) -> list[Path]:
@@ -807,5 +799,4 @@ __all__ = [
     "store_settings_mismatch",
     "temp_path_for",
     "write_frame_store",
-    "write_text_atomic",
 ]

@@ -1,0 +1,94 @@
+"""Atomic file writes: a temporary file in the target's folder, fsynced and renamed over
+the target, so a crash leaves the previous file or the new one, never half of one. Torch-free
+(``ccl report`` and the CLI's light commands use it without importing torch)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+_TMP_SUFFIX = ".tmp"  # temporaries are ``.<name>.<random>.tmp`` next to the target
+
+
+class _RecordingWriter:
+    """Writes all of every block (a short write is retried, so the OS reports why it fell
+    short) and remembers the ``OSError`` of a failed write: torch's zip writer replaces it
+    by "unexpected pos ...", which would not name a full disk."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f, self.error = f, None
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        try:
+            while done < len(view):
+                n = self.f.write(view[done:])
+                if not n:
+                    raise OSError(errno.EIO, "a write wrote nothing")
+                done += n
+        except OSError as err:
+            self.error = err
+            raise
+        return done
+
+    def flush(self) -> None:
+        self.f.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        # seek, tell, ... of the file, for writers that need them (zip archives: np.savez)
+        return getattr(self.f, name)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, *, what: str = "file") -> Iterator[BinaryIO]:
+    """Open ``path`` for binary writing atomically: a temporary file in the same folder,
+    fsynced and renamed over ``path`` when the block succeeds, removed when it fails. A
+    crash leaves either the previous file or the new one, never half of one. A failed write
+    (full disk, read-only folder) raises ``OSError`` naming ``path`` and the error code
+    (e.g. ENOSPC)."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TMP_SUFFIX, dir=path.parent)
+    except OSError as err:
+        raise _named(err, path, what) from err
+    writer = None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            writer = _RecordingWriter(f)
+            yield writer  # type: ignore[misc]
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        Path(tmp).unlink(missing_ok=True)
+        cause = writer.error if writer is not None and writer.error is not None else err
+        if isinstance(cause, OSError):
+            raise _named(cause, path, what) from err
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _named(err: OSError, path: Path, what: str) -> OSError:
+    """``err`` again, naming ``path`` and the symbolic error code (ENOSPC, EROFS, ...)."""
+    code = errno.errorcode.get(err.errno or 0)
+    reason = f"{err.strerror or err} ({code})" if code else str(err.strerror or err)
+    return type(err)(err.errno, f"cannot write {what}: {reason}", str(path))
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) atomically (:func:`atomic_write`): a failure (disk full,
+    read-only folder) leaves the previous file as it was, no temporary file, and an
+    ``OSError`` that names ``path``."""
+    with atomic_write(path) as f:
+        f.write(text.encode("utf-8"))

@@ -883,7 +883,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "demo",
-        help="the whole pipeline on the embedded synthetic benchmark (about 20 min on 2 cores)",
+        help="the whole pipeline on the embedded synthetic benchmark (about 10 min on 2 cores)",
     )
     p.add_argument("--out", default="demo_runs", help="folder for everything the demo writes")
     p.add_argument("--seed", type=int, default=1)

@@ -37,10 +37,17 @@ def quick_other(tmp_path_factory: pytest.TempPathFactory) -> SynthInfo:
 @pytest.fixture
 def tiny_scale(monkeypatch: pytest.MonkeyPatch) -> str:
     """A seconds-fast scale (in-process only: spawned workers would not see it)."""
-    cfg = dataclasses.replace(
-        SCALES["quick"],
+    monkeypatch.setitem(SCALES, "tiny", _tiny(SCALES["quick"]))
+    return "tiny"
+
+
+def _tiny(cfg: synth.ScaleConfig) -> synth.ScaleConfig:
+    """``cfg`` (its look and nuisances) at a seconds-fast size: one kind, 2 groups, 1 clip."""
+    return dataclasses.replace(
+        cfg,
         video_kinds=("disc",),
         n_groups=2,
+        test_groups=1,
         clips_per_group=(1, 1),
         seconds=(2.0, 2.0),
         fps_choices=(10,),
@@ -49,8 +56,6 @@ def tiny_scale(monkeypatch: pytest.MonkeyPatch) -> str:
         n_sounds=12,
         sound_seconds=0.5,
     )
-    monkeypatch.setitem(SCALES, "tiny", cfg)
-    return "tiny"
 
 
 def _decode(path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -333,20 +338,7 @@ def test_gpu_scale_is_the_demo_with_nuisances_and_is_deterministic(
     assert gpu.clips_per_group[0] > demo.clips_per_group[0]
     assert "texture" in gpu.scene_styles and gpu.distractors >= 1
     assert gpu.jitter > 0 and gpu.flicker > 0
-    tiny = dataclasses.replace(
-        gpu,
-        video_kinds=("disc",),
-        n_groups=2,
-        test_groups=1,
-        clips_per_group=(1, 1),
-        seconds=(2.0, 2.0),
-        fps_choices=(10,),
-        portrait_prob=0.0,
-        n_images=16,
-        n_sounds=12,
-        sound_seconds=0.5,
-    )
-    monkeypatch.setitem(SCALES, "tiny_gpu", tiny)
+    monkeypatch.setitem(SCALES, "tiny_gpu", _tiny(gpu))
     a = generate(tmp_path / "a", seed=3, scale="tiny_gpu", workers=0)
     b = generate(tmp_path / "b", seed=3, scale="tiny_gpu", workers=0)
     assert a.info_file.read_bytes() == b.info_file.read_bytes()

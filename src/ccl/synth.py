@@ -810,9 +810,9 @@ def generate(
 ) -> SynthInfo:
     """Write the synthetic benchmark under ``out_dir`` (see the module docstring).
 
-    ``workers``: processes for rendering and encoding (default: up to 4, none for
-    ``quick``); the result does not depend on it. An earlier ``ccl synth`` output in
-    ``out_dir`` is replaced."""
+    ``workers``: processes for rendering and encoding (default: up to 4 for ``demo`` and
+    ``gpu``, none otherwise); the result does not depend on it. An earlier ``ccl synth``
+    output in ``out_dir`` is replaced."""
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; choose from {sorted(SCALES)}")
     if seed < 0:
@@ -877,7 +877,9 @@ def generate(
     ]
 
     if workers is None:
-        workers = min(4, os.cpu_count() or 1) if scale != "quick" else 0
+        # the large scales in processes; small ones (and scales a test registers, which a
+        # spawned worker would not know) in this process
+        workers = min(4, os.cpu_count() or 1) if scale in ("demo", "gpu") else 0
     pool = None
     if workers > 1:
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
@@ -978,7 +980,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--scale", choices=sorted(SCALES), default="demo", help="size (default demo)")
     p.add_argument(
-        "--workers", type=int, default=None, help="processes (default: up to 4; none for quick)"
+        "--workers", type=int, default=None, help="processes (default: up to 4 for demo and gpu)"
     )
     p.set_defaults(func=_cmd_synth)
     return p

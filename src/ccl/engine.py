@@ -552,8 +552,9 @@ def train(cfg: Config, *, overwrite: bool = False) -> RunResult:
 def _guard_workers(loader: Iterable) -> Iterator:
     """A loader worker killed by the OS surfaces as one clear error instead of a traceback
     deep in the multiprocessing machinery."""
+    iterator = iter(loader)
     try:
-        yield from loader
+        yield from iterator
     except (RuntimeError, ConnectionError, EOFError) as err:
         # torch reports a killed worker as a RuntimeError naming it; when the worker dies
         # while the main process is receiving a batch from it, the pipe breaks first
@@ -564,12 +565,28 @@ def _guard_workers(loader: Iterable) -> Iterator:
         if died or (
             isinstance(err, (ConnectionError, EOFError)) and "worker process" not in message
         ):
+            _stop_workers(iterator)
             raise RuntimeError(
                 f"a data loader worker died ({type(err).__name__}: {err}). Rerun with "
                 "data.workers=0 to see the error in the main process, or check memory (each "
                 "worker holds open stores)."
             ) from err
         raise
+
+
+def _stop_workers(iterator: Any) -> None:
+    """Stop a failed loader's workers now. Until its workers are stopped, torch's SIGCHLD
+    handler raises again for the dead one whenever a signal arrives: under load, that came
+    while the first error was being reported (seen on CI), replacing the clear message by
+    a traceback. ``_shutdown_workers`` is torch's own (private) shutdown, which also
+    unregisters the workers from that handler."""
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if shutdown is None:  # workers=0: nothing to stop
+        return
+    try:
+        shutdown()
+    except RuntimeError:  # the handler firing during the shutdown (which still completes)
+        pass
 
 
 def _steps_per_epoch(num_samples: int, cfg: Config, keep_last_batch: bool) -> int:

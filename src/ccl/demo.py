@@ -914,7 +914,7 @@ def register(subparsers: Any) -> None:
         help="processes run at once, sharing the CPU threads: methods of one demo (default "
         "2: a second thread barely speeds up the demo's small student), seeds with --seeds "
         "(default 1; every seed at once with --device cuda), trainings with --compare "
-        "(default 1); the runs do not depend on it",
+        "(default 2; one per seed with --device cuda); the runs do not depend on it",
     )
     p.add_argument("overrides", nargs="*", metavar="section.key=value", help="applied to every run")
     p.set_defaults(func=_cmd_demo)

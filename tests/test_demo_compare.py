@@ -15,10 +15,47 @@ def test_compare_table_layout_and_statistics():
     assert lines[5] == "| CCL | 40.0 +- 10.0 | - | - |"
 
 
+def test_compare_table_paired_differences_pool_the_seeds():
+    """The Δ table: per method and teacher setting, the paired difference to the baseline of
+    the same seed over every (seed, video) pair, with the bootstrap interval of ccl.stats."""
+    from ccl.demo import BOOTSTRAP_RESAMPLES
+    from ccl.stats import paired_bootstrap
+
+    base = {1: {"v1": 1.0, "v2": 0.0, "v3": 0.0}, 2: {"v1": 1.0, "v2": 1.0, "v3": 0.0}}
+    ccl_a = {1: {"v1": 1.0, "v2": 1.0, "v3": 1.0}, 2: {"v1": 0.0, "v2": 1.0, "v3": 0.0}}
+    hits = [
+        {"baseline": {"top1": base[s], "r1": None}, "ccl/A": {"top1": ccl_a[s], "r1": None}}
+        for s in (1, 2)
+    ]
+    results = {("baseline", c): [1 / 3, 2 / 3] for c in ("A", "I", "AI")}
+    results[("ccl", "A")] = [1.0, 1 / 3]
+    table = _compare_table(results, ("baseline", "ccl"), (1, 2), hits)
+    lines = table.splitlines()
+    assert "mean over the 6 (seed, test video) pairs" in table
+    assert lines[-3] == "| method | A | I | AI |"
+    ccl_row = lines[-1].split(" | ")
+    assert ccl_row[0] == "| CCL" and ccl_row[2:] == ["-", "- |"]  # no I or AI runs
+    # by hand: differences +0, +1, +1 (seed 1) and -1, +0, +0 (seed 2): mean 1/6
+    assert ccl_row[1].startswith("+16.7 [")
+    pooled = {(s, v): x for s in (1, 2) for v, x in ccl_a[s].items()}
+    pooled_base = {(s, v): x for s in (1, 2) for v, x in base[s].items()}
+    _, lo, hi = paired_bootstrap(pooled, pooled_base, resamples=BOOTSTRAP_RESAMPLES, seed=0)
+    assert ccl_row[1] == f"+16.7 [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+    # without per-video hits, only the first table
+    assert "Δ" not in _compare_table(results, ("baseline", "ccl"), (1, 2))
+
+
 def test_quick_compare_runs_each_method_with_each_teacher_setting(tmp_path, capsys):
     table = run_compare(tmp_path, seeds=(1,), scale="quick", methods=("ccl", "crd"))
     for row in ("| baseline (no distillation) |", "| CCL |", "| CRD |"):
         assert row in table
+    # the paired differences: one row per distillation method, a cell per teacher setting
+    delta = table.split("Δ test top-1")[1].splitlines()
+    rows = [line for line in delta if line.startswith(("| CCL |", "| CRD |"))]
+    assert len(rows) == 2 and all(line.count(" [") == 3 for line in rows)
+    database = json.loads((tmp_path / "seed_1" / "annotations.json").read_text())["database"]
+    tested = sum(v["subset"] == "testing" for v in database.values())
+    assert f"mean over the {tested} (seed, test video) pairs" in table
     results = json.loads((tmp_path / "compare.json").read_text())
     assert set(results) == {
         f"{m}/{c}" for m in ("baseline", "ccl", "crd") for c in ("A", "I", "AI")

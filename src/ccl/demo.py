@@ -479,9 +479,13 @@ def run_compare(
     else:
         done = [_compare_run(spec) for spec in specs]
     results: dict[tuple[str, str], list[float]] = {}
-    for method, column, top1, _ in done:
+    hits: dict[int, dict[str, Any]] = {seed: {} for seed in seeds}  # per seed, per run
+    for (method, column, top1, run_dir), spec in zip(done, specs):
         for col in TEACHER_SETTINGS if method == BASELINE else (column,):
             results.setdefault((method, col), []).append(top1)
+        if not math.isnan(top1):
+            key = BASELINE if method == BASELINE else f"{method}/{column}"
+            hits[spec["seed"]][key] = _video_hits(Path(run_dir) / "eval_test.json")
     for seed in seeds:
         runs = [
             Path(d[3])
@@ -489,7 +493,7 @@ def run_compare(
             if spec["seed"] == seed and not math.isnan(d[2])
         ]  # diverged runs (NaN) have no checkpoint to report
         build_report(runs, roots[seed] / "report")
-    table = _compare_table(results, (BASELINE, *methods), seeds)
+    table = _compare_table(results, (BASELINE, *methods), seeds, [hits[s] for s in seeds])
     write_text_atomic(out / "compare_table.md", table + "\n")
     compared = {f"{m}/{c}": v for (m, c), v in results.items()}
     write_text_atomic(out / "compare.json", json.dumps(compared, indent=1) + "\n")
@@ -523,23 +527,52 @@ def _cell(values: list[float]) -> str:
 
 
 def _compare_table(
-    results: dict[tuple[str, str], list[float]], methods: tuple[str, ...], seeds: tuple[int, ...]
+    results: dict[tuple[str, str], list[float]],
+    methods: tuple[str, ...],
+    seeds: tuple[int, ...],
+    hits: list[dict[str, Any]] | None = None,
 ) -> str:
     """Rows: methods; columns: A, I, AI (the paper's layout); cells: mean +- std of test top-1
-    in % over the seeds (population std; a single seed shows the value alone)."""
+    in % over the seeds (population std; a single seed shows the value alone). With ``hits``
+    (per seed, :func:`_video_hits` of each run keyed "baseline" or "<method>/<column>"), a
+    second table in the same layout: each method's paired difference to the baseline of the
+    same seed, pooled over the (seed, test video) pairs, with its bootstrap interval."""
 
+    def name(method: str) -> str:
+        return "baseline (no distillation)" if method == BASELINE else METHOD_NAMES[method]
+
+    head = ["| method | A | I | AI |", "|---|---|---|---|"]
     lines = [
         f"Test top-1 (%), best-on-validation checkpoint, seeds {', '.join(map(str, seeds))}",
         "",
-        "| method | A | I | AI |",
-        "|---|---|---|---|",
+        *head,
     ]
     for method in methods:
         cells = []
         for column in TEACHER_SETTINGS:
             cells.append(_cell([100 * v for v in results.get((method, column), [])]))
-        name = "baseline (no distillation)" if method == BASELINE else METHOD_NAMES[method]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name(method)} | " + " | ".join(cells) + " |")
+    if not hits:
+        return "\n".join(lines)
+    deltas = _paired_cells(hits, list(seeds))
+    pairs = sum(len((h.get(BASELINE) or {}).get("top1") or {}) for h in hits)
+    lines += [
+        "",
+        f"Δ test top-1 vs the baseline of the same seed (points): mean over the {pairs} "
+        f"(seed, test video) pairs [95 % percentile bootstrap interval, "
+        f"{BOOTSTRAP_RESAMPLES:,} resamples of the pairs]; a run that diverged leaves its "
+        "seed's pairs out",
+        "",
+        *head,
+    ]
+    for method in methods:
+        if method == BASELINE:
+            continue
+        cells = [
+            (deltas.get(f"{method}/{column}") or {}).get("top1", "-")
+            for column in TEACHER_SETTINGS
+        ]
+        lines.append(f"| {name(method)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

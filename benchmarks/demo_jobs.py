@@ -32,18 +32,13 @@ SHAPE = ["--presets", "demo", "--batch", "16", "--frames", "8", "--size", "32", 
 # one `ccl train` of a demo preset on a prepared demo (argv: preset demo_dir out threads epochs)
 TRAIN = """
 import sys
-from pathlib import Path
 import torch
 from ccl.config import apply_overrides, preset
+from ccl.demo import demo_paths, use_demo_data
 from ccl.engine import train
 name, demo, out, threads, epochs = sys.argv[1:6]
 torch.set_num_threads(int(threads))
-demo = Path(demo)
-cfg = preset(name)
-cfg.data.annotations = str(demo / "annotations.json")
-cfg.data.frames_dir = str(demo / "frames")
-cfg.data.audio_dir = str(demo / "audio_features")
-cfg.image_teacher.weights = str(demo / "teachers" / "image.pth")
+cfg = use_demo_data(preset(name), demo_paths(demo))
 cfg.train.out_dir = out
 cfg.train.progress = False
 apply_overrides(cfg, [f"train.epochs={epochs}", f"optim.milestones={epochs}", "train.device=cpu"])

@@ -83,6 +83,46 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert "train ccl-ai: done already" in printed
     assert "teachers' linear probes: done already" in printed
     assert (tmp_path / "demo_table.md").read_text() == table  # fixed bootstrap seed
+    # other settings over the same folder: refused, not reported as this folder's runs
+    capsys.readouterr()
+    assert main(["demo", "--quick", "--out", str(tmp_path), "objective.loss_weight=0.25"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a run with other settings (objective.loss_weight: none -> 0.25)" in err
+    assert "another --out" in err
+    assert (tmp_path / "demo_table.md").read_text() == table
+    # every run trained on the demo folder's own data (ccl.demo.demo_paths)
+    from ccl.demo import demo_paths
+
+    paths = demo_paths(tmp_path)
+    for run_dir in sorted((tmp_path / "runs").iterdir()):
+        cfg = json.loads((run_dir / "config.json").read_text())
+        assert cfg["data"]["annotations"] == str(paths["annotations"])
+        assert cfg["data"]["frames_dir"] == str(paths["frames"])
+        assert cfg["data"]["audio_dir"] == str(paths["audio_dir"])
+        assert cfg["image_teacher"]["weights"] == str(paths["image_teacher"])
+
+
+def test_worker_set_up_threads_and_log(tmp_path, capsys):
+    """A demo worker process uses its share of the threads and writes to its own log; outside
+    a worker (threads None) nothing changes."""
+    import torch
+
+    from ccl.demo import _threads_per_job, _worker
+
+    assert _threads_per_job(1) is None and _threads_per_job(10**6) == 1
+    before = torch.get_num_threads()
+    log = tmp_path / "logs" / "run.log"
+    try:
+        with _worker(1, log):
+            print("in the worker")
+            assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with _worker(None, tmp_path / "unused.log"):
+        print("not a worker")
+    assert log.read_text() == "in the worker\n"
+    assert not (tmp_path / "unused.log").exists()
+    assert capsys.readouterr().out == "not a worker\n"
 
 
 def test_seed_table_mean_and_std():
@@ -196,3 +236,35 @@ def test_demo_over_seeds_writes_mean_table(tmp_path, capsys):
     printed = capsys.readouterr().out
     for name in ("demo-baseline", "demo-ccl-a", "demo-ccl-i", "demo-ccl-ai"):
         assert f"train {name} (seed 2): done already" in printed
+
+
+def test_a_demo_folder_of_another_seed_or_other_settings_is_refused(tmp_path):
+    """ccl demo skips finished steps: a folder holding another seed's benchmark or a run of
+    other settings is refused before anything is written, naming what differs."""
+    import pytest
+
+    from ccl.config import preset
+    from ccl.demo import _check_same_run, demo_paths, prepare_demo_data, use_demo_data
+
+    info = tmp_path / "synth" / "synth_info.json"
+    info.parent.mkdir(parents=True)
+    info.write_text(json.dumps({"seed": 1, "scale": "quick"}))
+    with pytest.raises(ValueError, match="seed 1 at scale 'quick'.*not seed 2 at scale 'quick'"):
+        prepare_demo_data(tmp_path, seed=2, scale="quick")
+    with pytest.raises(ValueError, match="not seed 1 at scale 'demo'"):
+        prepare_demo_data(tmp_path, seed=1, scale="demo")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["synth"]  # nothing else written
+
+    run_dir = tmp_path / "runs" / "demo-ccl-a"
+    run_dir.mkdir(parents=True)
+    saved = use_demo_data(preset("demo-ccl-a"), demo_paths(tmp_path))
+    saved.train.seed = 1
+    saved.save(run_dir / "config.json")
+    moved = use_demo_data(preset("demo-ccl-a"), demo_paths(tmp_path / "moved"))
+    moved.train.seed, moved.train.resume = 1, "auto"
+    _check_same_run(run_dir, moved)  # the same run in a moved folder: continued
+    other = preset("demo-ccl-a")
+    other.train.seed, other.objective.audio_temperature = 2, 0.1
+    with pytest.raises(ValueError) as err:
+        _check_same_run(run_dir, other)
+    assert "objective.audio_temperature: 0.5 -> 0.1; train.seed: 1 -> 2" in str(err.value)

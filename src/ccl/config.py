@@ -187,6 +187,20 @@ class Config:
         return cls.from_dict(json.loads(Path(path).read_text())).validate()
 
 
+def config_differences(
+    old: Config, new: Config, ignore: tuple[str, ...] = ()
+) -> list[str]:
+    """"section.key: old -> new" for every setting that differs between two configs, in
+    field order, leaving out the dotted keys in ``ignore``."""
+    out, current = [], new.to_dict()
+    for section, values in old.to_dict().items():
+        for key, value in values.items():
+            now = current[section][key]
+            if f"{section}.{key}" not in ignore and value != now:
+                out.append(f"{section}.{key}: {_show(value)} -> {_show(now)}")
+    return out
+
+
 def _problems(cfg: Config) -> list[tuple[str, str]]:
     """(key, what is wrong) for every out-of-range value of ``cfg``."""
     out: list[tuple[str, str]] = []

@@ -10,10 +10,12 @@ when the demo is run again.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,28 @@ def _step(name: str, done: Path, fn: Any) -> None:
     print(f"[demo] {name}: {time.perf_counter() - t0:.0f} s", flush=True)
 
 
+def demo_paths(out: str | Path) -> dict[str, Path]:
+    """Where a demo folder (``ccl demo --out``) keeps each prepared input."""
+    out = Path(out)
+    return {
+        "synth": out / "synth",
+        "frames": out / "frames",
+        "annotations": out / "annotations.json",
+        "image_teacher": out / "teachers" / "image.pth",
+        "audio_teacher": out / "teachers" / "audio.pt",
+        "audio_dir": out / "audio_features",
+    }
+
+
+def use_demo_data(cfg: Any, paths: dict[str, Path]) -> Any:
+    """Point a training config at a prepared demo (:func:`demo_paths`); returns ``cfg``."""
+    cfg.data.annotations = str(paths["annotations"])
+    cfg.data.frames_dir = str(paths["frames"])
+    cfg.data.audio_dir = str(paths["audio_dir"])
+    cfg.image_teacher.weights = str(paths["image_teacher"])
+    return cfg
+
+
 def prepare_demo_data(
     out: Path, *, seed: int, scale: str | DemoScale = "demo"
 ) -> dict[str, Path]:
@@ -90,16 +114,10 @@ def prepare_demo_data(
     from ccl.synth import generate
 
     out.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "synth": out / "synth",
-        "frames": out / "frames",
-        "annotations": out / "annotations.json",
-        "image_teacher": out / "teachers" / "image.pth",
-        "audio_teacher": out / "teachers" / "audio.pt",
-        "audio_dir": out / "audio_features",
-    }
+    paths = demo_paths(out)
     synth, frames = paths["synth"], paths["frames"]
     scale = demo_scale(scale)
+    _check_same_benchmark(out, synth / "synth_info.json", seed, scale.synth)
     _step(
         "generate synthetic videos",
         synth / "synth_info.json",
@@ -164,6 +182,21 @@ def prepare_demo_data(
     return paths
 
 
+def _check_same_benchmark(out: Path, info_file: Path, seed: int, synth_scale: str) -> None:
+    """A demo folder is reused step by step: refuse one that holds another seed's or
+    scale's benchmark (its teachers and runs would be reported as this one's)."""
+    if not info_file.is_file():
+        return
+    info = json.loads(info_file.read_text())
+    held = (info.get("seed"), info.get("scale"))
+    if held != (seed, synth_scale):
+        raise ValueError(
+            f"{out} holds the demo benchmark of seed {held[0]} at scale {held[1]!r} "
+            f"({info_file}), not seed {seed} at scale {synth_scale!r}: ccl demo reuses what "
+            "its folder holds, so give it another --out"
+        )
+
+
 def embedding_norms(audio_dir: Path) -> str:
     """One line: the range and median of the L2 norms of the per-video audio embeddings
     (the real PANNs Cnn14_emb512 ones of UCF51: 13-25, median 15.6)."""
@@ -193,13 +226,11 @@ def train_and_evaluate(
     from ccl.engine import train
     from ccl.evaluation import EvalSettings, evaluate, summary_line
 
-    cfg.data.annotations = str(paths["annotations"])
-    cfg.data.frames_dir = str(paths["frames"])
-    cfg.data.audio_dir = str(paths["audio_dir"])
-    cfg.image_teacher.weights = str(paths["image_teacher"])
+    use_demo_data(cfg, paths)
     cfg.train.progress = False
     apply_overrides(cfg, [*demo_scale(scale).overrides, *(overrides or [])])
     run_dir = Path(cfg.train.out_dir) / cfg.train.name
+    _check_same_run(run_dir, cfg)
     if run_dir.exists():
         # left by an interrupted demo: continue that run (training refuses to start over
         # in a folder that holds one)
@@ -227,9 +258,44 @@ def train_and_evaluate(
             reports[kind] = report
             print(f"  {kind}: {summary_line(report)}")
 
-    done = "eval_test.json" if checkpoints == ("best",) else "eval_test_last.json"
-    _step(f"evaluate {label}", run_dir / done, test)
+    _step(f"evaluate {label}", _evaluated(run_dir, checkpoints), test)
     return run_dir
+
+
+# where a run's inputs lie and how it is continued: they may change (a moved demo folder)
+# without changing what the run computes
+_RUN_PLACE = (
+    "data.annotations",
+    "data.frames_dir",
+    "data.audio_dir",
+    "image_teacher.weights",
+    "train.out_dir",
+    "train.resume",
+    "train.progress",
+)
+
+
+def _check_same_run(run_dir: Path, cfg: Any) -> None:
+    """Finished demo steps are skipped: refuse a run folder that holds a run of other
+    settings than ``cfg`` (other overrides, seed or scale), before it is reported as this
+    one's or continued with the new settings."""
+    from ccl.config import Config, config_differences
+
+    saved = run_dir / "config.json"
+    if not saved.is_file():
+        return
+    differ = config_differences(Config.load(saved), cfg, ignore=_RUN_PLACE)
+    if differ:
+        raise ValueError(
+            f"{run_dir} holds a run with other settings ({'; '.join(differ)}): ccl demo "
+            "reuses the runs its folder holds, so give it another --out"
+        )
+
+
+def _evaluated(run_dir: Path, checkpoints: tuple[str, ...]) -> Path:
+    """The file whose presence says :func:`train_and_evaluate` finished evaluating these
+    checkpoints of ``run_dir`` (the last one it writes)."""
+    return run_dir / ("eval_test.json" if checkpoints == ("best",) else "eval_test_last.json")
 
 
 def _same_student(run_dir: Path, kind_a: str, kind_b: str) -> bool:
@@ -301,9 +367,7 @@ def run_demo(
     pending = [spec for spec in specs if not _demo_method_done(spec)]
     jobs = min(max(1, scale.method_jobs if jobs is None else jobs), len(pending))
     if jobs > 1:
-        import os
-
-        threads = max(1, (os.cpu_count() or 1) // jobs)
+        threads = _threads_per_job(jobs)
         names = ", ".join(spec["method"] for spec in pending)
         logs = out / "logs" / "<run>.log"
         print(
@@ -331,34 +395,63 @@ def run_demo(
     return data
 
 
-def _demo_method(spec: dict[str, Any]) -> Path:
-    """Train and evaluate one method of the demo (also the body of a worker process, whose
-    output goes to ``<root>/logs/<run>.log``); returns its run folder."""
-    import contextlib
-
-    import torch
-
+def _demo_config(spec: dict[str, Any]) -> Any:
+    """The training config of one method of the demo (its scale's preset, seed and run
+    folder; the data and overrides are added by :func:`train_and_evaluate`)."""
     from ccl.config import preset
 
     cfg = preset(f"{demo_scale(spec['scale']).presets}-{spec['method']}")
     cfg.train.out_dir = str(Path(spec["root"]) / "runs")
     cfg.train.seed = spec["seed"]
-    kwargs = {"label": spec["method"], "scale": spec["scale"], "overrides": spec["overrides"]}
-    if not spec.get("threads"):
-        return train_and_evaluate(cfg, spec["paths"], **kwargs)
-    torch.set_num_threads(spec["threads"])
+    return cfg
+
+
+def _demo_method(spec: dict[str, Any]) -> Path:
+    """Train and evaluate one method of the demo (also the body of a worker process, whose
+    output goes to ``<root>/logs/<run>.log``); returns its run folder."""
+    cfg = _demo_config(spec)
     log = Path(spec["root"]) / "logs" / f"{cfg.train.name}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
-        return train_and_evaluate(cfg, spec["paths"], **kwargs)
+    with _worker(spec.get("threads"), log):
+        return train_and_evaluate(
+            cfg,
+            spec["paths"],
+            label=spec["method"],
+            scale=spec["scale"],
+            overrides=spec["overrides"],
+        )
 
 
 def _demo_method_done(spec: dict[str, Any]) -> bool:
-    """Whether :func:`_demo_method` finished this method before (its last evaluation)."""
-    from ccl.config import preset
+    """Whether :func:`_demo_method` finished this method before."""
+    cfg = _demo_config(spec)
+    return _evaluated(Path(cfg.train.out_dir) / cfg.train.name, ("best", "last")).is_file()
 
-    name = preset(f"{demo_scale(spec['scale']).presets}-{spec['method']}").train.name
-    return (Path(spec["root"]) / "runs" / name / "eval_test_last.json").is_file()
+
+def _threads_per_job(jobs: int) -> int | None:
+    """CPU threads for each of ``jobs`` worker processes sharing this machine (None: one
+    job, torch's own default)."""
+    import os
+
+    return max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+
+
+@contextlib.contextmanager
+def _worker(threads: int | None, log: Path | None = None) -> Iterator[None]:
+    """The set-up of a worker process of the demo: with ``threads`` (None: not a worker,
+    nothing changes), torch uses that many threads and, with ``log``, the output goes to
+    that file (appended) instead of the terminal."""
+    if not threads:
+        yield
+        return
+    import torch
+
+    torch.set_num_threads(threads)
+    if log is None:
+        yield
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        yield
 
 
 def _eval_summary(run_dir: Path) -> str:
@@ -376,13 +469,9 @@ METHOD_NAMES = {m: registry.METHODS[m].label for m in COMPARED}
 def _compare_run(spec: dict[str, Any]) -> tuple[str, str, float, str]:
     """One training of the comparison (also the body of a ``--jobs`` worker process):
     -> (method, column, test top-1 of the best-on-validation checkpoint, run folder)."""
-    import torch
-
     from ccl.config import preset
     from ccl.engine import NonFiniteLossError
 
-    if spec.get("threads"):
-        torch.set_num_threads(spec["threads"])
     method, column, seed, root = spec["method"], spec["column"], spec["seed"], Path(spec["root"])
     prefix = demo_scale(spec["scale"]).presets
     if method in (BASELINE, CCL):
@@ -403,14 +492,15 @@ def _compare_run(spec: dict[str, Any]) -> tuple[str, str, float, str]:
         print(f"[demo] {label}: diverged in an earlier run ({diverged.read_text().strip()})")
         return method, column, math.nan, str(diverged.parent)
     try:
-        run_dir = train_and_evaluate(
-            cfg,
-            spec["paths"],
-            label=label,
-            scale=spec["scale"],
-            overrides=spec["overrides"],
-            checkpoints=("best",),
-        )
+        with _worker(spec.get("threads")):
+            run_dir = train_and_evaluate(
+                cfg,
+                spec["paths"],
+                label=label,
+                scale=spec["scale"],
+                overrides=spec["overrides"],
+                checkpoints=("best",),
+            )
     except NonFiniteLossError as err:
         # A method that diverges with its paper's default weight is a result of the
         # comparison, not a reason to lose the other runs: recorded, shown as "diverged".
@@ -442,8 +532,6 @@ def run_compare(
     (each with its share of the CPU threads; the runs are the same as one at a time, only
     their output interleaves). Writes ``out/compare_table.md`` and ``out/compare.json``;
     returns the table."""
-    import os
-
     from ccl.report import build_report
 
     out = Path(out)
@@ -456,7 +544,7 @@ def run_compare(
             paths = dict(zip(seeds, pool.map(_prepare_seed, prep)))
     else:
         paths = {seed: _prepare_seed(args) for seed, args in zip(seeds, prep)}
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    threads = _threads_per_job(jobs)
     specs = [
         {
             "method": method,
@@ -812,20 +900,12 @@ def teacher_probes(
 def _demo_seed(spec: dict[str, Any]) -> dict[str, Any]:
     """One seed's demo (also the body of a ``jobs`` worker process, whose output goes to
     ``<root>/demo.log``): ``ccl demo`` into ``root`` -> its report's data."""
-    import contextlib
-
-    import torch
-
     root = Path(spec["root"])
     kwargs = {"seed": spec["seed"], "scale": spec["scale"], "overrides": spec["overrides"]}
-    if not spec.get("threads"):
+    if spec.get("threads"):
+        kwargs["jobs"] = 1  # its methods one after another: the seeds share the threads already
+    with _worker(spec.get("threads"), root / "demo.log"):
         return run_demo(root, **kwargs)
-    kwargs["jobs"] = 1  # its methods one after another: the seeds share the threads already
-    torch.set_num_threads(spec["threads"])
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / "demo.log", "a") as log:
-        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-            return run_demo(root, **kwargs)
 
 
 def run_demo_seeds(
@@ -842,12 +922,10 @@ def run_demo_seeds(
     threads each (one GPU serves them all), each writing its progress to
     ``out/seed_S/demo.log``. The runs are those of one seed at a time; with fewer threads
     each, floating-point sums (and so the numbers) can differ slightly."""
-    import os
-
     out = Path(out)
     scale = demo_scale(scale)
     jobs = max(1, min(int(jobs), len(seeds)))
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    threads = _threads_per_job(jobs)
     specs = [
         {
             "root": str(out / f"seed_{seed}"),

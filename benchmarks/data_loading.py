@@ -166,6 +166,50 @@ def measure(dataset: Dataset, workers: int, epochs: int, batch: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+def _getitem_loop(args: tuple[str, Path, Path, int, int]) -> tuple[float, float]:
+    """In a fresh process: ``n`` random clips of one pipeline straight from its dataset (no
+    DataLoader) -> (start, end) wall-clock times, to see how its work alone scales."""
+    name, ann, frames_dir, n, seed = args
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    if name == "ours":
+        ds: Dataset = ClipDataset(ann, frames_dir, "training", "train", frames=16, size=112)
+    else:
+        ds = NaiveDataset(ann, frames_dir)
+    order = torch.randint(0, len(ds), (n + 4,)).tolist()
+    for i in order[:4]:  # warm-up: imports, file handles, allocator
+        ds[i]
+    start = time.time()
+    for i in order[4:]:
+        ds[i]
+    return start, time.time()
+
+
+def scaling(ann: Path, frames_dir: Path, clips: int, rounds: int) -> None:
+    """Each pipeline's per-clip work in one process alone, then in two processes at once
+    (each on its own core, no DataLoader): the speed-up two cores give that work on this
+    machine, the ceiling for what two DataLoader workers can give it."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")
+    best: dict[tuple[str, int], float] = {}
+    for r in range(rounds):
+        for name in ("ours", "naive"):
+            for procs in (1, 2):
+                jobs = [(name, ann, frames_dir, clips, 100 * r + k) for k in range(procs)]
+                with ProcessPoolExecutor(procs, mp_context=ctx) as pool:
+                    spans = list(pool.map(_getitem_loop, jobs))
+                # clips/s over the span every process was working
+                rate = procs * clips / (max(e for _, e in spans) - min(s for s, _ in spans))
+                best[(name, procs)] = max(best.get((name, procs), 0.0), rate)
+                print(f"  round {r + 1} {name:5s} processes={procs}: {rate:7.1f} clips/s")
+    for name in ("ours", "naive"):
+        one, two = best[(name, 1)], best[(name, 2)]
+        print(f"pipeline={name} processes=1 clips_per_s={one:.1f}")
+        print(f"pipeline={name} processes=2 clips_per_s={two:.1f} scaling={two / one:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--videos", type=int, default=20)
@@ -196,6 +240,14 @@ def main() -> None:
         default="cpu",
         help="ours: libjpeg-turbo on the CPU, or nvJPEG on the GPU (main process only)",
     )
+    parser.add_argument(
+        "--scaling",
+        type=int,
+        default=0,
+        metavar="CLIPS",
+        help="instead: each pipeline's clips in 1 and in 2 processes at once (CLIPS each, no "
+        "DataLoader), the speed-up two cores give that work",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -210,6 +262,9 @@ def main() -> None:
             f"(mean JPEG {np.mean(sizes) / 1024:.1f} KiB) in {time.perf_counter() - t0:.1f}s; "
             f"torch threads {torch.get_num_threads()}"
         )
+        if args.scaling:
+            scaling(ann, root / "frames", args.scaling, args.rounds)
+            return
         ours = ClipDataset(
             ann, root / "frames", "training", "train", frames=16, size=112, decoder=args.decoder
         )

@@ -261,8 +261,8 @@ def test_a_demo_folder_of_another_seed_or_other_settings_is_refused(tmp_path):
     saved.train.seed = 1
     saved.save(run_dir / "config.json")
     moved = use_demo_data(preset("demo-ccl-a"), demo_paths(tmp_path / "moved"))
-    moved.train.seed, moved.train.resume = 1, "auto"
-    _check_same_run(run_dir, moved)  # the same run in a moved folder: continued
+    moved.train.seed, moved.train.resume, moved.train.name = 1, "auto", "renamed"
+    _check_same_run(run_dir, moved)  # the same run in a moved, renamed folder: continued
     other = preset("demo-ccl-a")
     other.train.seed, other.objective.audio_temperature = 2, 0.1
     with pytest.raises(ValueError) as err:

@@ -220,8 +220,9 @@ def train_and_evaluate(
     overrides: list[str] | None,
     checkpoints: tuple[str, ...] = ("best", "last"),
 ) -> Path:
-    """Point a ``demo-*`` config at the prepared data, train it and evaluate it on the test
-    split; returns the run folder. Finished steps are skipped."""
+    """Point a ``demo-*`` config at the prepared data, train it and evaluate ``checkpoints``
+    on the test split (none: validation only); returns the run folder. Finished steps are
+    skipped."""
     from ccl.config import apply_overrides
     from ccl.engine import train
     from ccl.evaluation import EvalSettings, evaluate, summary_line
@@ -258,18 +259,20 @@ def train_and_evaluate(
             reports[kind] = report
             print(f"  {kind}: {summary_line(report)}")
 
-    _step(f"evaluate {label}", _evaluated(run_dir, checkpoints), test)
+    if checkpoints:
+        _step(f"evaluate {label}", _evaluated(run_dir, checkpoints), test)
     return run_dir
 
 
-# where a run's inputs lie and how it is continued: they may change (a moved demo folder)
-# without changing what the run computes
+# where a run and its inputs lie and how it is continued: they may change (a moved demo
+# folder, a renamed run folder) without changing what the run computes
 _RUN_PLACE = (
     "data.annotations",
     "data.frames_dir",
     "data.audio_dir",
     "image_teacher.weights",
     "train.out_dir",
+    "train.name",
     "train.resume",
     "train.progress",
 )
@@ -979,10 +982,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     # --jobs by default: on a GPU every seed at once; on a CPU one seed after another, with
     # its methods (or the comparison's trainings) side by side
     gpu = scale.synth == "gpu"
-    if args.compare:
+    if args.compare or args.tune:
         jobs = args.jobs or (len(seeds) if gpu and seeds else scale.method_jobs)
         seeds = seeds or (args.seed,)
-        run_compare(args.out, seeds=seeds, scale=scale, overrides=args.overrides, jobs=jobs)
+        if args.compare:
+            run_compare(args.out, seeds=seeds, scale=scale, overrides=args.overrides, jobs=jobs)
+        else:
+            from ccl.tuning import run_tuning
+
+            run_tuning(args.out, seeds=seeds, scale=scale, overrides=args.overrides, jobs=jobs)
     elif seeds:
         jobs = args.jobs or (len(seeds) if gpu else 1)
         run_demo_seeds(args.out, seeds=seeds, scale=scale, overrides=args.overrides, jobs=jobs)
@@ -999,10 +1007,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", default="demo_runs", help="folder for everything the demo writes")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="tiny scale, 2 epochs (CI smoke test)")
-    p.add_argument(
+    task = p.add_mutually_exclusive_group()
+    task.add_argument(
         "--compare",
         action="store_true",
         help="the paper's table: CCL, FitNet, PKT, CC, RKD, CRD and CMC with each teacher setting",
+    )
+    task.add_argument(
+        "--tune",
+        action="store_true",
+        help="CCL's loss weight / temperature chosen on the validation groups, then the test "
+        "table of the chosen settings against the baseline (ccl.tuning, docs/DEMO.md)",
     )
     p.add_argument(
         "--seeds",
@@ -1024,8 +1039,8 @@ def register(subparsers: Any) -> None:
         default=None,
         help="processes run at once, sharing the CPU threads: methods of one demo (default "
         "2: a second thread barely speeds up the demo's small student), seeds with --seeds "
-        "(default 1; every seed at once with --device cuda), trainings with --compare "
-        "(default 2; one per seed with --device cuda); the runs do not depend on it",
+        "(default 1; every seed at once with --device cuda), trainings with --compare or "
+        "--tune (default 2; one per seed with --device cuda); the runs do not depend on it",
     )
     p.add_argument("overrides", nargs="*", metavar="section.key=value", help="applied to every run")
     p.set_defaults(func=_cmd_demo)

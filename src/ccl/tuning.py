@@ -1,0 +1,237 @@
+"""``ccl demo --tune``: CCL's loss weight and temperature chosen on the demo's validation groups.
+
+The demo trains CCL with the reference's settings (loss weight 1, or 0.5 with both teachers;
+temperature 0.5 for the audio teacher, 0.1 for the image teacher; docs/METHOD.md). On the
+demo those terms pull the student harder than its cross-entropy does (docs/DEMO.md, "Why the
+distilled students fit worse"). Here each CCL method is trained with the reference's setting
+and a few weaker ones (:data:`CANDIDATES`) on every seed; one setting per method is chosen by
+the mean over the seeds of the best validation top-1 (the number that picks a run's best
+checkpoint), and only the chosen runs and the baseline are then evaluated on the test
+groups, in the demo's table with paired differences to the baseline. The test groups play
+no part in the choice: the other candidates are never evaluated on them.
+
+Writes ``out/tune_validation.md`` (every candidate's validation numbers and the choice),
+``out/tuned_table.md`` (the test table) and ``out/tuning.json``; the runs live under
+``out/seed_S/runs`` next to the demo's (the reference candidate *is* the demo's run).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ccl.atomic import write_text_atomic
+from ccl.demo import (
+    PROBES_FILE,
+    DemoScale,
+    _format_table,
+    _hits,
+    _metrics,
+    _prepare_seed,
+    _process_pool,
+    _threads_per_job,
+    _worker,
+    demo_scale,
+    teacher_probes,
+    train_and_evaluate,
+)
+from ccl.objectives.registry import BASELINE
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One setting of a CCL method's objective: a short tag for run names, the overrides,
+    and the words for tables."""
+
+    tag: str
+    overrides: tuple[str, ...]
+    what: str
+
+
+REFERENCE = Candidate("reference", (), "the reference's setting")
+CANDIDATES: dict[str, tuple[Candidate, ...]] = {
+    # the contrastive terms' weight a quarter of the reference's (1 with one teacher, 0.5
+    # with both); for the image teacher also its temperature at the audio teacher's 0.5,
+    # which softens the contrastive pull without changing the weight of the divergence term
+    "ccl-a": (REFERENCE, Candidate("w0.25", ("objective.loss_weight=0.25",), "loss weight 0.25")),
+    "ccl-i": (
+        REFERENCE,
+        Candidate("w0.25", ("objective.loss_weight=0.25",), "loss weight 0.25"),
+        Candidate("t0.5", ("objective.image_temperature=0.5",), "image temperature 0.5"),
+    ),
+    "ccl-ai": (
+        REFERENCE,
+        Candidate("w0.125", ("objective.loss_weight=0.125",), "loss weight 0.125"),
+        Candidate("t0.5", ("objective.image_temperature=0.5",), "image temperature 0.5"),
+    ),
+}
+
+
+def run_name(prefix: str, method: str, candidate: Candidate) -> str:
+    """The run folder's name: the demo's own for the reference setting (its run is reused)."""
+    base = f"{prefix}-{method}"
+    return base if candidate == REFERENCE else f"{base}-{candidate.tag}"
+
+
+def choose(validation: dict[str, list[float]]) -> str:
+    """The candidate (tag) with the highest mean over seeds of its best validation top-1; a
+    tie goes to the earlier one (the reference's setting comes first)."""
+    means = {tag: statistics.mean(v) for tag, v in validation.items()}
+    return max(means, key=lambda tag: (means[tag], -list(means).index(tag)))
+
+
+def _train(spec: dict[str, Any]) -> tuple[str, str, int, float, str]:
+    """Train one run (also the body of a worker process); evaluate it on the test groups
+    only if ``spec["test"]``. -> (method, tag, seed, best validation top-1, run folder)."""
+    from ccl.checkpoint import load_checkpoint
+    from ccl.config import preset
+
+    method, seed, root = spec["method"], spec["seed"], Path(spec["root"])
+    candidate: Candidate = spec["candidate"]
+    prefix = demo_scale(spec["scale"]).presets
+    cfg = preset(f"{prefix}-{method}")
+    cfg.train.name = run_name(prefix, method, candidate)
+    cfg.train.out_dir = str(root / "runs")
+    cfg.train.seed = seed
+    log = root / "logs" / f"{cfg.train.name}.log"
+    with _worker(spec.get("threads"), log):
+        run_dir = train_and_evaluate(
+            cfg,
+            spec["paths"],
+            label=f"{cfg.train.name} (seed {seed})",
+            scale=spec["scale"],
+            overrides=[*candidate.overrides, *spec["overrides"]],
+            checkpoints=("best", "last") if spec["test"] else (),
+        )
+    best = float(load_checkpoint(run_dir / "checkpoints" / "last.pt")["best_top1"])
+    return method, candidate.tag, seed, best, str(run_dir)
+
+
+def run_tuning(
+    out: str | Path,
+    *,
+    seeds: tuple[int, ...] = (1,),
+    scale: str | DemoScale = "demo",
+    overrides: list[str] | None = None,
+    candidates: dict[str, tuple[Candidate, ...]] | None = None,
+    jobs: int = 1,
+) -> str:
+    """Train every candidate of every CCL method (and the baseline) on each seed, choose one
+    per method on validation (:func:`choose`), evaluate the chosen runs and the baseline on
+    the test groups; returns the test table. ``jobs`` trainings run at once in separate
+    processes, each with its share of the CPU threads."""
+    from ccl.report import build_report
+
+    out = Path(out)
+    scale = demo_scale(scale)
+    candidates = CANDIDATES if candidates is None else candidates
+    jobs = max(1, int(jobs))
+    roots = {seed: out / f"seed_{seed}" for seed in seeds}
+    prep = [(roots[seed], seed, scale) for seed in seeds]
+    if jobs > 1 and len(seeds) > 1:
+        with _process_pool(min(jobs, len(seeds))) as pool:
+            paths = dict(zip(seeds, pool.map(_prepare_seed, prep)))
+    else:
+        paths = {seed: _prepare_seed(args) for seed, args in zip(seeds, prep)}
+    common = {"scale": scale, "overrides": list(overrides or []), "threads": None}
+
+    def spec(seed: int, method: str, candidate: Candidate, test: bool) -> dict[str, Any]:
+        where = {"root": str(roots[seed]), "paths": paths[seed]}
+        return {"method": method, "candidate": candidate, "seed": seed, "test": test} | where
+
+    def run_all(specs: list[dict[str, Any]]) -> list[tuple[str, str, int, float, str]]:
+        if jobs == 1:
+            return [_train(s | common) for s in specs]
+        threads = _threads_per_job(jobs)
+        with _process_pool(jobs) as pool:
+            return list(pool.map(_train, [s | common | {"threads": threads} for s in specs]))
+
+    # 1. train: the baseline and every candidate, validation only
+    trained = run_all(
+        [spec(seed, BASELINE, REFERENCE, False) for seed in seeds]
+        + [
+            spec(seed, method, candidate, False)
+            for seed in seeds
+            for method, options in candidates.items()
+            for candidate in options
+        ]
+    )
+    validation: dict[str, dict[str, list[float]]] = {}
+    for method, tag, _, best, _ in trained:
+        validation.setdefault(method, {}).setdefault(tag, []).append(best)
+    # 2. choose on validation
+    chosen = {
+        method: next(c for c in options if c.tag == choose(validation[method]))
+        for method, options in candidates.items()
+    }
+    # 3. only then: the chosen runs and the baseline on the test groups
+    tested = run_all(
+        [
+            spec(seed, method, candidate, True)
+            for seed in seeds
+            for method, candidate in [(BASELINE, REFERENCE), *chosen.items()]
+        ]
+    )
+    per_seed, hits, probes = [], [], []
+    for seed in seeds:
+        runs = [Path(r[4]) for r in tested if r[2] == seed]
+        build_report(runs, roots[seed] / "tuned_report")
+        report = json.loads((roots[seed] / "tuned_report" / "report.json").read_text())
+        info = json.loads((paths[seed]["synth"] / "synth_info.json").read_text())
+        names = {m.upper(): f"{m.upper()}, {c.what}" for m, c in chosen.items()}
+        per_seed.append({names.get(k, k): v for k, v in _metrics(report, info).items()})
+        hits.append({names.get(k, k): v for k, v in _hits(report).items()})
+        teacher_probes(roots[seed], paths[seed], scale=scale, overrides=overrides)
+        probes.append(json.loads((roots[seed] / PROBES_FILE).read_text()))
+    listed = ", ".join(map(str, seeds))
+    table = (
+        f"Test split, best-on-validation checkpoint, mean +- std over seeds {listed}; each CCL "
+        "method with its setting chosen on the validation groups (tune_validation.md)\n\n"
+        + _format_table(per_seed, hits, probes, list(seeds))
+    )
+    write_text_atomic(out / "tuned_table.md", table + "\n")
+    write_text_atomic(
+        out / "tune_validation.md", _validation_table(validation, candidates, chosen, seeds)
+    )
+    record = {
+        "seeds": list(seeds),
+        "validation_best_top1": validation,
+        "chosen": {m: {"tag": c.tag, "overrides": list(c.overrides)} for m, c in chosen.items()},
+        "test": {str(s): m for s, m in zip(seeds, per_seed)},
+    }
+    write_text_atomic(out / "tuning.json", json.dumps(record, indent=1) + "\n")
+    print(_validation_table(validation, candidates, chosen, seeds))
+    print(table)
+    return table
+
+
+def _validation_table(
+    validation: dict[str, dict[str, list[float]]],
+    candidates: dict[str, tuple[Candidate, ...]],
+    chosen: dict[str, Candidate],
+    seeds: tuple[int, ...],
+) -> str:
+    """Markdown: per method and candidate, the best validation top-1 (%) per seed and their
+    mean, the chosen candidate marked; the baseline's row for scale."""
+    lines = [
+        "Best validation top-1 (%) per seed (the number that picks a run's best checkpoint); "
+        "per CCL method the candidate with the highest mean is chosen (a tie: the earlier)",
+        "",
+        "| run | setting | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | chosen |",
+        "|---|---|" + "---|" * (len(seeds) + 2),
+    ]
+
+    def row(name: str, what: str, values: list[float], mark: str) -> str:
+        cells = [f"{100 * v:.1f}" for v in values] + [f"{100 * statistics.mean(values):.1f}"]
+        return f"| {name} | {what} | " + " | ".join(cells) + f" | {mark} |"
+
+    lines.append(row(BASELINE, "-", validation[BASELINE][REFERENCE.tag], ""))
+    for method, options in candidates.items():
+        for c in options:
+            mark = "yes" if chosen[method] == c else ""
+            what = f"{c.what} ({' '.join(c.overrides) or 'as in the demo'})"
+            lines.append(row(method.upper(), what, validation[method][c.tag], mark))
+    return "\n".join(lines) + "\n"

@@ -142,7 +142,11 @@ def run_tuning(
         where = {"root": str(roots[seed]), "paths": paths[seed]}
         return {"method": method, "candidate": candidate, "seed": seed, "test": test} | where
 
-    def run_all(specs: list[dict[str, Any]]) -> list[tuple[str, str, int, float, str]]:
+    def run_all(
+        what: str, specs: list[dict[str, Any]]
+    ) -> list[tuple[str, str, int, float, str]]:
+        at_once = f", {jobs} at once (progress in {out}/seed_S/logs/<run>.log)" if jobs > 1 else ""
+        print(f"[tune] {what}: {len(specs)} runs{at_once}", flush=True)
         if jobs == 1:
             return [_train(s | common) for s in specs]
         threads = _threads_per_job(jobs)
@@ -151,6 +155,7 @@ def run_tuning(
 
     # 1. train: the baseline and every candidate, validation only
     trained = run_all(
+        "train the baseline and every candidate (validation only)",
         [spec(seed, BASELINE, REFERENCE, False) for seed in seeds]
         + [
             spec(seed, method, candidate, False)
@@ -169,6 +174,7 @@ def run_tuning(
     }
     # 3. only then: the chosen runs and the baseline on the test groups
     tested = run_all(
+        "evaluate the baseline and the chosen runs on the test groups",
         [
             spec(seed, method, candidate, True)
             for seed in seeds

@@ -13,6 +13,10 @@ def test_choice_is_the_best_mean_over_seeds_and_a_tie_keeps_the_earlier():
     assert choose({"reference": [0.5, 0.4], "w0.25": [0.2, 0.7]}) == "reference"  # 0.45 both
     assert choose({"reference": [0.4], "t0.5": [0.4], "w0.25": [0.3]}) == "reference"  # a tie
     assert choose({"w0.25": [0.4], "reference": [0.4]}) == "w0.25"  # the earlier one
+    nan = float("nan")
+    assert choose({"reference": [0.5, 0.4], "w0.25": [0.9, nan]}) == "reference"  # diverged
+    with pytest.raises(ValueError, match="every candidate diverged"):
+        choose({"reference": [nan], "w0.25": [nan]})
     assert run_name("demo", "ccl-a", REFERENCE) == "demo-ccl-a"  # the demo's own run
     assert run_name("demo", "ccl-a", Candidate("w0.25", (), "")) == "demo-ccl-a-w0.25"
 
@@ -68,3 +72,21 @@ def test_cli_tune_runs_the_tuning_over_the_seeds(tmp_path, monkeypatch):
     assert kw["seeds"] == (1, 2) and kw["jobs"] == 2 and kw["scale"].presets == "demo"
     with pytest.raises(SystemExit):  # one task at a time
         main(["demo", "--tune", "--compare", "--out", str(tmp_path)])
+
+
+def test_a_diverged_candidate_is_recorded_not_fatal(tmp_path, monkeypatch):
+    import math
+
+    import ccl.tuning
+    from ccl.engine import NonFiniteLossError
+
+    def diverge(cfg, *args, **kwargs):
+        raise NonFiniteLossError("non-finite loss at epoch 1, step 3: loss=nan")
+
+    monkeypatch.setattr(ccl.tuning, "train_and_evaluate", diverge)
+    weaker = Candidate("w0.25", ("objective.loss_weight=0.25",), "loss weight 0.25")
+    spec = {"method": "ccl-a", "candidate": weaker, "seed": 1, "root": str(tmp_path)}
+    spec.update(paths={}, scale="quick", overrides=[], threads=None, test=False)
+    method, tag, seed, best, run_dir = ccl.tuning._train(spec)
+    assert (method, tag, seed) == ("ccl-a", "w0.25", 1) and math.isnan(best)
+    assert run_dir.endswith("demo-ccl-a-w0.25")

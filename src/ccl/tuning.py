@@ -18,6 +18,7 @@ Writes ``out/tune_validation.md`` (every candidate's validation numbers and the 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,9 +79,14 @@ def run_name(prefix: str, method: str, candidate: Candidate) -> str:
 
 def choose(validation: dict[str, list[float]]) -> str:
     """The candidate (tag) with the highest mean over seeds of its best validation top-1; a
-    tie goes to the earlier one (the reference's setting comes first)."""
-    means = {tag: statistics.mean(v) for tag, v in validation.items()}
-    return max(means, key=lambda tag: (means[tag], -list(means).index(tag)))
+    tie goes to the earlier one (the reference's setting comes first). A candidate that
+    diverged on any seed (NaN) is not chosen."""
+    finite = {tag: v for tag, v in validation.items() if not any(map(math.isnan, v))}
+    means = {tag: statistics.mean(v) for tag, v in finite.items()}
+    if not means:
+        raise ValueError(f"every candidate diverged on some seed: {sorted(validation)}")
+    order = list(validation)
+    return max(means, key=lambda tag: (means[tag], -order.index(tag)))
 
 
 def _train(spec: dict[str, Any]) -> tuple[str, str, int, float, str]:
@@ -88,6 +94,7 @@ def _train(spec: dict[str, Any]) -> tuple[str, str, int, float, str]:
     only if ``spec["test"]``. -> (method, tag, seed, best validation top-1, run folder)."""
     from ccl.checkpoint import load_checkpoint
     from ccl.config import preset
+    from ccl.engine import NonFiniteLossError
 
     method, seed, root = spec["method"], spec["seed"], Path(spec["root"])
     candidate: Candidate = spec["candidate"]
@@ -98,14 +105,20 @@ def _train(spec: dict[str, Any]) -> tuple[str, str, int, float, str]:
     cfg.train.seed = seed
     log = root / "logs" / f"{cfg.train.name}.log"
     with _worker(spec.get("threads"), log):
-        run_dir = train_and_evaluate(
-            cfg,
-            spec["paths"],
-            label=f"{cfg.train.name} (seed {seed})",
-            scale=spec["scale"],
-            overrides=[*candidate.overrides, *spec["overrides"]],
-            checkpoints=("best", "last") if spec["test"] else (),
-        )
+        try:
+            run_dir = train_and_evaluate(
+                cfg,
+                spec["paths"],
+                label=f"{cfg.train.name} (seed {seed})",
+                scale=spec["scale"],
+                overrides=[*candidate.overrides, *spec["overrides"]],
+                checkpoints=("best", "last") if spec["test"] else (),
+            )
+        except NonFiniteLossError as err:
+            # a setting that diverges is a result of the tuning (never chosen), not a reason
+            # to lose the other runs
+            print(f"[tune] {cfg.train.name} (seed {seed}): diverged: {err}", flush=True)
+            return method, candidate.tag, seed, math.nan, str(root / "runs" / cfg.train.name)
     best = float(load_checkpoint(run_dir / "checkpoints" / "last.pt")["best_top1"])
     return method, candidate.tag, seed, best, str(run_dir)
 
@@ -231,7 +244,10 @@ def _validation_table(
     ]
 
     def row(name: str, what: str, values: list[float], mark: str) -> str:
-        cells = [f"{100 * v:.1f}" for v in values] + [f"{100 * statistics.mean(values):.1f}"]
+        cells = [
+            "diverged" if math.isnan(v) else f"{100 * v:.1f}"
+            for v in [*values, statistics.mean(values)]
+        ]
         return f"| {name} | {what} | " + " | ".join(cells) + f" | {mark} |"
 
     lines.append(row(BASELINE, "-", validation[BASELINE][REFERENCE.tag], ""))

@@ -519,6 +519,19 @@ def _prepare_seed(args: tuple[Path, int, DemoScale]) -> dict[str, Path]:
     return prepare_demo_data(root, seed=seed, scale=scale)
 
 
+def prepare_seeds(
+    out: Path, seeds: tuple[int, ...], scale: DemoScale, jobs: int
+) -> tuple[dict[int, Path], dict[int, dict[str, Path]]]:
+    """:func:`prepare_demo_data` for each seed into ``out/seed_S`` (up to ``jobs`` seeds at
+    once, in separate processes) -> (folder, paths) per seed."""
+    roots = {seed: out / f"seed_{seed}" for seed in seeds}
+    prep = [(roots[seed], seed, scale) for seed in seeds]
+    if jobs > 1 and len(seeds) > 1:
+        with _process_pool(min(jobs, len(seeds))) as pool:
+            return roots, dict(zip(seeds, pool.map(_prepare_seed, prep)))
+    return roots, {seed: _prepare_seed(args) for seed, args in zip(seeds, prep)}
+
+
 def run_compare(
     out: str | Path,
     *,
@@ -540,13 +553,7 @@ def run_compare(
     out = Path(out)
     scale = demo_scale(scale)
     jobs = max(1, int(jobs))
-    roots = {seed: out / f"seed_{seed}" for seed in seeds}
-    prep = [(roots[seed], seed, scale) for seed in seeds]
-    if jobs > 1 and len(seeds) > 1:
-        with _process_pool(min(jobs, len(seeds))) as pool:
-            paths = dict(zip(seeds, pool.map(_prepare_seed, prep)))
-    else:
-        paths = {seed: _prepare_seed(args) for seed, args in zip(seeds, prep)}
+    roots, paths = prepare_seeds(out, seeds, scale, jobs)
     threads = _threads_per_job(jobs)
     specs = [
         {

@@ -31,11 +31,11 @@ from ccl.demo import (
     _format_table,
     _hits,
     _metrics,
-    _prepare_seed,
     _process_pool,
     _threads_per_job,
     _worker,
     demo_scale,
+    prepare_seeds,
     teacher_probes,
     train_and_evaluate,
 )
@@ -142,13 +142,7 @@ def run_tuning(
     scale = demo_scale(scale)
     candidates = CANDIDATES if candidates is None else candidates
     jobs = max(1, int(jobs))
-    roots = {seed: out / f"seed_{seed}" for seed in seeds}
-    prep = [(roots[seed], seed, scale) for seed in seeds]
-    if jobs > 1 and len(seeds) > 1:
-        with _process_pool(min(jobs, len(seeds))) as pool:
-            paths = dict(zip(seeds, pool.map(_prepare_seed, prep)))
-    else:
-        paths = {seed: _prepare_seed(args) for seed, args in zip(seeds, prep)}
+    roots, paths = prepare_seeds(out, seeds, scale, jobs)
     common = {"scale": scale, "overrides": list(overrides or []), "threads": None}
 
     def spec(seed: int, method: str, candidate: Candidate, test: bool) -> dict[str, Any]:

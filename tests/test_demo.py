@@ -16,6 +16,7 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
         assert f"| {method} |" in printed
     for step in ("generate synthetic videos", "prepare frame stores", "extract audio embeddings"):
         assert f"[demo] {step}" in printed
+    assert "`ccl demo --tune --seeds 1 2 3 --out demo_seeds` chooses them" in printed
     # the methods trained two at a time, each in its own process with its own log
     assert "[demo] train and evaluate baseline, ccl-a, ccl-i, ccl-ai: 2 at once" in printed
     for name in ("demo-baseline", "demo-ccl-a", "demo-ccl-i", "demo-ccl-ai"):

@@ -395,6 +395,11 @@ def run_demo(
     write_text_atomic(out / "demo_table.md", table + "\n")
     print(table)
     print(f"\n[demo] full report: {report_md}  ({(time.perf_counter() - t_start) / 60:.1f} min)")
+    print(
+        "[demo] CCL ran with the reference's loss weights and temperatures; `ccl demo --tune "
+        "--seeds 1 2 3 --out demo_seeds` chooses them on the validation groups (9 trainings "
+        "per seed; docs/DEMO.md)"
+    )
     return data
 
 

@@ -26,8 +26,8 @@ from typing import Any
 
 from ccl.atomic import write_text_atomic
 from ccl.demo import (
-    PROBES_FILE,
     DemoScale,
+    _demo_config,
     _format_table,
     _hits,
     _metrics,
@@ -93,16 +93,12 @@ def _train(spec: dict[str, Any]) -> tuple[str, str, int, float, str]:
     """Train one run (also the body of a worker process); evaluate it on the test groups
     only if ``spec["test"]``. -> (method, tag, seed, best validation top-1, run folder)."""
     from ccl.checkpoint import load_checkpoint
-    from ccl.config import preset
     from ccl.engine import NonFiniteLossError
 
     method, seed, root = spec["method"], spec["seed"], Path(spec["root"])
     candidate: Candidate = spec["candidate"]
-    prefix = demo_scale(spec["scale"]).presets
-    cfg = preset(f"{prefix}-{method}")
-    cfg.train.name = run_name(prefix, method, candidate)
-    cfg.train.out_dir = str(root / "runs")
-    cfg.train.seed = seed
+    cfg = _demo_config(spec)
+    cfg.train.name = run_name(demo_scale(spec["scale"]).presets, method, candidate)
     log = root / "logs" / f"{cfg.train.name}.log"
     with _worker(spec.get("threads"), log):
         try:
@@ -188,27 +184,25 @@ def run_tuning(
             for method, candidate in [(BASELINE, REFERENCE), *chosen.items()]
         ]
     )
+    names = {m.upper(): f"{m.upper()}, {c.what}" for m, c in chosen.items()}  # report labels
     per_seed, hits, probes = [], [], []
     for seed in seeds:
         runs = [Path(r[4]) for r in tested if r[2] == seed]
         build_report(runs, roots[seed] / "tuned_report")
         report = json.loads((roots[seed] / "tuned_report" / "report.json").read_text())
         info = json.loads((paths[seed]["synth"] / "synth_info.json").read_text())
-        names = {m.upper(): f"{m.upper()}, {c.what}" for m, c in chosen.items()}
         per_seed.append({names.get(k, k): v for k, v in _metrics(report, info).items()})
         hits.append({names.get(k, k): v for k, v in _hits(report).items()})
-        teacher_probes(roots[seed], paths[seed], scale=scale, overrides=overrides)
-        probes.append(json.loads((roots[seed] / PROBES_FILE).read_text()))
+        probes.append(teacher_probes(roots[seed], paths[seed], scale=scale, overrides=overrides))
     listed = ", ".join(map(str, seeds))
     table = (
         f"Test split, best-on-validation checkpoint, mean +- std over seeds {listed}; each CCL "
         "method with its setting chosen on the validation groups (tune_validation.md)\n\n"
         + _format_table(per_seed, hits, probes, list(seeds))
     )
+    validation_table = _validation_table(validation, candidates, chosen, seeds)
     write_text_atomic(out / "tuned_table.md", table + "\n")
-    write_text_atomic(
-        out / "tune_validation.md", _validation_table(validation, candidates, chosen, seeds)
-    )
+    write_text_atomic(out / "tune_validation.md", validation_table)
     record = {
         "seeds": list(seeds),
         "validation_best_top1": validation,
@@ -216,7 +210,7 @@ def run_tuning(
         "test": {str(s): m for s, m in zip(seeds, per_seed)},
     }
     write_text_atomic(out / "tuning.json", json.dumps(record, indent=1) + "\n")
-    print(_validation_table(validation, candidates, chosen, seeds))
+    print(validation_table)
     print(table)
     return table
 

@@ -255,6 +255,10 @@ def test_a_demo_folder_of_another_seed_or_other_settings_is_refused(tmp_path):
     with pytest.raises(ValueError, match="not seed 1 at scale 'demo'"):
         prepare_demo_data(tmp_path, seed=1, scale="demo")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["synth"]  # nothing else written
+    info.write_text('{"seed": 1, "sca')  # truncated
+    with pytest.raises(ValueError, match="synth_info.json is not readable JSON"):
+        prepare_demo_data(tmp_path, seed=1, scale="quick")
+    info.write_text(json.dumps({"seed": 1, "scale": "quick"}))
 
     run_dir = tmp_path / "runs" / "demo-ccl-a"
     run_dir.mkdir(parents=True)
@@ -269,3 +273,6 @@ def test_a_demo_folder_of_another_seed_or_other_settings_is_refused(tmp_path):
     with pytest.raises(ValueError) as err:
         _check_same_run(run_dir, other)
     assert "objective.audio_temperature: 0.5 -> 0.1; train.seed: 1 -> 2" in str(err.value)
+    (run_dir / "config.json").write_text('{"train": {"seed"')  # truncated
+    with pytest.raises(ValueError, match="config.json is not a readable run config"):
+        _check_same_run(run_dir, moved)

@@ -187,7 +187,13 @@ def _check_same_benchmark(out: Path, info_file: Path, seed: int, synth_scale: st
     scale's benchmark (its teachers and runs would be reported as this one's)."""
     if not info_file.is_file():
         return
-    info = json.loads(info_file.read_text())
+    try:
+        info = json.loads(info_file.read_text())
+    except ValueError as err:
+        raise ValueError(
+            f"{info_file} is not readable JSON ({err}): ccl demo cannot tell which benchmark "
+            f"{out} holds, so give it another --out"
+        ) from err
     held = (info.get("seed"), info.get("scale"))
     if held != (seed, synth_scale):
         raise ValueError(
@@ -287,7 +293,14 @@ def _check_same_run(run_dir: Path, cfg: Any) -> None:
     saved = run_dir / "config.json"
     if not saved.is_file():
         return
-    differ = config_differences(Config.load(saved), cfg, ignore=_RUN_PLACE)
+    try:
+        held = Config.load(saved)
+    except ValueError as err:
+        raise ValueError(
+            f"{saved} is not a readable run config ({err}): ccl demo cannot tell which run "
+            f"{run_dir} holds, so give it another --out"
+        ) from err
+    differ = config_differences(held, cfg, ignore=_RUN_PLACE)
     if differ:
         raise ValueError(
             f"{run_dir} holds a run with other settings ({'; '.join(differ)}): ccl demo "

@@ -17,14 +17,7 @@ import torch
 from torch import nn
 
 from ccl.atomic import _TMP_SUFFIX, atomic_write
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file that cannot be used, with the file named."""
-
-
-class ClassMismatchError(ValueError):
-    """A checkpoint's classes are not the data's (other names, order or number)."""
+from ccl.errors import CheckpointError, ClassMismatchError, WeightsError
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
@@ -65,9 +58,6 @@ def check_classes(
         f"differ: {where}"
     )
 
-
-class WeightsError(ValueError):
-    """A weights or checkpoint file that exists but cannot be read, with the file named."""
 
 
 def load_weights(

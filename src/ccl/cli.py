@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 
 from ccl import __version__
+from ccl.errors import describe_error
 from ccl.objectives.registry import METHOD_NAMES, TEACHERS
 
 
@@ -167,20 +167,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_prepare(sub)
     return parser
-
-
-def describe_error(err: BaseException) -> str:
-    """One line for a user error: an ``OSError`` as "path: cause" (read-only folder, a file
-    where a folder belongs, full disk), anything else as its message."""
-    if isinstance(err, OSError) and err.filename is not None:
-        cause = err.strerror or str(err)
-        if isinstance(err, (FileExistsError, NotADirectoryError)) and os.path.isfile(
-            err.filename
-        ):
-            cause = "a file where a folder is expected"
-        where = str(err.filename) + (f" -> {err.filename2}" if err.filename2 else "")
-        return f"{where}: {cause}"
-    return str(err) or type(err).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,6 +35,7 @@ from ccl.checkpoint import (
 from ccl.config import Config
 from ccl.cpu_allocator import configure_cpu_allocator
 from ccl.data.sampling import EpochSampler, SkipUnreadable
+from ccl.errors import NonFiniteLossError
 from ccl.models import R2Plus1D, StudentOutput, build_model
 from ccl.objectives import Batch, Objective, ObjectiveOutput
 from ccl.objectives.build import build_objective
@@ -43,11 +44,6 @@ from ccl.protocol import resolve as resolve_protocol
 from ccl.runs import move_aside, refuse_existing_run
 from ccl.runtime import autocast_context, resolve_device, seed_everything, stats_tensor, to_batch
 from ccl.tblog import TensorBoardLog, require_tensorboard
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training produced NaN or inf; the message names the step and every loss term."""
-
 
 # ----------------------------------------------------------------------------- builders
 

@@ -34,15 +34,13 @@ from typing import Any
 import numpy as np
 
 from ccl.atomic import write_text_atomic
+from ccl.errors import ReportError
 
 RECALL_KS = ("1", "5", "10", "20", "50")
 DPI = 120
 TSNE_MAX_POINTS = 4000
 LEGEND_MAX_CLASSES = 20
 
-
-class ReportError(ValueError):
-    """A run folder that cannot be reported on (missing folder or ``config.json``)."""
 
 
 @dataclass

@@ -10,11 +10,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ccl.errors import RunExistsError
+
 RUN_FILES = ("config.json", "metrics.jsonl")
+CONFIG_FILE, METRICS_FILE = RUN_FILES
+CHECKPOINT_KINDS = ("best", "last")
 
 
-class RunExistsError(RuntimeError):
-    """A fresh start was asked for in a folder that already holds a run."""
+def eval_path(run_dir: str | Path, split: str, checkpoint: str = "best") -> Path:
+    """Where ``ccl evaluate`` writes the results of ``checkpoint`` (``best`` or ``last``) on
+    subset ``split`` (``testing``/``validation``/...): ``eval_<split>.json`` for the best
+    checkpoint, ``eval_<split>_last.json`` for the last. The one place these names are spelled."""
+    if checkpoint not in CHECKPOINT_KINDS:
+        raise ValueError(f"checkpoint must be one of {CHECKPOINT_KINDS}, got {checkpoint!r}")
+    suffix = "" if checkpoint == "best" else f"_{checkpoint}"
+    return Path(run_dir) / f"eval_{split}{suffix}.json"
+
+
+def features_path(run_dir: str | Path, split: str, checkpoint: str = "best") -> Path:
+    """The embeddings file written beside :func:`eval_path`'s JSON (``..._features.npz``)."""
+    json_path = eval_path(run_dir, split, checkpoint)
+    return json_path.with_name(json_path.stem + "_features.npz")
 
 
 def run_contents(run_dir: str | Path) -> list[str]:

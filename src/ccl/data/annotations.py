@@ -43,6 +43,7 @@ from typing import Any
 
 from ccl.atomic import write_text_atomic
 from ccl.data.prepare import STORE_SUFFIX, read_store_info
+from ccl.errors import AnnotationFormatError
 
 SUBSETS = ("training", "validation", "testing")
 _SPLIT_NAMES = {
@@ -56,14 +57,6 @@ _SPLIT_NAMES = {
 }
 _UCF_GROUP = re.compile(r"_g(\d+)_c(\d+)$")
 
-
-class AnnotationFormatError(ValueError):
-    """A split/annotation file has a malformed line; the message names file and line."""
-
-    def __init__(self, path: str | Path, line: int | None, message: str) -> None:
-        where = f"{path}:{line}" if line is not None else str(path)
-        super().__init__(f"{where}: {message}")
-        self.path, self.line = str(path), line
 
 
 @dataclass

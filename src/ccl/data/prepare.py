@@ -44,6 +44,7 @@ import h5py
 import numpy as np
 
 from ccl.atomic import write_text_atomic
+from ccl.errors import SettingsMismatchError
 
 VIDEO_EXTENSIONS = (
     ".avi",
@@ -161,9 +162,6 @@ def store_is_complete(path: Path, audio: bool = False) -> bool:
         return False
     return True
 
-
-class SettingsMismatchError(ValueError):
-    """Existing complete stores were made with other settings than those requested."""
 
 
 def _short_side_text(value: int | None) -> str:

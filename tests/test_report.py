@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -15,15 +14,16 @@ pytest.importorskip("sklearn")
 
 from matplotlib.image import imread  # noqa: E402
 
-from ccl.report import (  # noqa: E402
-    ReportError,
-    build_report,
-    human_duration,
+from ccl import cli  # noqa: E402
+from ccl.errors import ReportError  # noqa: E402
+from ccl.plots import plot_tsne  # noqa: E402
+from ccl.report import build_report, grad_norm_section, human_duration  # noqa: E402
+from ccl.runs import (  # noqa: E402
+    eval_path,
+    features_path,
     load_run,
     method_label,
-    plot_tsne,
     read_metrics,
-    register,
 )
 
 CLASSES = ["ApplyEyeMakeup", "Archery", "Basketball", "BenchPress", "Biking"]
@@ -174,9 +174,10 @@ def _check_png(path: Path) -> None:
 def test_build_report(runs: list[Path], tmp_path: Path) -> None:
     out = tmp_path / "report"
     with pytest.warns(UserWarning, match="skipped corrupt metrics line"):
-        md_path = build_report(runs, out)
-    assert md_path == out / "report.md"
-    md = md_path.read_text()
+        report = build_report(runs, out)
+    assert report.md_path == out / "report.md"
+    assert report.json_path == out / "report.json"
+    md = report.md_path.read_text()
 
     assert "| Run | Method | Teachers | Top-1 | Top-5 |" in md
     rows = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
@@ -225,6 +226,8 @@ def test_build_report(runs: list[Path], tmp_path: Path) -> None:
         assert f"- {name}:" in md  # listed as skipped
 
     data = json.loads((out / "report.json").read_text())
+    assert data == report.data  # the returned content is what was written
+    assert sorted(report.figure_paths) == sorted(out / name for name in expected)
     by_name = {r["name"]: r for r in data["runs"]}
     assert by_name["cclai"]["best"]["top1"] == pytest.approx(0.7)
     assert by_name["cclai"]["last"]["top1"] == pytest.approx(2 / 3)
@@ -234,17 +237,9 @@ def test_build_report(runs: list[Path], tmp_path: Path) -> None:
     assert set(data["figures"]) == set(expected)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ccl")
-    register(parser.add_subparsers(dest="command", required=True))
-    return parser
-
-
 def test_cli(runs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli_out"
-    args = _parser().parse_args(["report", str(runs[2]), "--out", str(out), "--split", "test"])
-    assert args.split == "test"
-    assert args.func(args) == 0
+    assert cli.main(["report", str(runs[2]), "--out", str(out), "--split", "test"]) == 0
     assert (out / "report.md").is_file() and (out / "report.json").is_file()
     assert "per_class" not in " ".join(p.name for p in out.iterdir())  # ccla has no eval
     assert "report written" in capsys.readouterr().out
@@ -257,10 +252,9 @@ def test_cli_bad_run_dir(
     bad = tmp_path / "nope"
     if broken == "no_config":
         bad.mkdir()
-    args = _parser().parse_args(["report", str(runs[0]), str(bad), "--out", str(tmp_path / "o")])
-    assert args.func(args) == 2
+    assert cli.main(["report", str(runs[0]), str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert str(bad) in err
+    assert err.startswith("ccl report: error: ") and str(bad) in err
     assert ("does not exist" if broken == "missing" else "no config.json") in err
     with pytest.raises(ReportError):
         build_report([bad], tmp_path / "o2")
@@ -298,8 +292,6 @@ def test_helpers(tmp_path: Path) -> None:
 
 
 def test_gradient_norm_section(tmp_path: Path) -> None:
-    from ccl.report import grad_norm_section
-
     grads = {"train/grad/ce": 2.0, "train/grad/contrast": 0.5, "train/grad/divergence": 0.25}
     with_norms = _make_run(tmp_path, "ccl-a", "ccl", ["audio"], top1=0.5)
     metrics = with_norms / "metrics.jsonl"
@@ -313,3 +305,12 @@ def test_gradient_norm_section(tmp_path: Path) -> None:
     assert "| 1 | 2 | 0.5 | 0.25 |" in lines
     assert not any("base" in line for line in lines)
     assert grad_norm_section([load_run(without)]) == []
+
+
+def test_eval_file_names(tmp_path: Path) -> None:
+    assert eval_path(tmp_path, "testing") == tmp_path / "eval_test.json"
+    assert eval_path(tmp_path, "test", "last") == tmp_path / "eval_test_last.json"
+    assert eval_path(tmp_path, "validation") == tmp_path / "eval_validation.json"
+    assert features_path(tmp_path, "testing", "last") == tmp_path / "eval_test_last_features.npz"
+    with pytest.raises(ValueError, match="checkpoint must be one of"):
+        eval_path(tmp_path, "testing", "epoch_3")

@@ -31,6 +31,7 @@ from ccl.cpu_allocator import configure_cpu_allocator
 from ccl.data.audio_features import sha256_file
 from ccl.data.sampling import EpochSampler
 from ccl.models import build_model
+from ccl.runs import eval_path, features_path
 from ccl.runtime import autocast_context, resolve_device, stats_tensor, to_batch
 
 RECALL_KS = (1, 5, 10, 20, 50)
@@ -160,9 +161,12 @@ def forward_windows(
     return result
 
 
-def _video_results(dataset: Any, windows: dict[str, Any]) -> dict[str, Any]:
-    """Aggregate windows per video, leaving out failed windows; videos whose every window
-    failed are returned as ``unreadable``."""
+def video_results(dataset: Any, windows: dict[str, Any]) -> dict[str, Any]:
+    """Video-level results of :func:`forward_windows`' ``windows`` on ``dataset`` (with
+    ``videos`` and ``windows``): softmax scores averaged per video and features averaged
+    then L2-normalised, leaving out failed windows. Returns ``videos`` (indices of the
+    readable videos), ``scores``, ``features``, ``labels`` (one row per readable video) and
+    ``unreadable`` (indices of the videos whose every window failed)."""
     video_of_window = torch.tensor([v for v, _ in dataset.windows], dtype=torch.long)
     ok = ~windows["failed"].bool()
     n_videos = len(dataset.videos)
@@ -189,7 +193,10 @@ def _video_results(dataset: Any, windows: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _subset_dataset(cfg: Config, settings: EvalSettings, subset: str) -> Any:
+def subset_dataset(cfg: Config, settings: EvalSettings, subset: str) -> Any:
+    """The test-mode windows (:class:`ccl.data.datasets.ClipDataset`) of annotation subset
+    ``subset``, from the prepared frame stores, with the run's clip settings ``cfg`` and
+    ``settings``' annotation file, frame folder, decoding and missing-video handling."""
     from ccl.data.datasets import ClipDataset
 
     annotations = settings.annotations or cfg.data.annotations
@@ -258,8 +265,9 @@ def evaluate(
     *,
     datasets: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a run folder or checkpoint; writes ``eval_<split>[_last].json`` (and the
-    test features) next to the run, or into ``settings.out_dir``, and returns the report.
+    """Evaluate a run folder or checkpoint; writes :func:`ccl.runs.eval_path`'s
+    ``eval_<split>[_last].json`` (and :func:`ccl.runs.features_path`'s test features) next
+    to the run, or into ``settings.out_dir``, and returns the report.
     Refuses, before any forward pass, an annotation file whose classes are not the
     checkpoint's and an output folder it cannot write to. ``datasets`` (subset -> dataset
     with ``videos``/``windows``) replaces the prepared stores, e.g. for tests."""
@@ -280,6 +288,7 @@ def evaluate(
     else:
         in_run = ckpt_path.parent.name == "checkpoints"
         out_dir = ckpt_path.parent.parent if in_run else ckpt_path.parent
+    json_path = eval_path(out_dir, settings.split, settings.checkpoint)
     if distributed.info().is_main:
         _writable_folder(out_dir)
 
@@ -287,7 +296,7 @@ def evaluate(
         if datasets is not None:
             dataset = datasets[subset]
         else:
-            dataset = _subset_dataset(cfg, settings, subset)
+            dataset = subset_dataset(cfg, settings, subset)
         _check_dataset_classes(classes, dataset, ckpt_path)
         return dataset
 
@@ -303,7 +312,7 @@ def evaluate(
             precision=settings.precision,
             progress=settings.progress,
         )
-        results = _video_results(dataset, windows)
+        results = video_results(dataset, windows)
         results["errors"] = windows["errors"]
         return results
 
@@ -352,11 +361,9 @@ def evaluate(
             # video in the gallery, never a hit)
             entry["retrieval_rank"] = ranks[row]
         videos_out.append(entry)
-    suffix = "" if settings.checkpoint == "best" else f"_{settings.checkpoint}"
-    split_name = settings.split.replace("testing", "test")
     features_file = None
     if settings.save_features and distributed.info().is_main:
-        features_file = f"eval_{split_name}{suffix}_features.npz"
+        features_file = features_path(out_dir, settings.split, settings.checkpoint).name
         with atomic_write(out_dir / features_file, what="features file") as f:
             np.savez_compressed(
                 f,
@@ -381,9 +388,8 @@ def evaluate(
         "config": state["config"],
     }
     if distributed.info().is_main:
-        path = out_dir / f"eval_{split_name}{suffix}.json"
-        write_text_atomic(path, json.dumps(report, indent=1) + "\n")
-        report["path"] = str(path)
+        write_text_atomic(json_path, json.dumps(report, indent=1) + "\n")
+        report["path"] = str(json_path)
     return report
 
 

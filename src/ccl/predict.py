@@ -205,10 +205,10 @@ def embed_stores(
     evaluate`` makes (its windows, transforms and aggregation). Returns the arrays to save
     (``features``, ``video_ids``, ``labels``, ``classes``) and the (video_id, reason) of the
     videos that could not be embedded."""
-    from ccl.evaluation import EvalSettings, _subset_dataset, _video_results, forward_windows
+    from ccl.evaluation import EvalSettings, forward_windows, subset_dataset, video_results
 
     settings = EvalSettings(annotations=annotations, frames_dir=frames_dir, allow_missing=True)
-    dataset = _subset_dataset(model.cfg, settings, subset)
+    dataset = subset_dataset(model.cfg, settings, subset)
     windows = forward_windows(
         model.student,
         dataset,
@@ -218,7 +218,7 @@ def embed_stores(
         mean=model.mean,
         std=model.std,
     )
-    results = _video_results(dataset, windows)
+    results = video_results(dataset, windows)
     errors = [(vid, reason) for vid, reason in getattr(dataset, "skipped", [])]
     for i in results["unreadable"]:
         reasons = sorted({m for w, m in windows["errors"].items() if dataset.windows[w][0] == i})

@@ -328,7 +328,7 @@ def test_reduced_decode_switch_reaches_training_and_evaluation(
     from ccl import cli
     from ccl.config import Config, apply_overrides
     from ccl.engine import build_datasets
-    from ccl.evaluation import EvalSettings, _subset_dataset
+    from ccl.evaluation import EvalSettings, subset_dataset
 
     ann, frames = big_stores
     data = json.loads(Path(ann).read_text())
@@ -346,12 +346,12 @@ def test_reduced_decode_switch_reaches_training_and_evaluation(
         train_set, val_set, _ = build_datasets(cfg)
         assert train_set.reduced_decode is val_set.reduced_decode is (value == "true")
         assert torch.equal(val_set[0]["clip"], expected[0]["clip"])
-        test_set = _subset_dataset(cfg, EvalSettings(), "validation")
+        test_set = subset_dataset(cfg, EvalSettings(), "validation")
         assert torch.equal(test_set[0]["clip"], expected[0]["clip"])
     assert Config().data.reduced_decode is True  # on by default
     # an evaluation setting overrides the run's value
     cfg = apply_overrides(Config(), [*base, "data.reduced_decode=true"])
-    off = _subset_dataset(cfg, EvalSettings(reduced_decode=False), "validation")
+    off = subset_dataset(cfg, EvalSettings(reduced_decode=False), "validation")
     assert torch.equal(off[0]["clip"], full[0]["clip"])
     import ccl.evaluation
 

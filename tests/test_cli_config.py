@@ -81,6 +81,8 @@ def test_help_of_every_subcommand(capsys):
         "pretrain-teacher",
         "extract-audio",
         "import-audio-features",
+        "predict",
+        "embed",
     } <= set(subcommands)
     for name in subcommands:
         with pytest.raises(SystemExit) as exc:

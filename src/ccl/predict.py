@@ -16,9 +16,6 @@ that cannot be decoded is reported with the reason and the others are still proc
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,157 +235,11 @@ def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
         np.savez(f, **arrays)
 
 
-# --------------------------------------------------------------------------- command line
-
-
-def _each_video(
-    command: str, model: TrainedStudent, videos: Sequence[str], batch_size: int
-) -> Iterator[VideoResult]:
-    """``run_video`` over the files, with each warning and failure printed as it happens."""
-    for video in videos:
-        result = run_video(model, video, batch_size)
-        for warning in result.warnings:
-            print(f"ccl {command}: warning: {result.video}: {warning}", file=sys.stderr)
-        if result.error is not None:
-            _print_error(command, result.video, result.error)
-        yield result
-
-
-def _print_error(command: str, name: str, reason: str) -> None:
-    print(f"ccl {command}: error: {name}: {reason}", file=sys.stderr, flush=True)
-
-
-def _exit_status(command: str, failed: int, total: int) -> int:
-    """The closing count; exit status 1 when any video failed."""
-    if failed:
-        print(f"ccl {command}: {failed} of {total} videos could not be processed", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _cmd_predict(args: argparse.Namespace) -> int:
-    if args.top < 1:
-        raise ValueError(f"--top must be at least 1, got {args.top}")
-    model = load_student(args.target, args.checkpoint, args.device)
-    entries, failed = [], 0
-    for result in _each_video("predict", model, args.videos, args.batch_size):
-        if result.probs is None:
-            entries.append({"video": result.video, "top": [], "error": result.error})
-            failed += 1
-            continue
-        top = top_k(result.probs, model.classes, args.top)
-        entries.append({"video": result.video, "top": top})
-        print(f"{result.video} ({result.windows} window{'s' * (result.windows != 1)})")
-        for item in top:
-            print(f"  {item['prob']:.4f}  {item['label']}", flush=True)
-    if args.json:
-        with atomic_write(args.json) as f:
-            f.write((json.dumps(entries, indent=1) + "\n").encode())
-    return _exit_status("predict", failed, len(args.videos))
-
-
-def _cmd_embed(args: argparse.Namespace) -> int:
-    from ccl.cli import _SUBSETS
-
-    from_stores = args.subset is not None or args.annotations or args.frames_dir
-    if bool(args.videos) == bool(from_stores):
-        raise ValueError("give either video files or --subset (with --annotations/--frames-dir)")
-    if not str(args.out).endswith(".npz"):
-        raise ValueError(f"--out must be a .npz file, got {args.out}")
-    model = load_student(args.target, args.checkpoint, args.device)
-    if from_stores:
-        subset = _SUBSETS.get(args.subset or "test", args.subset or "test")
-        arrays, errors = embed_stores(
-            model,
-            subset,
-            args.annotations,
-            args.frames_dir,
-            batch_size=args.batch_size,
-            workers=args.workers,
-        )
-        for name, reason in errors:
-            _print_error("embed", name, reason)
-        failed, total = len(errors), len(arrays["video_ids"]) + len(errors)
-    else:
-        results = list(_each_video("embed", model, args.videos, args.batch_size))
-        done = [r for r in results if r.feature is not None]
-        dim = model.student.feature_dim  # type: ignore[union-attr]
-        arrays = {
-            "features": np.stack([r.feature.numpy() for r in done]).astype(np.float32)
-            if done
-            else np.zeros((0, dim), dtype=np.float32),
-            "video_ids": np.array([r.video for r in done], dtype=str),
-        }
-        failed, total = len(results) - len(done), len(results)
-    if len(arrays["video_ids"]):
-        save_npz(args.out, arrays)
-        shape = "x".join(map(str, arrays["features"].shape))
-        print(f"{len(arrays['video_ids'])} videos embedded ({shape} float32) -> {args.out}")
-    else:
-        print(f"ccl embed: nothing to save, {args.out} not written", file=sys.stderr)
-    return _exit_status("embed", failed, total)
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", help="run folder or checkpoint file")
-    p.add_argument(
-        "--checkpoint",
-        default="best",
-        choices=["best", "last"],
-        help="which checkpoint of a run folder (default best)",
-    )
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``predict`` and ``embed`` to the ``ccl`` command line."""
-    p = sub.add_parser(
-        "predict",
-        help="top classes of video files (mp4, avi, mkv, webm, ...) by a trained student",
-        description="Decode each video, apply the test-time windows, short-side resize and "
-        "centre crop of `ccl evaluate`, average softmax over windows, print the top K "
-        "classes. Exit status 1 when a video could not be decoded (the others are done).",
-    )
-    _common(p)
-    p.add_argument("videos", nargs="+", metavar="VIDEO")
-    p.add_argument("--top", type=int, default=5, help="classes shown per video (default 5)")
-    p.add_argument(
-        "--json",
-        default=None,
-        metavar="FILE",
-        help='also write [{"video": path, "top": [{"label", "prob"}, ...]}, ...]',
-    )
-    p.set_defaults(func=_cmd_predict)
-
-    p = sub.add_parser(
-        "embed",
-        help="video-level student features (retrieval's) of video files or frame stores",
-        description="Window-averaged, L2-normalised student features, as retrieval in `ccl "
-        "evaluate` uses them, saved as FILE.npz with `features` (N, D) float32, `video_ids`, "
-        "and for frame stores `labels` (indices into `classes`). Exit status 1 when a video "
-        "could not be read (the others are saved).",
-    )
-    _common(p)
-    p.add_argument("videos", nargs="*", metavar="VIDEO")
-    p.add_argument(
-        "--subset",
-        default=None,
-        help="frame stores of this annotation subset: test | val | train | NAME",
-    )
-    p.add_argument("--annotations", default=None, help="default: the run's data.annotations")
-    p.add_argument("--frames-dir", default=None, help="default: the run's data.frames_dir")
-    p.add_argument("--workers", type=int, default=0, help="data loader workers (frame stores)")
-    p.add_argument("--out", required=True, metavar="FILE.npz")
-    p.set_defaults(func=_cmd_embed)
-
-
 __all__ = [
     "TrainedStudent",
     "VideoResult",
     "embed_stores",
     "load_student",
-    "register",
     "run_video",
     "save_npz",
     "top_k",

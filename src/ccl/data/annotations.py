@@ -57,6 +57,14 @@ _SPLIT_NAMES = {
 }
 _UCF_GROUP = re.compile(r"_g(\d+)_c(\d+)$")
 
+# The short subset names the commands accept (``--split test``, ``--gallery train+val``).
+SUBSET_SHORT_NAMES = {"test": "testing", "val": "validation", "train": "training"}
+
+
+def subset_name(name: str) -> str:
+    """The annotation subset a command's ``test``, ``val`` or ``train`` stands for; any
+    other name (``testing``, a union ``a+b``, a custom subset) as given."""
+    return SUBSET_SHORT_NAMES.get(name, name)
 
 
 @dataclass
@@ -743,6 +751,7 @@ __all__ = [
     "AnnotationReport",
     "Annotations",
     "SUBSETS",
+    "SUBSET_SHORT_NAMES",
     "StoreIndex",
     "audio_classes",
     "build_activitynet",
@@ -753,5 +762,6 @@ __all__ = [
     "hold_out_groups",
     "iter_subset",
     "load_annotations",
+    "subset_name",
     "ucf101_group",
 ]

@@ -79,6 +79,42 @@ def test_readme_links_the_method():
     assert "docs/METHOD.md" in (ROOT / "README.md").read_text(encoding="utf-8")
 
 
+README_MAX_LINES = 200
+# Narrated history: the docs say what is; dated records live in docs/results/, history in git.
+HISTORY = re.compile(r"before the correction|this package's rule before", re.I)
+# A relative Markdown link target: [text](path) or [text](path#anchor), not a URL.
+LINK = re.compile(r"\]\((?!https?://|#|mailto:)([^)#\s]+)(?:#[^)\s]*)?\)")
+
+
+def _docs() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def test_readme_is_short():
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").count("\n")
+    assert lines <= README_MAX_LINES, f"README.md has {lines} lines; details go to docs/"
+
+
+def test_docs_describe_the_present():
+    offenders = [
+        f"{path.relative_to(ROOT)}:{text.count(chr(10), 0, m.start()) + 1}: {m.group(0)!r}"
+        for path in _docs()
+        for text in [path.read_text(encoding="utf-8")]
+        for m in HISTORY.finditer(text)
+    ]
+    assert not offenders, "say what is, not what was:\n" + "\n".join(offenders)
+
+
+def test_relative_links_resolve():
+    broken = [
+        f"{path.relative_to(ROOT)}: {target}"
+        for path in _docs()
+        for target in LINK.findall(path.read_text(encoding="utf-8"))
+        if not (path.parent / target).exists()
+    ]
+    assert not broken, "no such file:\n" + "\n".join(broken)
+
+
 def test_checks_can_fail():
     """The patterns catch what they are for and leave unrelated words alone."""
     assert FORBIDDEN.search("see spec section 4") and FORBIDDEN.search("as in The Spec.")
@@ -88,3 +124,10 @@ def test_checks_can_fail():
     text = "(docs/METHOD.md §2 and §3.1), docs/METHOD.md §4.1, §4.3; unrelated §9"
     assert cited_sections(text) == ["2", "3.1", "4.1", "4.3"]
     assert method_sections("## 1. The method\n### 2.4 Composition head\n") == {"1", "2.4"}
+    assert HISTORY.search("as before the correction")
+    assert HISTORY.search("This package's rule before")
+    assert not HISTORY.search("the heads' rule before L_v's backward")
+    assert LINK.findall("[a](docs/X.md#y), [b](https://x.org/a.md), [c](#z), [d](../R.md)") == [
+        "docs/X.md",
+        "../R.md",
+    ]

@@ -18,6 +18,7 @@ from ccl.models.teachers import KINETICS_MEAN, KINETICS_STD
 from ccl.objectives.registry import (
     AUDIO,
     BASELINE,
+    CCL,
     CCL_TEMPERATURES,
     IMAGE,
     KD_METHODS,
@@ -53,6 +54,10 @@ class ObjectiveConfig:
     loss_weight: float | None = None  # None: 1 with one teacher, 0.5 with both
     audio_temperature: float = CCL_TEMPERATURES[AUDIO]
     image_temperature: float = CCL_TEMPERATURES[IMAGE]
+    # Which loss trains each composition head (docs/METHOD.md §4). "reference": L_head only,
+    # the rule of the reference's first release (5c18684, the paper's numbers); "joint":
+    # L_head + L_v, the rule of its current release (b590483, "fit to pytorch 1.7");
+    # "paper": CE only (the paper's Algorithm A).
     head_update: Literal["reference", "paper", "joint"] = "reference"
     # head_update=paper only: the student's contrastive terms become
     # lambda * S(v, x_t) + (1 - lambda) * S(v, m) (the paper's Algorithm A; 0.5 is this
@@ -287,10 +292,15 @@ def _show(value: Any) -> str:
 
 
 def _ucf51(method: str, teachers: tuple[str, ...]) -> Config:
-    """The reference's UCF51 runs (docs/METHOD.md §5.1): 300 epochs, batch 16, SGD 1e-3."""
+    """The reference's UCF51 runs as its first release trains them (docs/METHOD.md §5.1):
+    300 epochs, batch 16, SGD 1e-3, the student's lr / 10 at epochs 150 and 225, CCL-AI's
+    at epoch 250 only."""
     cfg = Config()
     cfg.objective.method = method  # type: ignore[assignment]
     cfg.objective.teachers = teachers
+    if method == CCL and set(teachers) == {AUDIO, IMAGE}:
+        # run_ccl_ai.sh of 5c18684 passes --multistep_milestones=250 (b590483 drops it)
+        cfg.optim.milestones = (250,)
     cfg.data.val_subset = "validation"  # the reference validated on the test split: opt in
     cfg.train.name = "ucf51-" + (BASELINE if method == BASELINE else "ccl-" + _suffix(teachers))
     return cfg
@@ -353,9 +363,9 @@ def _demo(method: str, teachers: tuple[str, ...]) -> Config:
 
 def _demo_gpu(method: str, teachers: tuple[str, ...]) -> Config:
     """``ccl demo --device cuda``: the demo's student and optimiser on the larger ``gpu``
-    benchmark (``ccl.synth``), with a GPU's budget: 15 epochs at batch 32, the lr / 10 for
-    the last 2 (docs/DEMO.md, "GPU scale": at 30 epochs the baseline reached 98 % on
-    validation, where methods can no longer be told apart)."""
+    benchmark (``ccl.demo.synth``), with a GPU's budget: 15 epochs at batch 32, the lr / 10
+    for the last 2 (docs/DEMO.md, "GPU scale": at 30 epochs the baseline reaches 98 % on
+    validation, where methods cannot be told apart)."""
     cfg = _demo(method, teachers)
     cfg.train.name = cfg.train.name.replace("demo-", "demo-gpu-", 1)
     cfg.train.device = "cuda"

@@ -10,11 +10,11 @@ construction, whatever the soundtrack. The 512 units of each embedding are stand
 (mean 0, variance 1) before the ReLU, so the non-negative embedding keeps about half of a
 squared norm of 512: an L2 norm near sqrt(512 / 2) = 16 (never above sqrt(512) = 22.6),
 where the real PANNs Cnn14_emb512 embeddings of UCF51 lie (L2 norm 13-25, median 15.6, in
-the reference's released archive). Without it the demo teacher's embeddings had norms of
-about 43 and CCL's audio head (which adds the un-normalised teacher feature to its
-residual) started with a cross-entropy near 45; a batch norm instead of the layer norm
-gave norms of 11-37 on the videos (median 25), whose soundtracks are longer and noisier
-than the 1-s corpus clips its statistics came from.
+the reference's released archive). Without it (``ReLU(fc1(x))``) the demo teacher's
+embeddings have norms of about 43, and CCL's audio head (which adds the un-normalised
+teacher feature to its residual) starts with a cross-entropy near 45; a batch norm in its
+place gives norms of 11-37 on the videos (median 25), whose soundtracks are longer and
+noisier than the 1-s corpus clips its statistics come from.
 """
 
 from __future__ import annotations

@@ -11,21 +11,21 @@ Gradient routing (``head_update``; docs/METHOD.md §4). One scalar,
 parameters (``functional_call``) and each head loss sees a detached student, so
 
 - ``reference`` (default): the student receives grad L_v only (including the part that flows
-  through the composed feature m into v), each head grad L_head_t only. This is what the
-  reference's training step applies: it steps each head's optimizer right after
-  ``L_head_t.backward(retain_graph=True)``, then clears the student's gradients and
-  backpropagates L_v; the gradient L_v leaves on the heads is cleared before it is used.
-  One difference remains: on the PyTorch releases the reference ran on (< 1.5; later ones
-  refuse its sequence, pytorch/pytorch#39141), the part of the student's gradient that passes
-  through a head used the head's weights as already stepped; here it uses the weights of the
-  forward pass (a difference of the order of the head's learning rate).
+  through the composed feature m into v), each head grad L_head_t only: the rule of the
+  reference's first release (``5c18684``, which produced the paper's numbers). That release
+  steps each head's optimizer right after ``L_head_t.backward(retain_graph=True)``, then
+  clears the student's gradients and backpropagates L_v; what L_v leaves on the heads is
+  cleared unused at the next step. One difference remains: on the PyTorch it ran on (1.1;
+  releases from 1.5 refuse its sequence, pytorch/pytorch#39141), the part of the student's
+  gradient that passes through a head used the head's weights as already stepped; here it
+  uses the weights of the forward pass (a difference of the order of the head's lr).
+- ``joint``: as ``reference``, but L_v also reaches the heads: head t receives
+  grad(L_head_t + L_v). The rule of the reference's current release (``b590483``, "fit to
+  pytorch 1.7"), which steps every optimizer after L_v's backward: exactly its gradients.
 - ``paper`` (Algorithm A of the paper): each head's loss is its CE only, and the student's
   contrastive terms are weighted as the paper writes them, ``lambda * S(v, x_t) + (1 - lambda)
   * S(v, m)`` (``paper_lambda``; 0.5 by default, this package's choice, not a value taken
   from the paper; None keeps the unweighted sum of the other rules).
-- ``joint``: as ``reference``, but L_v also reaches the heads: head t receives
-  grad(L_head_t + L_v). Not the reference's rule; it is what ``reference`` meant in this
-  package before the routing was corrected, kept to continue runs started with it.
 
 Launch cost: the step makes no host synchronisation and has no data-dependent control
 flow. Samples without a teacher (missing audio) are not selected out of the batch; a
@@ -35,8 +35,8 @@ values and gradients as on the selected subset. The contrastive terms of one tea
 from one stacked similarity (``MultiClassNCELoss.symmetric_pairs``), the student's and the
 head's divergence from one stacked call. When no sample of the step has audio, the audio
 terms contribute exactly 0 and their logged values are 0 (not absent); the heads stay in
-the graph with zero gradients (as ``keep_in_graph`` gave under DDP), so an optimizer with
-momentum or weight decay still moves them that step.
+the graph with zero gradients (under DDP every parameter must take part in each step's
+graph), so an optimizer with momentum or weight decay still moves them that step.
 """
 
 from __future__ import annotations

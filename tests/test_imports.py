@@ -23,7 +23,8 @@ def test_module_does_not_import_the_training_loop(module):
 
 
 @pytest.mark.parametrize(
-    "module", ["ccl.cli", "ccl.objectives.registry", "ccl.data.cli", "ccl.report", "ccl.atomic"]
+    "module",
+    ["ccl.cli", "ccl.objectives.registry", "ccl.commands.prepare", "ccl.report", "ccl.atomic"],
 )
 def test_command_line_and_registry_load_without_torch(module):
     """The parser reads its method choices from the registry; neither may pull in torch

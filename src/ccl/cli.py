@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("presets", help="list the configuration presets")
     p.set_defaults(func=_cmd_presets)
 
-    from ccl.data.audio_features import register as register_audio
+    from ccl.commands.prepare import register_audio_commands as register_audio
     from ccl.demo import register as register_demo
     from ccl.predict import register as register_predict
     from ccl.pretrain import register as register_pretrain
@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_predict(sub)
     register_report(sub)
     register_synth(sub)
-    from ccl.data.cli import register as register_prepare
+    from ccl.commands.prepare import register_prepare
 
     register_prepare(sub)
     return parser

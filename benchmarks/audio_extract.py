@@ -15,7 +15,8 @@ import time
 
 import torch
 
-from ccl.models.panns import SAMPLE_RATE, Cnn14Emb512
+from ccl.data.media import SAMPLE_RATE
+from ccl.models.panns import Cnn14Emb512
 
 
 def measure(

@@ -39,7 +39,8 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torchvision import transforms as tv
 
 from ccl.data.datasets import ClipDataset, clip_offsets
-from ccl.data.prepare import prepare_videos, write_frame_store
+from ccl.data.prepare import prepare_videos
+from ccl.data.store import write_frame_store
 
 KINETICS_MEAN = [0.4345, 0.4051, 0.3775]
 KINETICS_STD = [0.2768, 0.2713, 0.2737]

@@ -1,5 +1,6 @@
-"""PANNs teacher (ccl.models.panns) and audio embeddings (ccl.data.audio_features): front end
-against librosa, checkpoint compatibility, extraction from generated videos, archive import."""
+"""PANNs teacher (ccl.models.panns) and audio embeddings (ccl.data.audio_features,
+ccl.data.archive): front end against librosa, checkpoint compatibility, extraction from
+generated videos, archive import, their commands (ccl.commands.prepare)."""
 
 from __future__ import annotations
 
@@ -17,19 +18,22 @@ import numpy as np
 import pytest
 import torch
 
+from ccl.cli import main as ccl_main
+from ccl.commands.prepare import register
+from ccl.data.archive import import_audio_archive
+from ccl.data.audio import AUDIO_MODEL_NAMES, MANIFEST_NAME
 from ccl.data.audio_features import (
-    MANIFEST_NAME,
+    ExtractionOutputs,
     ExtractReport,
-    _Outputs,
-    _plan_extraction,
-    _segment_length,
     extract_audio,
-    import_audio_archive,
     load_soundtrack,
-    register,
+    plan_extraction,
+    segment_length,
 )
+from ccl.data.media import SAMPLE_RATE
 from ccl.models.panns import (
     MIN_SAMPLES,
+    MODEL_NAMES,
     Cnn14,
     Cnn14Emb512,
     Cnn14Output,
@@ -37,7 +41,7 @@ from ccl.models.panns import (
     load_cnn14,
 )
 
-SR = 32_000
+SR = SAMPLE_RATE
 
 # Parameter names and shapes of PANNs Cnn14 / Cnn14_emb512, written out from the authors'
 # pytorch/models.py (ConvBlock widths 1-64-128-256-512-1024-2048, bn0 over 64 mel bins) and
@@ -454,10 +458,18 @@ def test_extract_audio_segments(tmp_path: Path, checkpoint: tuple[Path, dict]) -
 def test_segment_length() -> None:
     """Segments are counted in 32 kHz samples; ones shorter than the model's minimum input
     are refused (they would be mostly padding)."""
-    assert _segment_length(None, MIN_SAMPLES) is None
-    assert _segment_length(0.4, MIN_SAMPLES) == 12_800
+    assert SAMPLE_RATE == 32_000
+    assert segment_length(None, MIN_SAMPLES) is None
+    assert segment_length(0.4, MIN_SAMPLES) == 12_800
     with pytest.raises(ValueError, match="segment_seconds=0.2 is shorter than"):
-        _segment_length(0.2, MIN_SAMPLES)
+        segment_length(0.2, MIN_SAMPLES)
+
+
+def test_audio_model_names_name_the_panns_variants() -> None:
+    """The manifests' model names (a torch-free table the command line offers as
+    ``--variant``) are PANNs' own, plus the demo's small CNN."""
+    assert {k: AUDIO_MODEL_NAMES[k] for k in MODEL_NAMES} == MODEL_NAMES
+    assert set(AUDIO_MODEL_NAMES) - set(MODEL_NAMES) == {"small"}
 
 
 def test_plan_extraction_resumes_and_refuses_duplicates(tmp_path: Path) -> None:
@@ -478,9 +490,9 @@ def test_plan_extraction_resumes_and_refuses_duplicates(tmp_path: Path) -> None:
         "failed": {"K/orphan": "model error: earlier", "K/new": "decode error: earlier"},
     }
     report = ExtractReport(src=str(src), out=str(out), n_found=len(sources))
-    outputs = _Outputs(out, manifest, report, minimum=MIN_SAMPLES)
+    outputs = ExtractionOutputs(out, manifest, report, minimum=MIN_SAMPLES)
 
-    todo = _plan_extraction(sources, src, outputs)
+    todo = plan_extraction(sources, src, outputs)
 
     assert [(key, path.name, target) for key, path, target in todo] == [
         ("K/dup", "dup.hdf5", out / "K" / "dup.npy"),
@@ -607,31 +619,32 @@ def test_cli_register(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     )
     assert args.func(args) == 0
     assert (tmp_path / "o" / "Drumming" / "v_Drumming_g01_c01.npy").is_file()
-    missing = parser.parse_args(
-        [
-            "import-audio-features",
-            "--from-archive",
-            str(tmp_path / "nope.tar.gz"),
-            "--out",
-            str(tmp_path / "o2"),
-        ]
+    # user errors: exit status 2 and one line on stderr from ``ccl``'s error handler
+    missing = tmp_path / "nope.tar.gz"
+    capsys.readouterr()
+    out = str(tmp_path / "o2")
+    assert ccl_main(["import-audio-features", "--from-archive", str(missing), "--out", out]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"ccl import-audio-features: error: audio feature archive not found: {missing}"
     )
-    assert missing.func(missing) == 2
     # a file where the output folder should be: one line naming it, no traceback
     (tmp_path / "file").write_text("x")
-    into_file = parser.parse_args(
-        ["import-audio-features", "--from-archive", str(archive), "--out", str(tmp_path / "file")]
+    into_file = ["--from-archive", str(archive), "--out", str(tmp_path / "file")]
+    assert ccl_main(["import-audio-features", *into_file]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert printed.err.strip() == (
+        f"ccl import-audio-features: error: {tmp_path / 'file'}: a file where a folder is "
+        "expected"
     )
-    capsys.readouterr()
-    assert into_file.func(into_file) == 2
-    printed = capsys.readouterr().out.strip()
-    assert printed == f"error: {tmp_path / 'file'}: a file where a folder is expected"
+    assert ccl_main(["prepare", "audio-features", *into_file]) == 2
+    assert capsys.readouterr().err.strip().startswith(f"ccl prepare: error: {tmp_path / 'file'}")
     # extract-audio reports its user errors the same way
-    no_src = parser.parse_args(
-        ["extract-audio", str(tmp_path / "nosrc"), "--checkpoint", "c.pth", "--out", "O"]
+    no_src = ["extract-audio", str(tmp_path / "nosrc"), "--checkpoint", "c.pth", "--out", "O"]
+    assert ccl_main(no_src) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"ccl extract-audio: error: source not found: {tmp_path / 'nosrc'}"
     )
-    assert no_src.func(no_src) == 2
-    assert capsys.readouterr().out.strip() == f"error: source not found: {tmp_path / 'nosrc'}"
     ext = parser.parse_args(
         [
             "extract-audio",

@@ -134,7 +134,7 @@ def test_unreadable_video_is_an_error_or_counted_wrong(run_dir):
 def _prepared(root, labels, folder_of=None, subsets=("training", "testing")):
     """Frame stores (8 random 16x16 frames) and an annotation file listing ``labels`` in
     that order: one video per class of each of ``subsets``, filed under their class."""
-    from ccl.data.prepare import write_frame_store
+    from ccl.data.store import write_frame_store
 
     rng = np.random.default_rng(0)
     frames, database = root / "frames", {}

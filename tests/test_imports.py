@@ -31,9 +31,12 @@ def test_module_does_not_import_the_training_loop(module):
         "ccl.commands.evaluate",
         "ccl.commands.presets",
         "ccl.commands.predict",
+        "ccl.commands.prepare",
+        "ccl.commands.report",
         "ccl.objectives.registry",
-        "ccl.data.cli",
         "ccl.report",
+        "ccl.runs",
+        "ccl.plots",
         "ccl.atomic",
     ],
 )

@@ -72,7 +72,7 @@ def test_corrupt_corpus_is_named(tmp_path):
 def test_resample_array_keeps_duration_and_pitch():
     """The sound corpus is resampled in memory to the teacher's 32 kHz: same duration, same
     tone (the public helper the demo teacher's training uses)."""
-    from ccl.data.prepare import resample_array
+    from ccl.data.media import resample_array
 
     t = np.arange(16000) / 16000
     tone = np.sin(2 * np.pi * 880 * t).astype(np.float32)

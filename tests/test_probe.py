@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ccl.data.prepare import write_frame_store
+from ccl.data.store import write_frame_store
 from ccl.probe import ImageProbeSettings, audio_probe, fit_probe, image_probe
 
 CLASSES = ["Red", "Green", "Blue"]

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import ccl.engine as engine
+from ccl.cli import main as data_cli
 from ccl.config import apply_overrides, preset
-from ccl.data.cli import main as data_cli
 from ccl.models import build_student
 from ccl.protocol import forward_in_splits
 
@@ -21,7 +21,7 @@ N_TRAIN, N_TEST = 20, 4  # batch 16: one full batch and a partial one of 4
 @pytest.fixture(scope="module")
 def tiny_split(tmp_path_factory):
     """Frame stores of 24 videos in 2 classes and their csv split (train/test)."""
-    from ccl.data.prepare import write_frame_store
+    from ccl.data.store import write_frame_store
 
     root = tmp_path_factory.mktemp("split")
     rng = np.random.default_rng(0)

@@ -1,18 +1,21 @@
 """Atomic file writes: a temporary file in the target's folder, fsynced and renamed over
-the target, so a crash leaves the previous file or the new one, never half of one. Torch-free
-(``ccl report`` and the CLI's light commands use it without importing torch)."""
+the target, so a crash leaves the previous file or the new one, never half of one; and the
+SHA-256 digest that records which file a result was made from. Torch-free (``ccl report``
+and the CLI's light commands use it without importing torch)."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-_TMP_SUFFIX = ".tmp"  # temporaries are ``.<name>.<random>.tmp`` next to the target
+TMP_SUFFIX = ".tmp"
+"""Suffix of the temporaries: ``.<name>.<random>.tmp`` next to the target."""
 
 
 class _RecordingWriter:
@@ -55,7 +58,7 @@ def atomic_write(path: str | Path, *, what: str = "file") -> Iterator[BinaryIO]:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TMP_SUFFIX, dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     except OSError as err:
         raise _named(err, path, what) from err
     writer = None
@@ -92,3 +95,12 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     ``OSError`` that names ``path``."""
     with atomic_write(path) as f:
         f.write(text.encode("utf-8"))
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 digest of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

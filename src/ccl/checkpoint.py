@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ccl.atomic import _TMP_SUFFIX, atomic_write
+from ccl.atomic import TMP_SUFFIX, atomic_write
 from ccl.errors import CheckpointError, ClassMismatchError, WeightsError
 
 
@@ -30,7 +30,7 @@ def remove_stale_temporaries(ckpt_dir: str | Path) -> list[Path]:
     """Delete the temporaries a save killed before its rename left behind (SIGKILL, power
     loss); only ever called by the run that owns ``ckpt_dir``, before it saves anything."""
     removed = []
-    for tmp in sorted(Path(ckpt_dir).glob(f".*.pt.*{_TMP_SUFFIX}")):
+    for tmp in sorted(Path(ckpt_dir).glob(f".*.pt.*{TMP_SUFFIX}")):
         tmp.unlink(missing_ok=True)
         removed.append(tmp)
     return removed

@@ -12,11 +12,11 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ccl import __version__
-from ccl.commands import evaluate, predict, presets, report, train
+from ccl.commands import evaluate, predict, prepare, presets, report, train
 from ccl.errors import USER_ERRORS, describe_error
 
 # The command modules, in the order ``ccl --help`` lists them.
-COMMANDS = (train, evaluate, presets, predict, report)
+COMMANDS = (train, evaluate, presets, predict, report, prepare)
 
 Register = Callable[[argparse._SubParsersAction], None]
 
@@ -26,18 +26,14 @@ def _legacy_registrations() -> list[Register]:
     # ---- LEAD: legacy registrations, to swap for ccl.commands.{demo,synth,pretrain,prepare,
     # report} (and move into COMMANDS) at merge time; they import torch when the parser is
     # built, so tests/test_imports.py's no-torch test is xfail until then.
-    from ccl.data.audio_features import register as register_audio
-    from ccl.data.cli import register as register_prepare
     from ccl.demo import register as register_demo
     from ccl.pretrain import register as register_pretrain
     from ccl.synth import register as register_synth
 
     return [
         register_demo,
-        register_audio,
         register_pretrain,
         register_synth,
-        register_prepare,
     ]
     # ---- end of legacy registrations
 

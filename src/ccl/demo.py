@@ -331,8 +331,8 @@ def _copy_evaluation(report: dict[str, Any], run_dir: Path, kind: str) -> dict[s
     evaluation pass when the best epoch is the last."""
     import shutil
 
+    from ccl.atomic import sha256_file
     from ccl.checkpoint import load_checkpoint
-    from ccl.data.audio_features import sha256_file
 
     ckpt = run_dir / "checkpoints" / f"{kind}.pt"
     split = "test" if report["split"] == "testing" else report["split"]
@@ -886,9 +886,8 @@ def teacher_probes(
     teacher weights, audio embeddings, settings) changed."""
     from dataclasses import asdict
 
-    from ccl.atomic import atomic_write
+    from ccl.atomic import atomic_write, sha256_file
     from ccl.config import apply_overrides, preset
-    from ccl.data.audio_features import sha256_file
     from ccl.probe import audio_probe, image_probe, image_probe_settings
 
     scale = demo_scale(scale)

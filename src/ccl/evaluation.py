@@ -24,11 +24,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ccl import distributed, metrics
-from ccl.atomic import atomic_write, write_text_atomic
+from ccl.atomic import atomic_write, sha256_file, write_text_atomic
 from ccl.checkpoint import check_classes, load_checkpoint
 from ccl.config import Config
 from ccl.cpu_allocator import configure_cpu_allocator
-from ccl.data.audio_features import sha256_file
 from ccl.data.sampling import EpochSampler
 from ccl.models import build_model
 from ccl.runs import eval_path, features_path

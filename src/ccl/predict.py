@@ -31,7 +31,7 @@ from ccl.checkpoint import load_checkpoint
 from ccl.config import Config
 from ccl.data import transforms as T
 from ccl.data.datasets import clip_offsets
-from ccl.data.prepare import DEFAULT_SHORT_SIDE, decode_video_frames
+from ccl.data.media import DEFAULT_SHORT_SIDE, decode_video_frames
 from ccl.evaluation import resolve_checkpoint
 from ccl.models import build_model
 from ccl.runtime import resolve_device, stats_tensor, to_batch

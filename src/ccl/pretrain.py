@@ -189,8 +189,7 @@ def pretrain_audio_teacher(
 ) -> dict[str, Any]:
     """Train :class:`SmallAudioCNN` on ``sounds.npz`` (``waveforms`` (N, samples),
     ``labels``, ``label_names``, ``sample_rate``) resampled to 32 kHz; save to ``out``."""
-    from ccl.data.prepare import resample_array
-    from ccl.models.panns import SAMPLE_RATE
+    from ccl.data.media import SAMPLE_RATE, resample_array
     from ccl.models.small_audio import SmallAudioCNN, save_small_audio_teacher
 
     data = _load_npz(Path(corpus), "sounds.npz", ("waveforms", "labels", "label_names"))

@@ -51,8 +51,7 @@ from typing import Any
 
 import numpy as np
 
-SAMPLE_RATE = 32_000
-"""Audio rate of the soundtracks and the sound corpus (the rate PANNs and ``prepare`` use)."""
+from ccl.data.media import SAMPLE_RATE
 
 KINDS: tuple[str, ...] = (
     "square",

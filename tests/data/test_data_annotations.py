@@ -16,6 +16,7 @@ from data_helpers import (
     write_ucf_splits,
 )
 
+from ccl.cli import main as ccl_main
 from ccl.data.annotations import (
     AnnotationFormatError,
     build_activitynet,
@@ -27,8 +28,7 @@ from ccl.data.annotations import (
     load_annotations,
     ucf101_group,
 )
-from ccl.data.cli import main as data_cli
-from ccl.data.prepare import write_frame_store
+from ccl.data.store import write_frame_store
 
 
 def _frames(n: int, h: int = 8, w: int = 8):
@@ -128,7 +128,7 @@ def test_unknown_labels_are_reported(prepared, tmp_path: Path, capsys) -> None:
     assert "v_Skiing_g08_c01" not in ann.database
     assert "1 rows with unknown labels" in ann.report.summary()
     out = tmp_path / "ucf.json"
-    code = data_cli(
+    code = ccl_main(
         [
             "prepare",
             "annotations",
@@ -145,10 +145,12 @@ def test_unknown_labels_are_reported(prepared, tmp_path: Path, capsys) -> None:
     printed = capsys.readouterr()
     assert code == 1  # --strict: rows were left out
     assert "unknown labels" in printed.out and "Skiing" in printed.out
+    n_left_out = ann.report.n_problems
+    assert printed.err.strip() == f"ccl prepare: error: {n_left_out} rows left out (--strict)"
     assert load_annotations(out)["labels"] == ann.labels
     assert json.loads(out.with_name("ucf.report.json").read_text())["unknown_labels"]
     assert (
-        data_cli(
+        ccl_main(
             [
                 "prepare",
                 "annotations",
@@ -271,14 +273,14 @@ def test_outputs_that_are_inputs_are_refused(prepared, tmp_path: Path, capsys) -
     proc = run_cli(*ucf, "--out", str(splits / "trainlist01.txt"))
     assert_one_line_error(proc, "trainlist01.txt is one of the inputs")
     for out in (splits / "classInd.txt", splits / "testlist02.txt", tmp_path / "notes.txt"):
-        assert data_cli([*ucf, "--out", str(out)]) == 2
+        assert ccl_main([*ucf, "--out", str(out)]) == 2
         assert str(out) in capsys.readouterr().err
     # the report written next to the output must not replace an input either
     csv = tmp_path / "list.report.json"
     csv.write_text("v_Basketball_g01_c01,Basketball,train\n")
     before = digest(tmp_path)
     args = ["annotations", "csv", "--csv", str(csv), "--videos", str(stores)]
-    assert data_cli(["prepare", *args, "--out", str(tmp_path / "list.json")]) == 2
+    assert ccl_main(["prepare", *args, "--out", str(tmp_path / "list.json")]) == 2
     assert "list.report.json is one of the inputs" in capsys.readouterr().err
     assert digest(tmp_path) == before and digest(stores) == stores_before
 
@@ -289,10 +291,12 @@ def test_annotation_output_os_error_is_one_line(prepared, tmp_path: Path, capsys
     (tmp_path / "file").write_text("x")
     out = tmp_path / "file" / "ucf.json"
     ucf = ["prepare", "annotations", "ucf101", "--splits", str(splits), "--videos", str(stores)]
-    assert data_cli([*ucf, "--out", str(out)]) == 2
+    assert ccl_main([*ucf, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     where = tmp_path / "file"
-    assert err == [f"error: cannot write {out} ({where}: a file where a folder is expected)"]
+    assert err == [
+        f"ccl prepare: error: cannot write {out} ({where}: a file where a folder is expected)"
+    ]
 
 
 def test_val_fraction_outside_zero_one_is_refused(prepared, tmp_path: Path, capsys) -> None:
@@ -302,7 +306,7 @@ def test_val_fraction_outside_zero_one_is_refused(prepared, tmp_path: Path, caps
     ucf = ["prepare", "annotations", "ucf101", "--splits", str(splits), "--videos", str(stores)]
     for bad in ("-1", "1", "nan"):
         with pytest.raises(SystemExit) as exit_info:
-            data_cli([*ucf, "--out", str(out), "--val-fraction", bad])
+            ccl_main([*ucf, "--out", str(out), "--val-fraction", bad])
         assert exit_info.value.code == 2
         assert "validation fraction must be in [0, 1)" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"must be in \[0, 1\).*got -1"):
@@ -323,7 +327,7 @@ def test_input_file_errors_name_the_file(tmp_path: Path, capsys) -> None:
         build_csv(csv, stores)
     out = tmp_path / "out.json"
     args = ["annotations", "csv", "--csv", str(csv), "--videos", str(stores), "--out", str(out)]
-    assert data_cli(["prepare", *args]) == 2
+    assert ccl_main(["prepare", *args]) == 2
     assert f"{csv}:2: not UTF-8" in capsys.readouterr().err
     assert not out.exists()
 

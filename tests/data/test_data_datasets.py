@@ -17,7 +17,7 @@ from ccl.data import transforms as T
 from ccl.data.annotations import build_ucf101
 from ccl.data.audio import AudioEmbeddings, load_audio_embeddings
 from ccl.data.datasets import ClipDataset, clip_offsets, even_starts, window_starts
-from ccl.data.prepare import write_frame_store
+from ccl.data.store import write_frame_store
 
 
 @pytest.fixture(scope="module")

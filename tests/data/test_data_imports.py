@@ -1,4 +1,5 @@
-"""Layering: data preparation does not depend on the networks in ``ccl.models``."""
+"""Layering: data preparation does not depend on the networks in ``ccl.models``, and its
+command line is built without torch."""
 
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ def test_data_modules_do_not_import_models() -> None:
     it in."""
     names = sorted(m.name for m in pkgutil.iter_modules(ccl.data.__path__))
     checked = [n for n in names if n not in USES_MODELS]
-    assert {"audio", "datasets", "annotations", "prepare"} <= set(checked)
+    assert {"archive", "audio", "datasets", "annotations", "media", "prepare", "store"} <= set(
+        checked
+    )
     src = str(Path(ccl.__file__).resolve().parents[1])
     env = {
         **os.environ,
@@ -49,3 +52,25 @@ def test_data_modules_do_not_import_models() -> None:
         check=True,
     )
     assert json.loads(out.stdout) == {}
+
+
+_PARSER_PROBE = """
+import argparse, sys
+from ccl.commands.prepare import register
+parser = argparse.ArgumentParser(prog="ccl")
+register(parser.add_subparsers(dest="command"))
+parser.parse_args(["prepare", "videos", "SRC", "DST"])
+parser.parse_args(["extract-audio", "SRC", "--checkpoint", "c.pth", "--out", "O"])
+assert "torch" not in sys.modules, "torch"
+"""
+
+
+def test_prepare_commands_parse_without_torch() -> None:
+    """Building and parsing ``ccl prepare``, ``extract-audio`` and ``import-audio-features``
+    loads no torch: the library work is imported when a command runs."""
+    src = str(Path(ccl.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _PARSER_PROBE], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]

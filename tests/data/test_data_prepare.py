@@ -28,16 +28,10 @@ from data_helpers import (
 )
 from PIL import Image
 
-from ccl.data.cli import main as data_cli
-from ccl.data.prepare import (
-    REPORT_NAME,
-    SettingsMismatchError,
-    find_videos,
-    prepare_videos,
-    read_store_info,
-    store_settings_mismatch,
-    temp_path_for,
-)
+from ccl.cli import main as ccl_main
+from ccl.data.prepare import REPORT_NAME, find_videos, prepare_videos
+from ccl.data.store import read_store_info, store_settings_mismatch, temp_path_for
+from ccl.errors import SettingsMismatchError
 
 
 def _store(dst: Path, folder: str, name: str) -> Path:
@@ -157,7 +151,7 @@ def test_cli_exit_status_and_summary(tmp_path: Path, capsys: pytest.CaptureFixtu
     src = tmp_path / "src"
     write_video(src / "A" / "a.avi", 8, 64, 48)
     assert (
-        data_cli(
+        ccl_main(
             [
                 "prepare",
                 "videos",
@@ -171,7 +165,7 @@ def test_cli_exit_status_and_summary(tmp_path: Path, capsys: pytest.CaptureFixtu
         == 0
     )
     (src / "A" / "broken.mp4").write_bytes(b"\x00" * 100)
-    code = data_cli(
+    code = ccl_main(
         [
             "prepare",
             "videos",
@@ -188,7 +182,7 @@ def test_cli_exit_status_and_summary(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert code == 1
     assert "1 failed" in out[-1] and "prepare_report.json" in out[-1]
     with pytest.raises(SystemExit):
-        data_cli(["prepare", "videos", str(src), str(tmp_path / "x"), "--fps", "fast"])
+        ccl_main(["prepare", "videos", str(src), str(tmp_path / "x"), "--fps", "fast"])
 
 
 def test_fixture_videos_have_no_frame_count_warnings(prepared) -> None:
@@ -206,7 +200,7 @@ def test_store_made_with_other_settings_is_refused_then_reprepared(tmp_path: Pat
     with pytest.raises(SettingsMismatchError, match=r"2 of the 2 stores.*short side 32, req"):
         prepare_videos(src, dst, short_side=16, progress=False)
     assert digest(dst) == before
-    code = data_cli(["prepare", "videos", str(src), str(dst), "--short-side", "16"])
+    code = ccl_main(["prepare", "videos", str(src), str(dst), "--short-side", "16"])
     assert code == 2 and digest(dst) == before
     # asked to: converted again, and the report says so
     report = prepare_videos(src, dst, short_side=16, reprepare=True, progress=False)
@@ -272,9 +266,10 @@ def test_os_errors_are_one_line_without_traceback(tmp_path: Path, monkeypatch, c
     # a file where the output folder, or one of its parents, should be
     proc = run_cli("prepare", "videos", str(src), str(tmp_path / "file"), "--no-progress")
     assert_one_line_error(proc, str(tmp_path / "file"), "a file where a folder is expected")
-    assert data_cli(["prepare", "videos", str(src), str(tmp_path / "file" / "dst")]) == 2
+    assert ccl_main(["prepare", "videos", str(src), str(tmp_path / "file" / "dst")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"error: {tmp_path / 'file' / 'dst'}: cannot create the output folder")
+    where = tmp_path / "file" / "dst"
+    assert err.startswith(f"ccl prepare: error: {where}: cannot create the output folder")
     assert (tmp_path / "file").read_text() == "a file, not a folder"
     # disk full while writing the report: the report's path and the cause, no temp file
     import ccl.atomic
@@ -284,10 +279,11 @@ def test_os_errors_are_one_line_without_traceback(tmp_path: Path, monkeypatch, c
 
     monkeypatch.setattr(ccl.atomic._RecordingWriter, "write", full)
     dst = tmp_path / "dst"
-    assert data_cli(["prepare", "videos", str(src), str(dst), "--no-progress"]) == 2
+    assert ccl_main(["prepare", "videos", str(src), str(dst), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == (
-        f"error: {dst / REPORT_NAME}: cannot write file: No space left on device (ENOSPC)"
+        f"ccl prepare: error: {dst / REPORT_NAME}: cannot write file: "
+        "No space left on device (ENOSPC)"
     )
     assert not list(dst.glob(f".{REPORT_NAME}*"))
 
@@ -304,7 +300,7 @@ def test_bad_values_are_refused_at_the_boundary(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="workers must be at least 1"):
         prepare_videos(src, dst, workers=0, progress=False)
     with pytest.raises(SystemExit):
-        data_cli(["prepare", "videos", str(src), str(dst), "--workers", "0"])
+        ccl_main(["prepare", "videos", str(src), str(dst), "--workers", "0"])
     assert not dst.exists()
 
 
@@ -340,7 +336,7 @@ def test_killed_run_leaves_no_worker_processes(tmp_path: Path) -> None:
     import ccl
 
     env = dict(os.environ, PYTHONPATH=str(Path(ccl.__file__).parents[1]), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "ccl.data.cli", "prepare", "videos", str(src), str(dst)]
+    cmd = [sys.executable, "-m", "ccl.cli", "prepare", "videos", str(src), str(dst)]
     parent = subprocess.Popen(
         [*cmd, "--workers", "2", "--no-progress"],
         env=env,

@@ -23,8 +23,8 @@ _EXPORTS = {
     "ClipDataset": "ccl.data.datasets",
     "PrepareReport": "ccl.data.prepare",
     "prepare_videos": "ccl.data.prepare",
-    "read_store_info": "ccl.data.prepare",
-    "write_frame_store": "ccl.data.prepare",
+    "read_store_info": "ccl.data.store",
+    "write_frame_store": "ccl.data.store",
 }
 
 __all__ = sorted(_EXPORTS)

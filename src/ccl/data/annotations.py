@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from ccl.atomic import write_text_atomic
-from ccl.data.prepare import STORE_SUFFIX, read_store_info
+from ccl.data.store import STORE_SUFFIX, read_store_info
 from ccl.errors import AnnotationFormatError
 
 SUBSETS = ("training", "validation", "testing")

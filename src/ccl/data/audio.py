@@ -1,24 +1,47 @@
-"""Precomputed audio-teacher embeddings: the per-video table (:class:`AudioEmbeddings`) and its
-loader from disk. :mod:`ccl.data.audio_features` writes such folders (PANNs extraction, or
-import of the reference's archive).
+"""Precomputed audio-teacher embeddings: the folder format, the per-video table
+(:class:`AudioEmbeddings`) and its loader from disk. :mod:`ccl.data.audio_features` (PANNs
+extraction) and :mod:`ccl.data.archive` (import of the reference's archive) write such
+folders.
 
 Layout (the reference's UCF51 archive): ``<dir>/<Class>/<video_id>.npy``, one (D,) or (T, D)
 float array per video; files directly in ``<dir>`` are accepted too. macOS ``._`` junk and
 hidden entries are ignored. The reference marks a video without a soundtrack by an all-zero
 vector; such files are treated as missing by default (``available=False``), so the audio
 terms drop those samples as they drop videos without a file.
-"""
 
+The writers also leave ``<dir>/manifest.json`` (:data:`MANIFEST_NAME`) saying what was
+written and how. Its keys: ``kind`` (:data:`MANIFEST_KIND`), ``source`` (``extract`` or
+``archive``), ``model``, ``embedding_dim``, ``videos`` (``"Class/video_id" -> {"file",
+"shape", ...}``), ``unavailable`` (``"Class/video_id" -> reason``), ``failed`` and
+source-specific details (checkpoint digest and settings, or archive digest and rejected
+entries).
+"""
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from ccl.atomic import atomic_write, write_text_atomic
+from ccl.errors import ClassMismatchError
+
 log = logging.getLogger("ccl.data")
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_KIND = "ccl-audio-embeddings"
+# The audio teachers a folder's embeddings come from, by variant: the manifests' ``model``.
+# PANNs Cnn14 and Cnn14_emb512 (:data:`ccl.models.panns.MODEL_NAMES`), and the embedded
+# demo's small log-mel CNN (same front end and layout).
+AUDIO_MODEL_NAMES: dict[str, str] = {
+    "cnn14": "cnn14",
+    "emb512": "cnn14_emb512",
+    "small": "ccl-small-audio-cnn",
+}
 
 
 class AudioEmbeddings:
@@ -77,8 +100,6 @@ class AudioEmbeddings:
         set. Folder and class names compare case-insensitively (UCF101's own class index
         and folders differ in case); videos whose file is in no class folder are not
         checked. The error names the first video and both classes."""
-        from ccl.checkpoint import ClassMismatchError
-
         for video_id, label in labels.items():
             folder = self.folders.get(video_id)
             if folder is not None and folder.lower() != label.lower():
@@ -167,4 +188,39 @@ def load_audio_embeddings(root: str | Path, *, zero_as_missing: bool = True) -> 
     return embeddings
 
 
-__all__ = ["AudioEmbeddings", "AudioLoadReport", "load_audio_embeddings"]
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    """The embedding folder's manifest at ``path``, or None when there is none. Raises
+    ``ValueError`` for a file that is unreadable or not an audio-embedding manifest."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read {path}: {err}; move it away to start afresh") from err
+    if not isinstance(data, dict) or data.get("kind") != MANIFEST_KIND:
+        raise ValueError(f"{path} is not an audio-embedding manifest; choose another --out")
+    return data
+
+
+def write_manifest(path: Path, data: dict[str, Any]) -> None:
+    """Write a manifest atomically."""
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=False))
+
+
+def save_embedding(path: Path, array: np.ndarray) -> None:
+    """Write one video's embedding as ``.npy`` atomically."""
+    with atomic_write(path, what="audio embedding") as f:
+        np.save(f, array, allow_pickle=False)
+
+
+__all__ = [
+    "AUDIO_MODEL_NAMES",
+    "MANIFEST_KIND",
+    "MANIFEST_NAME",
+    "AudioEmbeddings",
+    "AudioLoadReport",
+    "load_audio_embeddings",
+    "read_manifest",
+    "save_embedding",
+    "write_manifest",
+]

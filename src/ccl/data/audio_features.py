@@ -1,114 +1,63 @@
-"""Audio-teacher embeddings: extraction with PANNs and import of the reference's archive.
+"""Audio-teacher embeddings extracted with PANNs (docs/METHOD.md §2.3 and §6.2).
 
-Both paths write the same layout (docs/METHOD.md §2.3 and §6.2)::
+:func:`extract_audio` runs PANNs ``Cnn14_emb512`` (:mod:`ccl.models.panns`) over every video
+file or prepared HDF5 store under ``src`` (class sub-folders mirrored) and writes the
+embedding folder layout of :mod:`ccl.data.audio`::
 
     <out>/<Class>/<video_id>.npy     (512,) float32, or (T, 512) with segment embeddings
     <out>/manifest.json              what was written, how, and which videos have no sound
 
-* :func:`extract_audio` runs PANNs ``Cnn14_emb512`` (:mod:`ccl.models.panns`) over every
-  video file or prepared HDF5 store under ``src`` (class sub-folders mirrored). The whole
-  soundtrack gives one embedding, as in the reference; with ``segment_seconds`` each
-  non-overlapping segment gives one row. A video without a usable soundtrack gets no file
-  (no zero vector): it is listed under ``unavailable`` in the manifest. Outputs are written
-  atomically (temporary file + rename) and existing ones are skipped, so an interrupted run
-  resumes where it stopped.
-* :func:`import_audio_archive` imports ``audiocnn14embed512_features.tar.gz`` released with
-  the reference code (UCF51: 51 class folders of ``v_<Class>_gNN_cMM.npy``) unchanged,
-  after validating every entry; macOS ``._`` junk is ignored and reported. All-zero vectors
-  (the reference's marker for a missing soundtrack) are kept as files and listed under
-  ``all_zero`` in the manifest.
+The whole soundtrack gives one embedding, as in the reference; with ``segment_seconds`` each
+non-overlapping segment gives one row. A video without a usable soundtrack gets no file (no
+zero vector): it is listed under ``unavailable`` in the manifest. Outputs are written
+atomically (temporary file + rename) and existing ones are skipped, so an interrupted run
+resumes where it stopped.
 
-Manifest keys: ``kind`` (``ccl-audio-embeddings``), ``source`` (``extract`` or
-``archive``), ``model``, ``embedding_dim``, ``videos`` (``"Class/video_id" -> {"file",
-"shape", ...}``), ``unavailable`` (``"Class/video_id" -> reason``), ``failed`` and
-source-specific details (checkpoint digest and settings, or archive digest and rejected
-entries).
-
-Soundtracks are decoded with PyAV and resampled to 32 kHz with ``av.AudioResampler``; the
-channels are then averaged (librosa's mono downmix, used when PANNs was trained; FFmpeg's own
-stereo-to-mono matrix would scale by 1/sqrt(2) per channel instead).
+Soundtracks are read with :func:`ccl.data.media.decode_soundtrack` (video files) or
+:func:`ccl.data.store.read_store_audio` (frame stores): mono float32 at 32 kHz either way.
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import io
-import json
 import os
-import tarfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
-from ccl.data.prepare import (
-    VIDEO_EXTENSIONS,
-    resample_array,
-    resample_mono,
-    write_text_atomic,
+from ccl.atomic import sha256_file
+from ccl.data.audio import (
+    AUDIO_MODEL_NAMES,
+    MANIFEST_KIND,
+    MANIFEST_NAME,
+    read_manifest,
+    save_embedding,
+    write_manifest,
 )
+from ccl.data.media import SAMPLE_RATE, VIDEO_EXTENSIONS, decode_soundtrack
+from ccl.data.store import STORE_EXTENSIONS, read_store_audio
 from ccl.models.panns import (
     AMIN,
     FMAX,
     FMIN,
     HOP_SIZE,
     MEL_BINS,
-    MODEL_NAMES,
-    SAMPLE_RATE,
     WINDOW_SIZE,
+    load_cnn14,
     min_samples,
 )
+from ccl.models.small_audio import load_small_audio_teacher
+from ccl.runtime import resolve_device
 
-AUDIO_SAMPLE_RATE = SAMPLE_RATE
-# PANNs variants, plus the embedded demo's small log-mel CNN (same front end and layout)
-AUDIO_MODEL_NAMES = {**MODEL_NAMES, "small": "ccl-small-audio-cnn"}
-MANIFEST_NAME = "manifest.json"
-MANIFEST_KIND = "ccl-audio-embeddings"
-STORE_EXTENSIONS = (".hdf5", ".h5")
-ARCHIVE_EMBEDDING_DIM = 512
-_MAX_MEMBER_BYTES = 1 << 24  # a (512,) float32 .npy is 2176 bytes; refuse anything absurd
 _MANIFEST_EVERY = 50  # videos between manifest checkpoints during extraction
 
 
-# ----------------------------------------------------------------------------- soundtracks
-
-
-def _decode_video_audio(path: Path) -> tuple[np.ndarray | None, str | None]:
-    import av
-
-    with av.open(str(path), mode="r") as container:
-        if not container.streams.audio:
-            return None, "no audio stream"
-        stream = container.streams.audio[0]
-        samples = resample_mono(container.decode(stream), AUDIO_SAMPLE_RATE)
-    if samples is None:
-        return None, "audio stream has no samples"
-    return samples, None
-
-
-def _read_store_audio(path: Path) -> tuple[np.ndarray | None, str | None]:
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        if "has_audio" not in f.attrs and "audio" not in f:
-            raise ValueError(
-                f"{path} records no soundtrack information (prepare the stores with audio "
-                "enabled, or extract from the video files)"
-            )
-        if not bool(f.attrs.get("has_audio", True)) or "audio" not in f:
-            return None, "no audio stream (recorded in the store)"
-        ds = f["audio"]
-        samples = np.asarray(ds[()], dtype=np.float32).reshape(-1)
-        rate = int(ds.attrs.get("sample_rate", f.attrs.get("sample_rate", AUDIO_SAMPLE_RATE)))
-    if not len(samples):
-        return None, "audio stream has no samples"
-    if rate != AUDIO_SAMPLE_RATE:
-        samples = resample_array(samples, rate, AUDIO_SAMPLE_RATE)
-    return samples, None
+# ----------------------------------------------------------------------------- sources
 
 
 def read_soundtrack(path: str | Path) -> tuple[np.ndarray | None, str | None]:
@@ -116,8 +65,8 @@ def read_soundtrack(path: str | Path) -> tuple[np.ndarray | None, str | None]:
     video has no usable soundtrack. Decoding errors raise."""
     path = Path(path)
     if path.suffix.lower() in STORE_EXTENSIONS:
-        return _read_store_audio(path)
-    return _decode_video_audio(path)
+        return read_store_audio(path)
+    return decode_soundtrack(path)
 
 
 def load_soundtrack(path: str | Path) -> np.ndarray | None:
@@ -125,9 +74,6 @@ def load_soundtrack(path: str | Path) -> np.ndarray | None:
     (dataset ``audio``, attributes ``sample_rate`` and ``has_audio``) as mono float32 at
     32 kHz; None when there is no audio stream (or it holds no samples)."""
     return read_soundtrack(path)[0]
-
-
-# ----------------------------------------------------------------------------- helpers
 
 
 def find_sources(src: str | Path) -> list[Path]:
@@ -146,38 +92,6 @@ def find_sources(src: str | Path) -> list[Path]:
             if not name.startswith(".") and Path(name).suffix.lower() in wanted:
                 found.append(Path(root) / name)
     return found
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 digest of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    from ccl.atomic import atomic_write
-
-    with atomic_write(path, what="audio embedding") as f:
-        np.save(f, array, allow_pickle=False)
-
-
-def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
-    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=False))
-
-
-def _read_manifest(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise ValueError(f"cannot read {path}: {err}; move it away to start afresh") from err
-    if not isinstance(data, dict) or data.get("kind") != MANIFEST_KIND:
-        raise ValueError(f"{path} is not an audio-embedding manifest; choose another --out")
-    return data
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -235,25 +149,21 @@ def _segments(samples: np.ndarray, seg_len: int, minimum: int) -> list[np.ndarra
 def _load_audio_model(checkpoint: str | Path, variant: str) -> Any:
     """PANNs Cnn14 variants, or the demo's small CNN (``variant='small'``)."""
     if variant == "small":
-        from ccl.models.small_audio import load_small_audio_teacher
-
         return load_small_audio_teacher(checkpoint)
-    from ccl.models.panns import load_cnn14
-
     return load_cnn14(checkpoint, variant)  # type: ignore[arg-type]
 
 
-def _segment_length(segment_seconds: float | None, minimum: int) -> int | None:
+def segment_length(segment_seconds: float | None, minimum: int) -> int | None:
     """Samples per segment, or None for one embedding of the whole soundtrack. Segments
     shorter than the model's minimum input are refused: they would be zero-padded, and every
     row would then describe mostly padding."""
     if segment_seconds is None:
         return None
-    seg_len = int(round(segment_seconds * AUDIO_SAMPLE_RATE))
+    seg_len = int(round(segment_seconds * SAMPLE_RATE))
     if seg_len < minimum:
         raise ValueError(
             f"segment_seconds={segment_seconds} is shorter than the model's minimum input "
-            f"of {minimum} samples ({minimum / AUDIO_SAMPLE_RATE:.2f} s)"
+            f"of {minimum} samples ({minimum / SAMPLE_RATE:.2f} s)"
         )
     return seg_len
 
@@ -269,7 +179,7 @@ def _extraction_identity(
     model, checkpoint digest and front-end settings (embeddings made otherwise are not
     comparable, so mixing them in one folder would be silent corruption)."""
     settings = {
-        "sample_rate": AUDIO_SAMPLE_RATE,
+        "sample_rate": SAMPLE_RATE,
         "window_size": WINDOW_SIZE,
         "hop_size": HOP_SIZE,
         "mel_bins": MEL_BINS,
@@ -295,7 +205,7 @@ def _extraction_identity(
 def _open_manifest(manifest_path: Path, identity: dict[str, Any]) -> dict[str, Any]:
     """The manifest of an earlier run into the same folder, which is what lets a run resume,
     or a new one. Raises when the earlier run used another model, checkpoint or settings."""
-    manifest = _read_manifest(manifest_path)
+    manifest = read_manifest(manifest_path)
     if manifest is not None:
         if manifest.get("source") != "extract" or any(
             manifest.get(k) != v for k, v in identity.items()
@@ -315,7 +225,7 @@ def _open_manifest(manifest_path: Path, identity: dict[str, Any]) -> dict[str, A
     }
 
 
-class _Outputs:
+class ExtractionOutputs:
     """Where each video's outcome is recorded: its ``.npy`` file, the manifest's ``videos``,
     ``unavailable`` and ``failed`` tables, and the report. One place, so that the manifest
     and the report agree whichever path (whole soundtrack, segments, errors) a video took."""
@@ -334,11 +244,11 @@ class _Outputs:
     def store(self, key: str, target: Path, emb: np.ndarray, n_samples: int) -> None:
         """Write ``emb`` atomically and list it (``padded``: shorter than the model's input)."""
         emb = np.ascontiguousarray(emb, dtype=np.float32)
-        _atomic_save_npy(target, emb)
+        save_embedding(target, emb)
         self.videos[key] = {
             "file": target.relative_to(self.out).as_posix(),
             "shape": list(emb.shape),
-            "seconds": round(n_samples / AUDIO_SAMPLE_RATE, 4),
+            "seconds": round(n_samples / SAMPLE_RATE, 4),
             "padded": n_samples < self.minimum,
         }
         self.failed.pop(key, None)
@@ -361,11 +271,11 @@ class _Outputs:
         intermediate saves bound what an interruption loses."""
         if final:
             self.manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        _atomic_write_json(self.out / MANIFEST_NAME, self.manifest)
+        write_manifest(self.out / MANIFEST_NAME, self.manifest)
 
 
-def _plan_extraction(
-    sources: Sequence[Path], base: Path, outputs: _Outputs
+def plan_extraction(
+    sources: Sequence[Path], base: Path, outputs: ExtractionOutputs
 ) -> list[tuple[str, Path, Path]]:
     """``(key, source, target)`` of the videos still to embed; the others are recorded.
 
@@ -413,7 +323,7 @@ class _Embedder:
     are batched together. A model error fails the videos of that batch; the run goes on."""
 
     def __init__(
-        self, model: Any, device: Any, batch_size: int, outputs: _Outputs, bar: Any
+        self, model: Any, device: Any, batch_size: int, outputs: ExtractionOutputs, bar: Any
     ) -> None:
         self.model = model
         self.device = device
@@ -424,8 +334,6 @@ class _Embedder:
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         """(B, samples) -> (B, D) embeddings, without an autograd graph."""
-        import torch
-
         with torch.no_grad():
             x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
             return self.model(x).embedding.float().cpu().numpy()
@@ -537,26 +445,22 @@ def extract_audio(
         ValueError: ``out`` holds a manifest written with another model, checkpoint or
             settings (mixing them in one folder would be silent corruption).
     """
-    from tqdm import tqdm
-
     t0 = time.perf_counter()
     src, out = Path(src), Path(out)
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     minimum = min_samples(WINDOW_SIZE, HOP_SIZE)
-    seg_len = _segment_length(segment_seconds, minimum)
+    seg_len = segment_length(segment_seconds, minimum)
     sources = find_sources(src)
     model = _load_audio_model(checkpoint, variant)
-    from ccl.runtime import resolve_device  # torch loads only when extracting
-
     dev = resolve_device(device)
     model.to(dev)
     identity = _extraction_identity(model, checkpoint, variant, segment_seconds, minimum)
     manifest = _open_manifest(out / MANIFEST_NAME, identity)
     manifest.update(checkpoint=str(checkpoint), src=str(src), device=str(dev))
     report = ExtractReport(src=str(src), out=str(out), n_found=len(sources))
-    outputs = _Outputs(out, manifest, report, minimum)
-    todo = _plan_extraction(sources, src if src.is_dir() else src.parent, outputs)
+    outputs = ExtractionOutputs(out, manifest, report, minimum)
+    todo = plan_extraction(sources, src if src.is_dir() else src.parent, outputs)
 
     bar = tqdm(total=len(todo), unit="video", desc="extract-audio", disable=not progress)
     try:
@@ -568,285 +472,13 @@ def extract_audio(
     return report
 
 
-# ----------------------------------------------------------------------------- archive import
-
-
-@dataclass
-class ImportReport:
-    """Outcome of :func:`import_audio_archive`."""
-
-    archive: str
-    out: str
-    written: list[str] = field(default_factory=list)
-    junk: list[str] = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)
-    bad: list[dict[str, str]] = field(default_factory=list)
-    all_zero: list[str] = field(default_factory=list)
-    classes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        """True when every embedding entry was valid and at least one was written."""
-        return not self.bad and bool(self.written)
-
-    def summary(self) -> str:
-        """One line of counts."""
-        line = (
-            f"import-audio-features: {len(self.written)} embeddings in {len(self.classes)} "
-            f"classes written, {len(self.all_zero)} all-zero (no sound in the reference), "
-            f"{len(self.junk)} junk entries ignored, {len(self.ignored)} other files ignored, "
-            f"{len(self.bad)} bad entries"
-        )
-        for item in self.bad[:5]:
-            line += f"\n  bad: {item['member']}: {item['reason']}"
-        if len(self.bad) > 5:
-            line += f"\n  ... see {Path(self.out) / MANIFEST_NAME}"
-        return line
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _is_junk(parts: Sequence[str]) -> bool:
-    """macOS resource forks and Finder files: ``._*``, ``__MACOSX/``, ``.DS_Store``."""
-    return any(p.startswith("._") or p in ("__MACOSX", ".DS_Store") for p in parts)
-
-
-def _check_embedding(data: bytes) -> tuple[np.ndarray | None, str | None]:
-    try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)
-    except Exception as err:  # noqa: BLE001 - reported with the member name
-        return None, f"not a readable .npy array ({type(err).__name__}: {err})"
-    if not isinstance(array, np.ndarray):
-        return None, "not a single .npy array"
-    if array.shape != (ARCHIVE_EMBEDDING_DIM,):
-        return None, f"shape {array.shape}, want ({ARCHIVE_EMBEDDING_DIM},)"
-    if array.dtype != np.float32:
-        return None, f"dtype {array.dtype.str}, want float32"
-    if not np.isfinite(array).all():
-        return None, "non-finite values"
-    return array, None
-
-
-def import_audio_archive(archive: str | Path, out: str | Path) -> ImportReport:
-    """Import the reference's ``audiocnn14embed512_features.tar.gz`` into ``out``.
-
-    Every ``<...>/<Class>/<video_id>.npy`` member is validated (shape (512,), dtype float32,
-    finite) and written unchanged to ``<out>/<Class>/<video_id>.npy``; invalid members are
-    reported with their name and not written. Junk (``._*``, ``__MACOSX``, ``.DS_Store``)
-    and non-``.npy`` files are ignored and reported. Nothing is extracted with tarfile's own
-    extraction: target paths are built from validated class and file names, so members
-    cannot write outside ``out`` (absolute names, ``..``, links are rejected). Re-running
-    overwrites the same files with the same values. ``<out>/manifest.json`` records the
-    archive's SHA-256 and the outcome.
-    """
-    t0 = time.perf_counter()
-    archive, out = Path(archive), Path(out)
-    if not archive.is_file():
-        raise FileNotFoundError(
-            f"audio feature archive not found: {archive}. The reference's UCF51 features are "
-            "datasets/UCF101/audiocnn14embed512_features.tar.gz in github.com/yanbeic/CCL."
-        )
-    manifest_path = out / MANIFEST_NAME
-    previous = _read_manifest(manifest_path)
-    if previous is not None and previous.get("source") != "archive":
-        raise ValueError(
-            f"{manifest_path} describes extracted embeddings; import into another --out folder"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    out_root = out.resolve()
-    report = ImportReport(archive=str(archive), out=str(out))
-    videos: dict[str, Any] = {}
-    try:
-        tar = tarfile.open(archive, mode="r:*")
-    except (tarfile.TarError, OSError) as err:
-        raise ValueError(f"cannot open {archive} as a tar archive: {err}") from err
-    with tar:
-        for member in tar:
-            name = member.name
-            parts = [p for p in PurePosixPath(name).parts if p not in ("", ".")]
-            if member.isdir():
-                continue
-            if _is_junk(parts):
-                report.junk.append(name)
-                continue
-            if not name.endswith(".npy"):
-                report.ignored.append(name)
-                continue
-
-            def bad(reason: str, member_name: str = name) -> None:
-                report.bad.append({"member": member_name, "reason": reason})
-
-            if not member.isfile():
-                bad("not a regular file (link or device)")
-                continue
-            if name.startswith("/") or ".." in parts or any("\\" in p for p in parts):
-                bad("unsafe path")
-                continue
-            if len(parts) < 2:
-                bad("not inside a class folder")
-                continue
-            cls, fname = parts[-2], parts[-1]
-            video_id = fname[: -len(".npy")]
-            if not video_id or cls.startswith(".") or video_id.startswith("."):
-                bad("unexpected name")
-                continue
-            key = f"{cls}/{video_id}"
-            if key in videos:
-                bad(f"duplicate of an earlier entry for {key}")
-                continue
-            target = out / cls / fname
-            if out_root not in target.resolve().parents:
-                bad("unsafe path")
-                continue
-            if member.size > _MAX_MEMBER_BYTES:
-                bad(f"too large for a (512,) embedding ({member.size} bytes)")
-                continue
-            handle = tar.extractfile(member)
-            if handle is None:
-                bad("unreadable member")
-                continue
-            array, reason = _check_embedding(handle.read())
-            if array is None:
-                bad(reason or "invalid")
-                continue
-            _atomic_save_npy(target, array)
-            videos[key] = {"file": f"{cls}/{fname}", "shape": [ARCHIVE_EMBEDDING_DIM]}
-            report.written.append(key)
-            if not array.any():
-                report.all_zero.append(key)
-    report.classes = sorted({k.split("/", 1)[0] for k in videos})
-    report.seconds = time.perf_counter() - t0
-    manifest = {
-        "kind": MANIFEST_KIND,
-        "source": "archive",
-        "model": "cnn14_emb512",
-        "embedding_dim": ARCHIVE_EMBEDDING_DIM,
-        "archive": str(archive),
-        "archive_sha256": sha256_file(archive),
-        "n_classes": len(report.classes),
-        "videos": videos,
-        "unavailable": {},
-        "all_zero": report.all_zero,
-        "failed": {},
-        "junk": report.junk,
-        "ignored": report.ignored,
-        "bad": report.bad,
-        "note": "values copied unchanged from the reference's release; all-zero vectors are "
-        "the reference's marker for a video without sound",
-        "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-    _atomic_write_json(manifest_path, manifest)
-    return report
-
-
-# ----------------------------------------------------------------------------- command line
-
-
-_Report = TypeVar("_Report")
-
-
-def _run_or_print_error(command: Callable[[], _Report]) -> _Report | None:
-    """``command()``, or None after one line ``error: ...`` when it fails on a user error
-    (a missing file, a bad value, an unusable folder), so the command exits 2 without a
-    traceback."""
-    try:
-        return command()
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}")
-    except OSError as err:
-        from ccl.cli import describe_error
-
-        print(f"error: {describe_error(err)}")
-    return None
-
-
-def _cmd_extract(args: argparse.Namespace) -> int:
-    report = _run_or_print_error(
-        lambda: extract_audio(
-            args.src,
-            args.checkpoint,
-            args.out,
-            segment_seconds=args.segment_seconds,
-            batch_size=args.batch_size,
-            device=args.device,
-            variant=args.variant,
-            progress=not args.no_progress,
-        )
-    )
-    if report is None:
-        return 2
-    print(report.summary())
-    for key, reason in list(report.failed.items())[:10]:
-        print(f"  failed: {key}: {reason}")
-    return 0 if report.ok else 1
-
-
-def _cmd_import(args: argparse.Namespace) -> int:
-    report = _run_or_print_error(lambda: import_audio_archive(args.from_archive, args.out))
-    if report is None:
-        return 2
-    print(report.summary())
-    for name in report.junk:
-        print(f"  junk ignored: {name}")
-    return 0 if report.ok else 1
-
-
-def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``extract-audio`` (reusable under another command name)."""
-    parser.add_argument("src", help="folder of class sub-folders with videos or .hdf5 stores")
-    parser.add_argument(
-        "--checkpoint",
-        required=True,
-        help="PANNs checkpoint, e.g. Cnn14_emb512_mAP=0.420.pth (Zenodo record 3987831)",
-    )
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument(
-        "--segment-seconds",
-        type=float,
-        default=None,
-        help="one embedding per segment of this length: (T, D) arrays",
-    )
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument(
-        "--variant",
-        choices=sorted(AUDIO_MODEL_NAMES),
-        default="emb512",
-        help="emb512 (512-d, the CCL teacher) or cnn14 (2048-d)",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(func=_cmd_extract)
-
-
-def add_import_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``import-audio-features`` (also usable as ``prepare audio-features``)."""
-    parser.add_argument(
-        "--from-archive",
-        required=True,
-        metavar="FILE",
-        help="the reference's audiocnn14embed512_features.tar.gz",
-    )
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.set_defaults(func=_cmd_import)
-
-
-def register(subparsers: Any) -> None:
-    """Add ``extract-audio`` and ``import-audio-features`` to an argparse subparsers object;
-    each sets ``func`` to a callable ``(args) -> int`` exit code (0 ok, 1 some videos or
-    entries failed, 2 unusable input)."""
-    extract = subparsers.add_parser(
-        "extract-audio",
-        help="PANNs Cnn14_emb512 embeddings of video soundtracks",
-        description="Write one PANNs embedding per video (<out>/<Class>/<video_id>.npy); "
-        "videos without sound are listed in <out>/manifest.json. Resumable.",
-    )
-    add_extract_arguments(extract)
-    imp = subparsers.add_parser(
-        "import-audio-features",
-        help="import the reference's audiocnn14embed512_features.tar.gz",
-        description="Validate and copy the reference's released UCF51 audio embeddings into "
-        "<out>/<Class>/<video_id>.npy with a manifest.",
-    )
-    add_import_arguments(imp)
+__all__ = [
+    "ExtractReport",
+    "ExtractionOutputs",
+    "extract_audio",
+    "find_sources",
+    "load_soundtrack",
+    "plan_extraction",
+    "read_soundtrack",
+    "segment_length",
+]

@@ -40,7 +40,7 @@ from torch.utils.data import Dataset, get_worker_info
 from ccl.data import transforms as T
 from ccl.data.annotations import iter_subset, load_annotations
 from ccl.data.audio import AudioEmbeddings
-from ccl.data.prepare import STORE_SUFFIX
+from ccl.data.store import STORE_SUFFIX
 
 log = logging.getLogger("ccl.data")
 

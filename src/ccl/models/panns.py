@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ccl.checkpoint import load_weights
+from ccl.data.media import SAMPLE_RATE
 
-SAMPLE_RATE = 32_000
 WINDOW_SIZE = 1024
 HOP_SIZE = 320
 MEL_BINS = 64

@@ -1,7 +1,9 @@
-"""``ccl prepare videos|annotations``: command-line front end of the data preparation.
+"""``ccl prepare videos|annotations|audio-features``, ``ccl extract-audio`` and
+``ccl import-audio-features``: the command line of the data preparation.
 
-The main CLI calls :func:`register` with its sub-parsers, then ``args.func(args)`` and exits
-with the returned code. ``python -m ccl.data.cli prepare ...`` works on its own too.
+Exit status: 0 when everything went well, 1 when some videos or entries failed (they are
+listed in the command's report or manifest), 2 for unusable input (``ccl.cli.main`` prints
+the error as one line).
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from ccl.cli import describe_error
+from ccl.atomic import write_text_atomic
 from ccl.data.annotations import (
-    AnnotationFormatError,
     Annotations,
     build_activitynet,
     build_csv,
@@ -22,15 +25,15 @@ from ccl.data.annotations import (
     build_vggsound,
     check_val_fraction,
 )
-from ccl.data.prepare import (
-    DEFAULT_JPEG_QUALITY,
-    DEFAULT_SHORT_SIDE,
-    prepare_videos,
-    write_text_atomic,
-)
+from ccl.data.audio import AUDIO_MODEL_NAMES
+from ccl.data.media import DEFAULT_SHORT_SIDE
+from ccl.data.store import DEFAULT_JPEG_QUALITY
+from ccl.errors import describe_error
+
+# ----------------------------------------------------------------------------- argument types
 
 
-def _count(minimum: int, what: str):
+def _count(minimum: int, what: str) -> Callable[[str], int]:
     """argparse type: a whole number >= ``minimum``."""
 
     def parse(value: str) -> int:
@@ -66,28 +69,30 @@ def _fps(value: str) -> int | None:
     return fps
 
 
-def _cmd_videos(args: argparse.Namespace) -> int:
-    try:
-        report = prepare_videos(
-            args.src,
-            args.dst,
-            workers=args.workers,
-            short_side=args.short_side or None,
-            fps=args.fps,
-            audio=args.audio,
-            jpeg_quality=args.jpeg_quality,
-            progress=not args.no_progress,
-            reprepare=args.reprepare,
-            allow_still_images=args.allow_still_images,
-        )
-    except OSError as err:
-        print(f"error: {describe_error(err)}", file=sys.stderr)
-        return 2
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+# ----------------------------------------------------------------------------- prepare videos
+
+
+def run_videos(args: argparse.Namespace) -> int:
+    """``ccl prepare videos``: 0, or 1 when some videos failed."""
+    from ccl.data.prepare import prepare_videos
+
+    report = prepare_videos(
+        args.src,
+        args.dst,
+        workers=args.workers,
+        short_side=args.short_side or None,
+        fps=args.fps,
+        audio=args.audio,
+        jpeg_quality=args.jpeg_quality,
+        progress=not args.no_progress,
+        reprepare=args.reprepare,
+        allow_still_images=args.allow_still_images,
+    )
     print(report.summary())
     return 0 if report.ok else 1
+
+
+# ----------------------------------------------------------------------------- prepare annotations
 
 
 def _inputs(args: argparse.Namespace) -> list[Path]:
@@ -130,7 +135,9 @@ def _check_outputs(out: Path, report_path: Path, inputs: list[Path]) -> None:
             )
 
 
-def _cmd_annotations(args: argparse.Namespace) -> int:
+def run_annotations(args: argparse.Namespace) -> int:
+    """``ccl prepare annotations DATASET``: 0, or 1 with ``--strict`` when rows were left
+    out."""
     common = {
         "val_fraction": args.val_fraction,
         "validate_on_test": args.validate_on_test or args.protocol == "reference",
@@ -138,43 +145,133 @@ def _cmd_annotations(args: argparse.Namespace) -> int:
     }
     out = Path(args.out)
     report_path = out.with_name(out.stem + ".report.json")
-    try:
-        _check_outputs(out, report_path, _inputs(args))
-        if args.dataset == "ucf101":
-            ann: Annotations = build_ucf101(
-                args.splits,
-                args.videos,
-                split=args.split,
-                audio_features_dir=args.audio_features,
-                **common,
-            )
-        elif args.dataset == "activitynet":
-            ann = build_activitynet(args.annotation, args.videos, **common)
-        elif args.dataset == "vggsound":
-            ann = build_vggsound(args.csv, args.videos, labels_file=args.labels, **common)
-        else:
-            ann = build_csv(args.csv, args.videos, labels_file=args.labels, **common)
-    except (AnnotationFormatError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        print(f"error: {describe_error(err)}", file=sys.stderr)
-        return 2
+    _check_outputs(out, report_path, _inputs(args))
+    if args.dataset == "ucf101":
+        ann: Annotations = build_ucf101(
+            args.splits,
+            args.videos,
+            split=args.split,
+            audio_features_dir=args.audio_features,
+            **common,
+        )
+    elif args.dataset == "activitynet":
+        ann = build_activitynet(args.annotation, args.videos, **common)
+    elif args.dataset == "vggsound":
+        ann = build_vggsound(args.csv, args.videos, labels_file=args.labels, **common)
+    else:
+        ann = build_csv(args.csv, args.videos, labels_file=args.labels, **common)
     try:
         ann.write(out)
         write_text_atomic(report_path, json.dumps(ann.report.to_dict(), indent=1))
-    except OSError as err:
-        print(f"error: cannot write {out} ({describe_error(err)})", file=sys.stderr)
-        return 2
+    except OSError as err:  # name the annotation file, whichever file the cause names
+        raise OSError(f"cannot write {out} ({describe_error(err)})") from err
     print(ann.report.summary())
     print(f"wrote {out} (report: {report_path})")
     if args.strict and ann.report.n_problems:
-        print(f"error: {ann.report.n_problems} rows left out (--strict)", file=sys.stderr)
+        print(
+            f"ccl prepare: error: {ann.report.n_problems} rows left out (--strict)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+# ----------------------------------------------------------------------------- audio embeddings
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    """``ccl extract-audio``: 0, or 1 when some videos failed."""
+    from ccl.data.audio_features import extract_audio
+
+    report = extract_audio(
+        args.src,
+        args.checkpoint,
+        args.out,
+        segment_seconds=args.segment_seconds,
+        batch_size=args.batch_size,
+        device=args.device,
+        variant=args.variant,
+        progress=not args.no_progress,
+    )
+    print(report.summary())
+    for key, reason in list(report.failed.items())[:10]:
+        print(f"  failed: {key}: {reason}")
+    return 0 if report.ok else 1
+
+
+def run_import(args: argparse.Namespace) -> int:
+    """``ccl import-audio-features`` (and ``ccl prepare audio-features``): 0, or 1 when
+    entries were bad or none was written."""
+    from ccl.data.archive import import_audio_archive
+
+    report = import_audio_archive(args.from_archive, args.out)
+    print(report.summary())
+    for name in report.junk:
+        print(f"  junk ignored: {name}")
+    return 0 if report.ok else 1
+
+
+def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``extract-audio`` (reusable under another command name)."""
+    parser.add_argument("src", help="folder of class sub-folders with videos or .hdf5 stores")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="PANNs checkpoint, e.g. Cnn14_emb512_mAP=0.420.pth (Zenodo record 3987831)",
+    )
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--segment-seconds",
+        type=float,
+        default=None,
+        help="one embedding per segment of this length: (T, D) arrays",
+    )
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument(
+        "--variant",
+        choices=sorted(AUDIO_MODEL_NAMES),
+        default="emb512",
+        help="emb512 (512-d, the CCL teacher) or cnn14 (2048-d)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run_extract)
+
+
+def add_import_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``import-audio-features`` (also used as ``prepare audio-features``)."""
+    parser.add_argument(
+        "--from-archive",
+        required=True,
+        metavar="FILE",
+        help="the reference's audiocnn14embed512_features.tar.gz",
+    )
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.set_defaults(func=run_import)
+
+
+# ----------------------------------------------------------------------------- parsers
+
+
+def register_audio_commands(subparsers: Any) -> None:
+    """Add ``extract-audio`` and ``import-audio-features``."""
+    extract = subparsers.add_parser(
+        "extract-audio",
+        help="PANNs Cnn14_emb512 embeddings of video soundtracks",
+        description="Write one PANNs embedding per video (<out>/<Class>/<video_id>.npy); "
+        "videos without sound are listed in <out>/manifest.json. Resumable.",
+    )
+    add_extract_arguments(extract)
+    imp = subparsers.add_parser(
+        "import-audio-features",
+        help="import the reference's audiocnn14embed512_features.tar.gz",
+        description="Validate and copy the reference's released UCF51 audio embeddings into "
+        "<out>/<Class>/<video_id>.npy with a manifest.",
+    )
+    add_import_arguments(imp)
+
+
+def register_prepare(subparsers: Any) -> None:
     """Add ``prepare videos``, ``prepare annotations {ucf101,activitynet,vggsound,csv}`` and
     ``prepare audio-features`` (the reference's UCF51 embedding archive)."""
     prep = subparsers.add_parser("prepare", help="prepare frame stores and annotation files")
@@ -216,9 +313,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="store a still image (one frame of an image codec) as a 1-frame video",
     )
     v.add_argument("--no-progress", action="store_true", help="no progress bar")
-    v.set_defaults(func=_cmd_videos)
-
-    from ccl.data.audio_features import add_import_arguments
+    v.set_defaults(func=run_videos)
 
     add_import_arguments(
         sub.add_parser(
@@ -266,7 +361,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             action="store_true",
             help="exit 1 when rows are left out (unknown labels, missing videos)",
         )
-        p.set_defaults(func=_cmd_annotations)
+        p.set_defaults(func=run_annotations)
 
     u = asub.add_parser("ucf101", help="UCF101 / UCF51 official splits")
     u.add_argument(
@@ -299,15 +394,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common(c)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry: ``python -m ccl.data.cli prepare ...``."""
-    parser = argparse.ArgumentParser(prog="ccl-data")
-    subparsers = parser.add_subparsers(dest="command", metavar="prepare")
-    subparsers.required = True
-    register(subparsers)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def register(subparsers: Any) -> None:
+    """Add every data-preparation command: ``extract-audio``, ``import-audio-features`` and
+    the ``prepare`` group. Each sets ``func`` to a callable ``(args) -> int`` exit code."""
+    register_audio_commands(subparsers)
+    register_prepare(subparsers)

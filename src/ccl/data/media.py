@@ -1,0 +1,219 @@
+"""Reading media files with PyAV: video frames, soundtracks, resampling, probing.
+
+Any container FFmpeg reads is accepted. Frames come out as RGB uint8 (H, W, 3) in their
+displayed orientation, short side resized with bicubic interpolation (the size the frame
+stores hold, :mod:`ccl.data.store`). Soundtracks come out as mono float32 at
+:data:`SAMPLE_RATE`, the rate the PANNs audio teacher was trained at: resampled with
+``av.AudioResampler`` keeping the channels, then the channels averaged (librosa's mono
+downmix, used when PANNs was trained; FFmpeg's own stereo-to-mono matrix would scale by
+1/sqrt(2) per channel instead).
+
+This module imports neither torch nor h5py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+SAMPLE_RATE = 32_000
+"""Audio rate of every soundtrack in the project (frame stores, embeddings, the demo's sound
+corpus): the rate PANNs was trained at."""
+
+DEFAULT_SHORT_SIDE = 240
+"""Short side of decoded frames unless asked otherwise (the reference's 240p frames)."""
+
+VIDEO_EXTENSIONS = (
+    ".avi",
+    ".mp4",
+    ".mkv",
+    ".webm",
+    ".mov",
+    ".m4v",
+    ".mpg",
+    ".mpeg",
+    ".flv",
+    ".wmv",
+    ".3gp",
+    ".ogv",
+    ".ts",
+)
+# codecs of still images: a "video" of one such frame is a renamed picture
+IMAGE_CODECS = frozenset(
+    "apng bmp dds dpx exr gif hdr jpeg2000 jpegls jpegxl mjpeg pam pbm pcx pfm pgm pgmyuv "
+    "phm png ppm psd qoi sgi sunrast targa tiff webp xbm xpm xwd".split()
+)
+
+
+# ----------------------------------------------------------------------------- video
+
+
+def _output_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
+    if not short_side or short_side <= 0:
+        return width, height
+    if width >= height:
+        return max(1, round(width * short_side / height)), short_side
+    return short_side, max(1, round(height * short_side / width))
+
+
+def frame_to_rgb(frame: av.VideoFrame, short_side: int | None) -> np.ndarray:
+    """RGB uint8 (H, W, 3) of a decoded frame in its displayed orientation (rotation
+    metadata applied), resized so its short side is ``short_side`` (None or 0: native)."""
+    rotation = int(getattr(frame, "rotation", 0) or 0)
+    k = round(rotation / 90) % 4
+    w, h = frame.width, frame.height
+    if k % 2:  # displayed orientation is transposed: the short side is the same either way
+        out_h, out_w = _output_size(h, w, short_side)
+    else:
+        out_w, out_h = _output_size(w, h, short_side)
+    rgb = frame.to_ndarray(width=out_w, height=out_h, format="rgb24", interpolation="BICUBIC")
+    if k:
+        rgb = np.ascontiguousarray(np.rot90(rgb, k=k))
+    return rgb
+
+
+def frames_at_rate(decoded: Iterable[Any], stream: Any, fps: float | None) -> Iterator[Any]:
+    """Yield the ``decoded`` frames of ``stream``; with ``fps`` resample by dropping or
+    duplicating (nearest earlier frame for each output instant ``k / fps``)."""
+    if fps is None:
+        yield from decoded
+        return
+    next_t = None
+    prev = None
+    prev_t = 0.0
+    step = 1.0 / fps
+    native = float(stream.average_rate) if stream.average_rate else fps
+    for frame in decoded:
+        t = float(frame.time) if frame.time is not None else (prev_t + 1.0 / native)
+        if next_t is None:
+            next_t = t
+        while prev is not None and next_t < t - 1e-6:
+            yield prev
+            next_t += step
+        prev, prev_t = frame, t
+    if prev is not None:
+        end = prev_t + 1.0 / native
+        while next_t is not None and next_t < end - 1e-6:
+            yield prev
+            next_t += step
+
+
+def declared_frame_count(container: Any, stream: Any) -> int | None:
+    """Frames the container says the stream has: its frame count when the container stores
+    one (AVI, MP4), else duration x average rate (Matroska, WebM); None when unknown."""
+    if stream.frames and stream.frames > 0:
+        return int(stream.frames)
+    rate = float(stream.average_rate) if stream.average_rate else 0.0
+    if rate <= 0:
+        return None
+    if stream.duration is not None and stream.time_base is not None:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        seconds = container.duration / av.time_base
+    else:
+        return None
+    n = round(seconds * rate)
+    return n if n > 0 else None
+
+
+def is_still_image(container: Any, stream: Any, n_decoded: int) -> bool:
+    """One decoded frame of an image codec, or from an image demuxer: a picture, not a
+    video (a PNG renamed ``.mp4`` opens as one)."""
+    if n_decoded != 1:
+        return False
+    fmt = str(container.format.name or "")
+    return stream.codec_context.name in IMAGE_CODECS or fmt == "image2" or fmt.endswith("_pipe")
+
+
+def decode_video_frames(
+    video: str | Path, short_side: int | None = DEFAULT_SHORT_SIDE, threads: int = 0
+) -> Iterator[np.ndarray]:
+    """RGB uint8 (H, W, 3) frames of a video file, displayed orientation, short side
+    resized to ``short_side`` exactly as :func:`ccl.data.prepare.prepare_videos` stores
+    them (so ``ccl predict`` on the file sees what evaluation of its frame store sees, less
+    the JPEG round trip). Raises ``ValueError`` for a file without a video stream, and
+    PyAV's errors for one FFmpeg cannot open or decode."""
+    with av.open(str(video), mode="r") as container:
+        if not container.streams.video:
+            raise ValueError("no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        stream.thread_count = threads
+        for frame in container.decode(stream):
+            yield frame_to_rgb(frame, short_side)
+
+
+# ----------------------------------------------------------------------------- audio
+
+
+def decode_soundtrack(video: str | Path) -> tuple[np.ndarray | None, str | None]:
+    """``(samples, None)`` with the first audio stream of a media file as mono float32 at
+    :data:`SAMPLE_RATE`, or ``(None, reason)`` when it has no audio stream or the stream
+    holds no samples. Errors of opening or decoding raise (PyAV's)."""
+    with av.open(str(video), mode="r") as container:
+        if not container.streams.audio:
+            return None, "no audio stream"
+        stream = container.streams.audio[0]
+        samples = resample_mono(container.decode(stream), SAMPLE_RATE)
+    if samples is None:
+        return None, "audio stream has no samples"
+    return samples, None
+
+
+def resample_mono(frames: Iterable[Any], rate: int) -> np.ndarray | None:
+    """Resample decoded ``av.AudioFrame`` s to ``rate`` keeping their channels, then average
+    the channels (librosa's, hence PANNs', downmix; FFmpeg's ``layout="mono"`` would weight
+    stereo channels by 0.707 instead). None when no sample came out. Frame stores and
+    ``ccl extract-audio`` both decode through it, so both give the same samples."""
+    resampler = av.AudioResampler(format="fltp", rate=rate)
+    parts: list[np.ndarray] = []
+
+    def collect(out_frames: list[Any]) -> None:
+        for out in out_frames:
+            arr = out.to_ndarray()  # (channels, samples)
+            parts.append(arr.reshape(-1, arr.shape[-1]).mean(axis=0, dtype=np.float32))
+
+    for frame in frames:
+        collect(resampler.resample(frame))
+    collect(resampler.resample(None))
+    if not parts:
+        return None
+    samples = np.concatenate(parts).astype(np.float32, copy=False)
+    return samples if len(samples) else None
+
+
+def resample_array(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """Mono float32 ``samples`` at ``rate`` -> ``target`` Hz with FFmpeg's resampler, through
+    :func:`resample_mono`, so waveforms held in memory (the demo's sound corpus, soundtracks
+    stored at another rate) are resampled exactly as decoded soundtracks are."""
+
+    def frames() -> Iterator[Any]:
+        block = 65536
+        for start in range(0, len(samples), block):
+            chunk = np.ascontiguousarray(samples[None, start : start + block], dtype=np.float32)
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+            frame.sample_rate = rate
+            yield frame
+
+    out = resample_mono(frames(), target)
+    return out if out is not None else np.zeros(0, dtype=np.float32)
+
+
+__all__ = [
+    "DEFAULT_SHORT_SIDE",
+    "IMAGE_CODECS",
+    "SAMPLE_RATE",
+    "VIDEO_EXTENSIONS",
+    "declared_frame_count",
+    "decode_soundtrack",
+    "decode_video_frames",
+    "frame_to_rgb",
+    "frames_at_rate",
+    "is_still_image",
+    "resample_array",
+    "resample_mono",
+]

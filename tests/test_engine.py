@@ -9,7 +9,8 @@ import torch
 
 from ccl.checkpoint import CheckpointError, load_checkpoint
 from ccl.config import Config, apply_overrides, preset
-from ccl.engine import NonFiniteLossError, build_optimizer, train
+from ccl.engine import build_optimizer, train
+from ccl.errors import NonFiniteLossError
 from ccl.models import build_model
 from ccl.objectives import build_objective
 
@@ -429,7 +430,7 @@ def test_adamw_optimizer_keeps_the_groups_and_schedules(tmp_path):
 def test_grad_norms_of_the_student_loss_parts(tmp_path):
     """The logged grad/<part> equals the norm of that part's gradient on the student's
     parameters computed by its own backward pass, and the parts add up to L_v."""
-    from ccl.engine import TrainModule, _grad_norms, build_datasets
+    from ccl.engine import TrainModule, build_datasets, grad_norms
     from ccl.objectives import Batch
     from ccl.runtime import to_batch
 
@@ -448,7 +449,7 @@ def test_grad_norms_of_the_student_loss_parts(tmp_path):
     assert set(parts) == {"ce", "contrast", "divergence"}
     assert torch.allclose(sum(parts.values()), result.terms["loss_v"], atol=1e-6)
     params = [p for p in student.parameters() if p.requires_grad]
-    logged = _grad_norms(parts, params)
+    logged = grad_norms(parts, params)
     for name, part in parts.items():
         module.zero_grad(set_to_none=True)
         part.backward(retain_graph=True)
@@ -478,7 +479,8 @@ def test_compiled_step_gives_the_eager_losses_and_gradients(method, tmp_path):
     generating code (inductor takes minutes here; its kernels are PyTorch's to test)."""
     import random
 
-    from ccl.engine import TrainModule, build_datasets, compile_step, to_batch, train_step
+    from ccl.engine import TrainModule, build_datasets, compile_step, train_step
+    from ccl.runtime import to_batch
 
     cfg = _cfg(method, tmp_path)
     train_set, _, _ = build_datasets(cfg)

@@ -31,11 +31,26 @@ def _cfg(method, tmp_path, *extra):
     return apply_overrides(cfg, [*TINY, f"train.out_dir={tmp_path}", *extra])
 
 
+def _networks(cfg, num_samples=None):
+    """The student and objective of ``cfg`` for the tiny data's 4 classes."""
+    student = build_model(cfg.student, 4)
+    objective = build_objective(
+        cfg.objective,
+        cfg.image_teacher,
+        cfg.data,
+        num_classes=4,
+        feature_dim=student.feature_dim,
+        seed=cfg.train.seed,
+        num_samples=num_samples,
+    )
+    return student, objective
+
+
 @pytest.mark.parametrize("method", ["baseline", "ccl-a", "ccl-i", "ccl-ai"])
 def test_each_method_trains_and_logs(method, tmp_path):
     cfg = _cfg(method, tmp_path, "train.epochs=1")
     torch.manual_seed(0)
-    before = build_model(cfg, 4).state_dict()
+    before = build_model(cfg.student, 4).state_dict()
     result = train(cfg)
     state = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
     after = state["student"]
@@ -148,8 +163,7 @@ def test_non_finite_loss_stops_with_clear_message(tmp_path):
 
 def test_optimizer_groups_and_schedules(tmp_path):
     cfg = _cfg("ccl-a", tmp_path, "optim.milestones=2,4", "optim.lr=0.1", "optim.head_lr=0.01")
-    student = build_model(cfg, 4)
-    objective = build_objective(cfg, 4, student.feature_dim)
+    student, objective = _networks(cfg)
     opt, sched = build_optimizer(cfg, student, objective)
     assert [g["name"] for g in opt.param_groups] == ["student", "heads"]
     lrs = []
@@ -165,7 +179,9 @@ def test_optimizer_groups_and_schedules(tmp_path):
 def test_image_teacher_without_weights_is_an_error(tmp_path):
     cfg = apply_overrides(preset("ucf51-ccl-i"), ["data.source=synthetic"])
     with pytest.raises(ValueError, match="image_teacher.weights"):
-        build_objective(cfg, 51, 512)
+        build_objective(
+            cfg.objective, cfg.image_teacher, cfg.data, num_classes=51, feature_dim=512, seed=1
+        )
 
 
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
@@ -416,8 +432,7 @@ def test_resume_auto_before_any_checkpoint_starts_over_with_one_log(tmp_path):
 def test_adamw_optimizer_keeps_the_groups_and_schedules(tmp_path):
     cfg = _cfg("ccl-a", tmp_path, "optim.name=adamw", "optim.lr=0.002", "optim.milestones=1")
     cfg.optim.weight_decay = 0.01
-    student = build_model(cfg, 4)
-    objective = build_objective(cfg, 4, student.feature_dim)
+    student, objective = _networks(cfg)
     opt, sched = build_optimizer(cfg, student, objective)
     assert isinstance(opt, torch.optim.AdamW)
     assert [g["name"] for g in opt.param_groups] == ["student", "heads"]
@@ -437,8 +452,7 @@ def test_grad_norms_of_the_student_loss_parts(tmp_path):
     cfg = _cfg("ccl-ai", tmp_path)
     torch.manual_seed(0)
     train_set, _, _ = build_datasets(cfg)
-    student = build_model(cfg, 4)
-    objective = build_objective(cfg, 4, student.feature_dim, len(train_set))
+    student, objective = _networks(cfg, len(train_set))
     module = TrainModule(student, objective)
     raw = torch.utils.data.default_collate([train_set[i] for i in range(4)])
     mean = torch.tensor(cfg.data.mean).view(1, 3, 1, 1, 1)
@@ -491,8 +505,7 @@ def test_compiled_step_gives_the_eager_losses_and_gradients(method, tmp_path):
 
     def one_step(compiled: bool):
         torch.manual_seed(0)
-        student = build_model(cfg, 4)
-        objective = build_objective(cfg, 4, student.feature_dim, len(train_set))
+        student, objective = _networks(cfg, len(train_set))
         optimizer, _ = build_optimizer(cfg, student, objective)
         plain = TrainModule(student, objective)
         module = compile_step(plain, backend="aot_eager", fullgraph=True) if compiled else plain

@@ -597,13 +597,21 @@ def _build_networks(
 ) -> tuple[nn.Module, Objective]:
     """The student and the objective (teachers and heads) on ``device``, freshly initialised
     from the seeded generators, the student first."""
-    student = build_model(cfg, num_classes)
+    student = build_model(cfg.student, num_classes)
     if cfg.train.sync_bn and dist_info.enabled:
         student = nn.SyncBatchNorm.convert_sync_batchnorm(student)
     student = student.to(device)
     if cfg.train.channels_last:
         student = student.to(memory_format=torch.channels_last_3d)
-    objective = build_objective(cfg, num_classes, student.feature_dim, num_samples).to(device)
+    objective = build_objective(
+        cfg.objective,
+        cfg.image_teacher,
+        cfg.data,
+        num_classes=num_classes,
+        feature_dim=student.feature_dim,
+        seed=cfg.train.seed,
+        num_samples=num_samples,
+    ).to(device)
     if cfg.train.channels_last:
         objective = objective.to(memory_format=torch.channels_last)  # the image teacher's convs
     return student, objective

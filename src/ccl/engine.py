@@ -385,7 +385,7 @@ def build_run(cfg: Config, *, overwrite: bool = False) -> TrainingRun:
         module = compile_step(module)
 
     state = TrainingState(student, objective.heads, optimizer, scheduler, scaler)
-    progress = _start(cfg, state, saved, resume_path, run_dir, main=dist_info.is_main)
+    progress = _restore_progress(cfg, state, saved, resume_path, run_dir, main=dist_info.is_main)
     resumed_step = progress.step if saved is not None else None
     del saved  # the loaded checkpoint's tensors: restored, no longer needed
     if dist_info.is_main:
@@ -617,7 +617,7 @@ def _build_networks(
     return student, objective
 
 
-def _start(
+def _restore_progress(
     cfg: Config,
     state: TrainingState,
     saved: dict[str, Any] | None,

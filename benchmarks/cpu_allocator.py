@@ -61,8 +61,15 @@ def _child(args: argparse.Namespace) -> None:
             "image_teacher.allow_random=true",
         ],
     )
-    student = build_model(cfg, args.classes)
-    objective = build_objective(cfg, args.classes, student.feature_dim)
+    student = build_model(cfg.student, args.classes)
+    objective = build_objective(
+        cfg.objective,
+        cfg.image_teacher,
+        cfg.data,
+        num_classes=args.classes,
+        feature_dim=student.feature_dim,
+        seed=cfg.train.seed,
+    )
     optimizer, _ = build_optimizer(cfg, student, objective)
     module = TrainModule(student, objective)
     times, faults, losses = [], [], []

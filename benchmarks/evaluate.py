@@ -34,7 +34,7 @@ def main() -> None:
     device = resolve_device(args.device)
     cfg = preset("ucf51-baseline")
     cfg.student.arch = args.arch
-    student = build_model(cfg, 51).to(device)
+    student = build_model(cfg.student, 51).to(device)
     data = ToyClipDataset(args.windows, 16, frames=args.frames, size=args.size, audio_dim=8)
     mean, std = stats_tensor(cfg.data.mean, device), stats_tensor(cfg.data.std, device)
 

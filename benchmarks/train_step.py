@@ -88,10 +88,17 @@ def main() -> None:
         apply_overrides(
             cfg, [*(archs if args.presets == "ucf51" else []), "image_teacher.allow_random=true"]
         )
-        student = build_model(cfg, args.classes).to(device)
+        student = build_model(cfg.student, args.classes).to(device)
         if args.channels_last:
             student = student.to(memory_format=torch.channels_last_3d)
-        objective = build_objective(cfg, args.classes, student.feature_dim).to(device)
+        objective = build_objective(
+            cfg.objective,
+            cfg.image_teacher,
+            cfg.data,
+            num_classes=args.classes,
+            feature_dim=student.feature_dim,
+            seed=cfg.train.seed,
+        ).to(device)
         if args.channels_last:  # the image teacher too, as in training
             objective = objective.to(memory_format=torch.channels_last)
         optimizer, _ = build_optimizer(cfg, student, objective)

@@ -39,8 +39,15 @@ def _run(method, rank=0, world=1):
     cfg = apply_overrides(preset(f"smoke-{method}"), [])
     torch.manual_seed(0)
     random.seed(0)
-    student = build_model(cfg, CLASSES)
-    objective = build_objective(cfg, CLASSES, student.feature_dim)
+    student = build_model(cfg.student, CLASSES)
+    objective = build_objective(
+        cfg.objective,
+        cfg.image_teacher,
+        cfg.data,
+        num_classes=CLASSES,
+        feature_dim=student.feature_dim,
+        seed=cfg.train.seed,
+    )
     optimizer, _ = build_optimizer(cfg, student, objective)
     module = TrainModule(student, objective)
     # Per-process BatchNorm statistics are DDP's documented behaviour (SyncBN is the CUDA

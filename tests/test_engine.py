@@ -9,7 +9,8 @@ import torch
 
 from ccl.checkpoint import CheckpointError, load_checkpoint
 from ccl.config import Config, apply_overrides, preset
-from ccl.engine import NonFiniteLossError, build_optimizer, train
+from ccl.engine import build_optimizer, train
+from ccl.errors import NonFiniteLossError
 from ccl.models import build_model
 from ccl.objectives import build_objective
 
@@ -30,11 +31,26 @@ def _cfg(method, tmp_path, *extra):
     return apply_overrides(cfg, [*TINY, f"train.out_dir={tmp_path}", *extra])
 
 
+def _networks(cfg, num_samples=None):
+    """The student and objective of ``cfg`` for the tiny data's 4 classes."""
+    student = build_model(cfg.student, 4)
+    objective = build_objective(
+        cfg.objective,
+        cfg.image_teacher,
+        cfg.data,
+        num_classes=4,
+        feature_dim=student.feature_dim,
+        seed=cfg.train.seed,
+        num_samples=num_samples,
+    )
+    return student, objective
+
+
 @pytest.mark.parametrize("method", ["baseline", "ccl-a", "ccl-i", "ccl-ai"])
 def test_each_method_trains_and_logs(method, tmp_path):
     cfg = _cfg(method, tmp_path, "train.epochs=1")
     torch.manual_seed(0)
-    before = build_model(cfg, 4).state_dict()
+    before = build_model(cfg.student, 4).state_dict()
     result = train(cfg)
     state = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
     after = state["student"]
@@ -147,8 +163,7 @@ def test_non_finite_loss_stops_with_clear_message(tmp_path):
 
 def test_optimizer_groups_and_schedules(tmp_path):
     cfg = _cfg("ccl-a", tmp_path, "optim.milestones=2,4", "optim.lr=0.1", "optim.head_lr=0.01")
-    student = build_model(cfg, 4)
-    objective = build_objective(cfg, 4, student.feature_dim)
+    student, objective = _networks(cfg)
     opt, sched = build_optimizer(cfg, student, objective)
     assert [g["name"] for g in opt.param_groups] == ["student", "heads"]
     lrs = []
@@ -164,7 +179,9 @@ def test_optimizer_groups_and_schedules(tmp_path):
 def test_image_teacher_without_weights_is_an_error(tmp_path):
     cfg = apply_overrides(preset("ucf51-ccl-i"), ["data.source=synthetic"])
     with pytest.raises(ValueError, match="image_teacher.weights"):
-        build_objective(cfg, 51, 512)
+        build_objective(
+            cfg.objective, cfg.image_teacher, cfg.data, num_classes=51, feature_dim=512, seed=1
+        )
 
 
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
@@ -415,8 +432,7 @@ def test_resume_auto_before_any_checkpoint_starts_over_with_one_log(tmp_path):
 def test_adamw_optimizer_keeps_the_groups_and_schedules(tmp_path):
     cfg = _cfg("ccl-a", tmp_path, "optim.name=adamw", "optim.lr=0.002", "optim.milestones=1")
     cfg.optim.weight_decay = 0.01
-    student = build_model(cfg, 4)
-    objective = build_objective(cfg, 4, student.feature_dim)
+    student, objective = _networks(cfg)
     opt, sched = build_optimizer(cfg, student, objective)
     assert isinstance(opt, torch.optim.AdamW)
     assert [g["name"] for g in opt.param_groups] == ["student", "heads"]
@@ -429,15 +445,14 @@ def test_adamw_optimizer_keeps_the_groups_and_schedules(tmp_path):
 def test_grad_norms_of_the_student_loss_parts(tmp_path):
     """The logged grad/<part> equals the norm of that part's gradient on the student's
     parameters computed by its own backward pass, and the parts add up to L_v."""
-    from ccl.engine import TrainModule, _grad_norms, build_datasets
+    from ccl.engine import TrainModule, build_datasets, grad_norms
     from ccl.objectives import Batch
     from ccl.runtime import to_batch
 
     cfg = _cfg("ccl-ai", tmp_path)
     torch.manual_seed(0)
     train_set, _, _ = build_datasets(cfg)
-    student = build_model(cfg, 4)
-    objective = build_objective(cfg, 4, student.feature_dim, len(train_set))
+    student, objective = _networks(cfg, len(train_set))
     module = TrainModule(student, objective)
     raw = torch.utils.data.default_collate([train_set[i] for i in range(4)])
     mean = torch.tensor(cfg.data.mean).view(1, 3, 1, 1, 1)
@@ -448,7 +463,7 @@ def test_grad_norms_of_the_student_loss_parts(tmp_path):
     assert set(parts) == {"ce", "contrast", "divergence"}
     assert torch.allclose(sum(parts.values()), result.terms["loss_v"], atol=1e-6)
     params = [p for p in student.parameters() if p.requires_grad]
-    logged = _grad_norms(parts, params)
+    logged = grad_norms(parts, params)
     for name, part in parts.items():
         module.zero_grad(set_to_none=True)
         part.backward(retain_graph=True)
@@ -478,7 +493,8 @@ def test_compiled_step_gives_the_eager_losses_and_gradients(method, tmp_path):
     generating code (inductor takes minutes here; its kernels are PyTorch's to test)."""
     import random
 
-    from ccl.engine import TrainModule, build_datasets, compile_step, to_batch, train_step
+    from ccl.engine import TrainModule, build_datasets, compile_step, train_step
+    from ccl.runtime import to_batch
 
     cfg = _cfg(method, tmp_path)
     train_set, _, _ = build_datasets(cfg)
@@ -489,8 +505,7 @@ def test_compiled_step_gives_the_eager_losses_and_gradients(method, tmp_path):
 
     def one_step(compiled: bool):
         torch.manual_seed(0)
-        student = build_model(cfg, 4)
-        objective = build_objective(cfg, 4, student.feature_dim, len(train_set))
+        student, objective = _networks(cfg, len(train_set))
         optimizer, _ = build_optimizer(cfg, student, objective)
         plain = TrainModule(student, objective)
         module = compile_step(plain, backend="aot_eager", fullgraph=True) if compiled else plain

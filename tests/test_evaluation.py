@@ -66,7 +66,7 @@ def test_evaluate_matches_direct_computation(run_dir):
 
     state = load_checkpoint(run_dir / "checkpoints" / "best.pt")
     cfg = Config.from_dict(state["config"])
-    model = build_model(cfg, 4)
+    model = build_model(cfg.student, 4)
     model.load_state_dict(state["student"])
     model.eval()
     mean, std = (

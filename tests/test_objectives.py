@@ -348,7 +348,15 @@ def test_every_registered_method_builds_and_runs(method):
         )
         assert cfg.image_teacher.allow_random and cfg.image_teacher.arch == "resnet18"
         torch.manual_seed(0)
-        objective = build_objective(cfg, 3, 512, num_samples=8)
+        objective = build_objective(
+            cfg.objective,
+            cfg.image_teacher,
+            cfg.data,
+            num_classes=3,
+            feature_dim=512,
+            seed=cfg.train.seed,
+            num_samples=8,
+        )
         kind = {"baseline": BaselineObjective, "ccl": CCLObjective, "kd": DistillationObjective}
         assert type(objective) is kind[spec.kind]
         assert getattr(objective, "teachers", ()) == teachers

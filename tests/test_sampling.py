@@ -82,7 +82,7 @@ def test_unreadable_sample_is_replaced_warned_and_counted():
 CRASH_SCRIPT = """
 import os, signal, torch
 from torch.utils.data import DataLoader, Dataset
-from ccl.engine import _guard_workers
+from ccl.loaders import guard_workers
 
 class Crashing(Dataset):
     def __len__(self):
@@ -94,7 +94,7 @@ class Crashing(Dataset):
 
 batches = iter(DataLoader(Crashing(), batch_size=2, num_workers=1))
 try:
-    for _ in _guard_workers(batches):
+    for _ in guard_workers(batches):
         pass
 except RuntimeError as err:
     # the dead worker is stopped and unregistered from torch's SIGCHLD handler, which
@@ -114,19 +114,19 @@ def test_crashed_worker_is_a_clear_error_not_a_hang():
 
 
 def test_guard_workers_maps_broken_pipes_and_keeps_dataset_errors():
-    from ccl.engine import _guard_workers
+    from ccl.loaders import guard_workers
 
     def broken_pipe():  # a worker killed while its batch was being received
         yield 1
         raise ConnectionResetError(104, "Connection reset by peer")
 
     with pytest.raises(RuntimeError, match="worker died .ConnectionResetError.*data.workers=0"):
-        list(_guard_workers(broken_pipe()))
+        list(guard_workers(broken_pipe()))
 
     def dataset_error():  # torch re-raises what the dataset raised inside a worker
         raise RuntimeError("Caught RuntimeError in DataLoader worker process 0.\nbad store")
         yield
 
     with pytest.raises(RuntimeError, match="bad store") as info:
-        list(_guard_workers(dataset_error()))
+        list(guard_workers(dataset_error()))
     assert "worker died" not in str(info.value)

@@ -7,11 +7,10 @@ objective (which owns teachers and heads) -> one backward -> one optimizer step.
 from __future__ import annotations
 
 import bisect
-import json
 import math
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ccl import distributed, metrics
-from ccl.atomic import write_text_atomic
 from ccl.checkpoint import (
     Progress,
     TrainingState,
@@ -36,10 +34,12 @@ from ccl.config import Config
 from ccl.cpu_allocator import configure_cpu_allocator
 from ccl.data.sampling import EpochSampler, SkipUnreadable
 from ccl.errors import NonFiniteLossError
+from ccl.loaders import epoch_loader, guard_workers
+from ccl.logs import JsonlLog, reset_log_after
 from ccl.models import R2Plus1D, StudentOutput, build_model
 from ccl.objectives import Batch, Objective, ObjectiveOutput
 from ccl.objectives.build import build_objective
-from ccl.protocol import check_annotations, forward_in_splits
+from ccl.protocol import Protocol, check_annotations, forward_in_splits
 from ccl.protocol import resolve as resolve_protocol
 from ccl.runs import move_aside, refuse_existing_run
 from ccl.runtime import autocast_context, resolve_device, seed_everything, stats_tensor, to_batch
@@ -120,20 +120,6 @@ def build_datasets(cfg: Config) -> tuple[Dataset, Dataset, list[str]]:
 
 
 # ----------------------------------------------------------------------------- evaluation
-
-
-def _loader(dataset: Dataset, cfg: Config, sampler: EpochSampler, epoch: int) -> DataLoader:
-    # Worker seeds come from a generator seeded by (seed, epoch), like the order itself.
-    generator = torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch)
-    return DataLoader(
-        dataset,
-        batch_size=sampler.local_batch if sampler.drop_last else cfg.data.batch_size,
-        sampler=sampler,
-        num_workers=cfg.data.workers,
-        pin_memory=torch.cuda.is_available(),
-        generator=generator,
-        drop_last=sampler.drop_last and not sampler.keep_last,
-    )
 
 
 @torch.no_grad()
@@ -227,7 +213,7 @@ def train_step(
     with autocast_context(batch.clip.device, precision):
         student_out, result = module(batch)
     if grad_norms_of is not None:
-        result.terms.update(_grad_norms(result.student_terms, grad_norms_of))
+        result.terms.update(grad_norms(result.student_terms, grad_norms_of))
     # One device-to-host copy for the loss and every logged term (a float() each would
     # synchronise with the GPU once per term)
     names = list(result.terms)
@@ -247,10 +233,11 @@ def train_step(
     return terms, student_out
 
 
-def _grad_norms(
+def grad_norms(
     parts: dict[str, torch.Tensor], params: list[nn.Parameter]
 ) -> dict[str, torch.Tensor]:
-    """``grad/<name>``: the L2 norm of d part / d params, for each part of a loss."""
+    """``grad/<name>``: the L2 norm of d part / d params, for each part of a loss (a part
+    that does not depend on any parameter: 0). The graph is kept for the step's backward."""
     norms = {}
     for name, part in parts.items():
         if not part.requires_grad:
@@ -262,52 +249,65 @@ def _grad_norms(
     return norms
 
 
-class JsonlLog:
-    """Append-only JSON-lines metrics log (one object per step or epoch); main rank only.
-    ``tensorboard``: a :class:`~ccl.tblog.TensorBoardLog` given every record too."""
-
-    def __init__(
-        self, path: Path, enabled: bool = True, tensorboard: TensorBoardLog | None = None
-    ) -> None:
-        self.path, self.enabled, self.tensorboard = path, enabled, tensorboard
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self.enabled:
-            try:
-                with self.path.open("a") as f:
-                    f.write(json.dumps(record) + "\n")
-            except OSError as err:  # a write error (full disk) would not name the file
-                raise OSError(err.errno, err.strerror, str(self.path)) from err
-            if self.tensorboard is not None:
-                self.tensorboard.write(record)
-
-    def close(self) -> None:
-        if self.tensorboard is not None:
-            self.tensorboard.close()
+# ----------------------------------------------------------------------------- the run
 
 
 @dataclass
 class RunResult:
+    """What :func:`train` returns: the run folder and the best and last validation metrics
+    (None when no epoch was validated)."""
+
     run_dir: Path
     best: dict[str, float] | None
     last: dict[str, float] | None
 
 
-def _reset_log_after(path: Path, epoch: int, step: int) -> None:
-    """On resume, drop log records written after the checkpoint (a killed run may have
-    logged steps it never saved), so the log reads as one uninterrupted run."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by the kill
-        if record.get("step", 0) <= step and (record["type"] == "step" or record["epoch"] <= epoch):
-            kept.append(line)
-    # atomically: a crash while rewriting must not cost the run its whole log
-    write_text_atomic(path, "".join(k + "\n" for k in kept))
+@dataclass
+class TrainingRun:
+    """A run ready to train, as :func:`build_run` makes it.
+
+    ``module`` is what a step runs (the :class:`TrainModule`, DDP-wrapped under torchrun,
+    compiled with ``train.compile``); ``state`` is what a checkpoint saves of the networks and
+    the optimiser; ``progress`` is where the run stands, kept current after every step: the
+    epoch in progress and its batches trained (a finished epoch is (epoch + 1, 0)), the global
+    step, the best validation so far and the epoch's running training sums."""
+
+    cfg: Config
+    run_dir: Path
+    classes: list[str]
+    device: torch.device
+    dist_info: distributed.DistInfo
+    protocol: Protocol
+    train_set: Dataset
+    val_set: Dataset
+    student: nn.Module
+    module: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    mean: torch.Tensor
+    std: torch.Tensor
+    state: TrainingState
+    progress: Progress
+    steps_per_epoch: int
+    log: JsonlLog
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    @property
+    def main(self) -> bool:
+        """This process writes the run folder (rank 0, or the only process)."""
+        return self.dist_info.is_main
+
+    def save_checkpoint(self, name: str) -> None:
+        """Write ``checkpoints/<name>`` (main process only): networks, optimiser, RNGs and
+        ``progress`` as it stands."""
+        if self.main:
+            self.state.save(
+                self.ckpt_dir / name, self.progress, config=self.cfg.to_dict(), classes=self.classes
+            )
 
 
 def train(cfg: Config, *, overwrite: bool = False) -> RunResult:
@@ -317,23 +317,39 @@ def train(cfg: Config, *, overwrite: bool = False) -> RunResult:
     A run folder that already holds a run is only continued (``train.resume``) or, with
     ``overwrite``, moved aside to ``<name>.old-N`` first; otherwise this refuses before
     writing anything (:class:`ccl.runs.RunExistsError`)."""
+    run = build_run(cfg, overwrite=overwrite)
+    last = None
+    for epoch in range(run.progress.epoch, cfg.train.epochs):
+        record = train_one_epoch(run, epoch)
+        if _validates_after(cfg, epoch):
+            last = validate(run)
+            record.update({f"val/{k}": v for k, v in last.items()})
+            _keep_if_best(run, last, epoch)
+        run.log.write(record)
+        run.save_checkpoint("last.pt")
+        if cfg.train.save_every and (epoch + 1) % cfg.train.save_every == 0:
+            run.save_checkpoint(f"epoch_{epoch + 1:04d}.pt")
+        if run.main:
+            print(_epoch_summary(record, cfg.train.epochs), flush=True)
+    run.log.close()
+    return RunResult(run_dir=run.run_dir, best=run.progress.best, last=last)
+
+
+def build_run(cfg: Config, *, overwrite: bool = False) -> TrainingRun:
+    """Everything :func:`train` needs, in a fixed order (the networks' initial weights are
+    drawn from the seeded generators in that order): the checks that can refuse (read only,
+    on every rank), the run folder, the data, the networks, the optimiser, the state resumed
+    from a checkpoint (``train.resume``) and the log."""
     cfg.validate()
     run_dir = Path(cfg.train.out_dir) / cfg.train.name
-    ckpt_dir = run_dir / "checkpoints"
     if overwrite and cfg.train.resume is not None:
         raise ValueError("--overwrite starts the run over; it cannot be combined with --resume")
     # The checks that can refuse read only, on every rank, before anything is written.
     if cfg.train.resume is None and not overwrite:
         refuse_existing_run(run_dir)
     resume_path = _resume_path(cfg, run_dir)
-    state = load_checkpoint(resume_path) if resume_path is not None else None
-    device = resolve_device(cfg.train.device)
-    if device.type == "cpu":
-        configure_cpu_allocator()  # fewer page faults; CCL_SYSTEM_MALLOC=1 opts out
-    dist_info = distributed.init_from_env(device.type)
-    if dist_info.enabled and device.type == "cuda":
-        device = torch.device("cuda", dist_info.local_rank)
-    main = dist_info.is_main
+    saved = load_checkpoint(resume_path) if resume_path is not None else None
+    device, dist_info = _join_processes(cfg.train.device)
     protocol = resolve_protocol(cfg.train)
     if protocol.keep_last_batch and dist_info.enabled:
         raise ValueError(
@@ -342,35 +358,21 @@ def train(cfg: Config, *, overwrite: bool = False) -> RunResult:
         )
     if cfg.train.tensorboard:
         require_tensorboard()  # before anything is written, on every rank
-    if main:
-        moved = move_aside(run_dir) if overwrite else None
-        if moved is not None:
-            print(f"--overwrite: the previous run in {run_dir} was moved to {moved}")
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        for tmp in remove_stale_temporaries(ckpt_dir):
-            print(f"removed a temporary file left by an interrupted save: {tmp}")
+    if dist_info.is_main:
+        _prepare_folder(run_dir, overwrite)
+
     seed_everything(cfg.train.seed)
     torch.use_deterministic_algorithms(cfg.train.deterministic)
     train_set, val_set, classes = build_datasets(cfg)
-    if state is not None and state.get("classes") is not None:
+    if saved is not None and saved.get("classes") is not None:
         check_classes(
-            state["classes"],
+            saved["classes"],
             classes,
             saved_from=f"checkpoint {resume_path}",
             current_from=cfg.data.annotations or "the synthetic data",
         )
     train_set = SkipUnreadable(train_set, cfg.data.on_error)
-    num_classes = len(classes)
-
-    student = build_model(cfg, num_classes)
-    if cfg.train.sync_bn and dist_info.enabled:
-        student = nn.SyncBatchNorm.convert_sync_batchnorm(student)
-    student = student.to(device)
-    if cfg.train.channels_last:
-        student = student.to(memory_format=torch.channels_last_3d)
-    objective = build_objective(cfg, num_classes, student.feature_dim, len(train_set)).to(device)
-    if cfg.train.channels_last:
-        objective = objective.to(memory_format=torch.channels_last)  # the image teacher's convs
+    student, objective = _build_networks(cfg, len(classes), len(train_set), device, dist_info)
     optimizer, scheduler = build_optimizer(cfg, student, objective)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
     mean, std = stats_tensor(cfg.data.mean, device), stats_tensor(cfg.data.std, device)
@@ -381,208 +383,277 @@ def train(cfg: Config, *, overwrite: bool = False) -> RunResult:
         module = nn.parallel.DistributedDataParallel(module)
     if cfg.train.compile:
         module = compile_step(module)
-    student_params = [p for p in student.parameters() if p.requires_grad]
 
-    start_epoch, start_batch, best_top1, best, last = 0, 0, -math.inf, None, None
-    sums: dict[str, float] = defaultdict(float)
-    counts: dict[str, int] = defaultdict(int)
-    resumed_step = None
-    training = TrainingState(student, objective.heads, optimizer, scheduler, scaler)
-    if state is not None:
-        progress = training.restore(state, source=resume_path)
-        start_epoch, start_batch = progress.epoch, progress.batch_in_epoch
-        resumed_step = progress.step
-        best_top1, best = progress.best_top1, progress.best
-        sums.update(progress.epoch_sums)
-        counts.update(progress.epoch_counts)
-        if main:
-            _reset_log_after(run_dir / "metrics.jsonl", start_epoch, progress.step)
-            print(f"resumed from {resume_path}: epoch {start_epoch + 1}, batch {start_batch}")
-        del state
-    elif main and cfg.train.resume == "auto":
-        # no checkpoint to continue from: a log is all a killed first epoch left, of steps
-        # that were never saved
-        _reset_log_after(run_dir / "metrics.jsonl", 0, 0)
-    if main:
+    state = TrainingState(student, objective.heads, optimizer, scheduler, scaler)
+    progress = _restore_progress(cfg, state, saved, resume_path, run_dir, main=dist_info.is_main)
+    resumed_step = progress.step if saved is not None else None
+    del saved  # the loaded checkpoint's tensors: restored, no longer needed
+    if dist_info.is_main:
         cfg.save(run_dir / "config.json")
     tensorboard = (
         TensorBoardLog(run_dir / "tensorboard", resumed_step)
-        if cfg.train.tensorboard and main
+        if cfg.train.tensorboard and dist_info.is_main
         else None
     )
-    log = JsonlLog(run_dir / "metrics.jsonl", enabled=main, tensorboard=tensorboard)
-
-    def checkpoint(path: Path, epoch: int, batch_in_epoch: int, step: int) -> None:
-        """``epoch`` is the epoch in progress (0-based) and ``batch_in_epoch`` the batches of
-        it already trained; a finished epoch is saved as (epoch + 1, 0)."""
-        if not main:
-            return
-        progress = Progress(epoch, batch_in_epoch, step, best_top1, best, dict(sums), dict(counts))
-        training.save(path, progress, config=cfg.to_dict(), classes=classes)
-
+    log = JsonlLog(run_dir / "metrics.jsonl", enabled=dist_info.is_main, tensorboard=tensorboard)
     steps_per_epoch = _steps_per_epoch(len(train_set), cfg, protocol.keep_last_batch)
-    step = start_epoch * steps_per_epoch + start_batch
-    for epoch in range(start_epoch, cfg.train.epochs):
-        module.train()
-        batch_in_epoch = start_batch if epoch == start_epoch else 0
-        if batch_in_epoch == 0:
-            sums.clear()
-            counts.clear()
-        sampler = EpochSampler(
-            len(train_set),
-            global_batch=cfg.data.batch_size,
-            shuffle=True,
-            seed=cfg.train.seed,
-            epoch=epoch,
-            rank=dist_info.rank,
-            world_size=dist_info.world_size,
-            start_batch=batch_in_epoch,
-            keep_last=protocol.keep_last_batch,
-        )
-        if hasattr(train_set, "set_epoch"):
-            train_set.set_epoch(epoch)  # per-(epoch, sample) augmentation: exact resume
-        n_clips, t0 = 0, time.perf_counter()
-        bar = tqdm(
-            _loader(train_set, cfg, sampler, epoch),
-            total=steps_per_epoch - batch_in_epoch,
-            desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-            disable=not (cfg.train.progress and main),
-            leave=False,
-        )
-        for raw in _guard_workers(bar):
-            if batch_in_epoch >= steps_per_epoch:
-                break
-            t_step = time.perf_counter()
-            batch = to_batch(raw, device, mean, std)
-            try:
-                every_g = cfg.train.grad_norm_every
-                terms, student_out = train_step(
-                    module,
-                    batch,
-                    optimizer,
-                    scaler,
-                    cfg.train.precision,
-                    student_params if every_g and (step + 1) % every_g == 0 else None,
-                )
-            except NonFiniteLossError as err:
-                raise NonFiniteLossError(
-                    f"non-finite loss at epoch {epoch + 1}, step {step}: {err}. "
-                    + (
-                        f"Last good checkpoint: {ckpt_dir / 'last.pt'}"
-                        if (ckpt_dir / "last.pt").is_file()
-                        else "No checkpoint was saved yet."
-                    )
-                ) from None
-            terms["acc"] = float((student_out.logits.argmax(1) == batch.label).float().mean())
-            terms["data/skipped"] = float(torch.as_tensor(raw.get("skipped", 0)).sum())
-            for k, v in terms.items():
-                sums[k] += v * len(batch)
-                counts[k] += len(batch)
-            n_clips += len(batch) * dist_info.world_size
-            step += 1
-            batch_in_epoch += 1
-            bar.set_postfix(loss=f"{terms['ce']:.3f}", acc=f"{terms['acc']:.2f}")
-            if cfg.train.log_every and step % cfg.train.log_every == 0:
-                log.write(
-                    {
-                        "type": "step",
-                        "epoch": epoch + 1,
-                        "step": step,
-                        "time": time.time(),  # wall clock: end-to-end throughput from the log
-                        **terms,
-                        **_lrs(optimizer),
-                        "clips_per_s": len(batch)
-                        * dist_info.world_size
-                        / (time.perf_counter() - t_step),
-                    }
-                )
-            every = cfg.train.checkpoint_every_steps
-            if every and step % every == 0 and batch_in_epoch < steps_per_epoch:
-                checkpoint(ckpt_dir / "last.pt", epoch, batch_in_epoch, step)
-        scheduler.step()
-        elapsed = time.perf_counter() - t0
-        record: dict[str, Any] = {
-            "type": "epoch",
-            "epoch": epoch + 1,
-            "step": step,
-            **{f"train/{k}": sums[k] / counts[k] for k in sums},
-            **_lrs(optimizer),
-            "epoch_s": elapsed,
-            "clips_per_s": n_clips / elapsed if elapsed > 0 else 0.0,
-        }
-        record["train/data/skipped"] = sums.get("data/skipped", 0.0)  # a count, not a mean
-        is_last = epoch + 1 == cfg.train.epochs
-        if cfg.train.val_every and ((epoch + 1) % cfg.train.val_every == 0 or is_last):
-            val_sampler = EpochSampler(
-                len(val_set),
-                global_batch=cfg.data.batch_size,
-                shuffle=False,
-                seed=cfg.train.seed,
-                rank=dist_info.rank,
-                world_size=dist_info.world_size,
-                drop_last=False,
+    # the step counter follows the epochs and batches trained
+    progress.step = progress.epoch * steps_per_epoch + progress.batch_in_epoch
+    return TrainingRun(
+        cfg=cfg,
+        run_dir=run_dir,
+        classes=classes,
+        device=device,
+        dist_info=dist_info,
+        protocol=protocol,
+        train_set=train_set,
+        val_set=val_set,
+        student=student,
+        module=module,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        mean=mean,
+        std=std,
+        state=state,
+        progress=progress,
+        steps_per_epoch=steps_per_epoch,
+        log=log,
+    )
+
+
+def train_one_epoch(run: TrainingRun, epoch: int) -> dict[str, Any]:
+    """Train epoch ``epoch`` (0-based) from ``run.progress``'s batch (0 but in an epoch
+    resumed from a mid-epoch checkpoint), logging every ``train.log_every`` steps, then step
+    the schedule. Returns the epoch's log record (training means, learning rates, timings);
+    ``run.progress`` is left at the finished epoch, (epoch + 1, 0)."""
+    cfg, progress = run.cfg, run.progress
+    world_size = run.dist_info.world_size
+    run.module.train()
+    sums, counts = progress.epoch_sums, progress.epoch_counts
+    if progress.batch_in_epoch == 0:
+        sums.clear()
+        counts.clear()
+    sampler = EpochSampler(
+        len(run.train_set),
+        global_batch=cfg.data.batch_size,
+        shuffle=True,
+        seed=cfg.train.seed,
+        epoch=epoch,
+        rank=run.dist_info.rank,
+        world_size=world_size,
+        start_batch=progress.batch_in_epoch,
+        keep_last=run.protocol.keep_last_batch,
+    )
+    if hasattr(run.train_set, "set_epoch"):
+        run.train_set.set_epoch(epoch)  # per-(epoch, sample) augmentation: exact resume
+    n_clips, t0 = 0, time.perf_counter()
+    bar = tqdm(
+        _loader(run.train_set, cfg, sampler, epoch),
+        total=run.steps_per_epoch - progress.batch_in_epoch,
+        desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+        disable=not (cfg.train.progress and run.main),
+        leave=False,
+    )
+    student_params = [p for p in run.student.parameters() if p.requires_grad]
+    every_g = cfg.train.grad_norm_every
+    for raw in guard_workers(bar):
+        if progress.batch_in_epoch >= run.steps_per_epoch:
+            break
+        t_step = time.perf_counter()
+        batch = to_batch(raw, run.device, run.mean, run.std)
+        try:
+            terms, student_out = train_step(
+                run.module,
+                batch,
+                run.optimizer,
+                run.scaler,
+                cfg.train.precision,
+                student_params if every_g and (progress.step + 1) % every_g == 0 else None,
             )
-            val_loader = _loader(val_set, cfg, val_sampler, 0)
-            last = evaluate_clips(
-                student, val_loader, device, mean, std, cfg.train.precision, len(val_set)
+        except NonFiniteLossError as err:
+            last_pt = run.ckpt_dir / "last.pt"
+            raise NonFiniteLossError(
+                f"non-finite loss at epoch {epoch + 1}, step {progress.step}: {err}. "
+                + (
+                    f"Last good checkpoint: {last_pt}"
+                    if last_pt.is_file()
+                    else "No checkpoint was saved yet."
+                )
+            ) from None
+        terms["acc"] = float((student_out.logits.argmax(1) == batch.label).float().mean())
+        terms["data/skipped"] = float(torch.as_tensor(raw.get("skipped", 0)).sum())
+        for k, v in terms.items():
+            sums[k] += v * len(batch)
+            counts[k] += len(batch)
+        n_clips += len(batch) * world_size
+        progress.step += 1
+        progress.batch_in_epoch += 1
+        bar.set_postfix(loss=f"{terms['ce']:.3f}", acc=f"{terms['acc']:.2f}")
+        if cfg.train.log_every and progress.step % cfg.train.log_every == 0:
+            run.log.write(
+                {
+                    "type": "step",
+                    "epoch": epoch + 1,
+                    "step": progress.step,
+                    "time": time.time(),  # wall clock: end-to-end throughput from the log
+                    **terms,
+                    **_lrs(run.optimizer),
+                    "clips_per_s": len(batch) * world_size / (time.perf_counter() - t_step),
+                }
             )
-            record.update({f"val/{k}": v for k, v in last.items()})
-            # best_top1 holds the protocol's selection metric (video or clip top-1)
-            if last[protocol.select_by] > best_top1:
-                best_top1 = last[protocol.select_by]
-                best = {**last, "epoch": epoch + 1, "selected_by": protocol.select_by}
-                checkpoint(ckpt_dir / "best.pt", epoch + 1, 0, step)
-        log.write(record)
-        checkpoint(ckpt_dir / "last.pt", epoch + 1, 0, step)
-        if cfg.train.save_every and (epoch + 1) % cfg.train.save_every == 0:
-            checkpoint(ckpt_dir / f"epoch_{epoch + 1:04d}.pt", epoch + 1, 0, step)
-        if main:
-            summary = f"epoch {epoch + 1}/{cfg.train.epochs} loss {record.get('train/ce', 0):.3f}"
-            if "val/top1" in record:
-                summary += f" val top1 {record['val/top1']:.3f}"
-            print(summary + f" ({elapsed:.1f}s, {record['clips_per_s']:.1f} clips/s)", flush=True)
-    log.close()
-    return RunResult(run_dir=run_dir, best=best, last=last)
+        every = cfg.train.checkpoint_every_steps
+        if every and progress.step % every == 0 and progress.batch_in_epoch < run.steps_per_epoch:
+            run.save_checkpoint("last.pt")  # mid-epoch: (epoch, batches trained)
+    run.scheduler.step()
+    elapsed = time.perf_counter() - t0
+    progress.epoch, progress.batch_in_epoch = epoch + 1, 0
+    record: dict[str, Any] = {
+        "type": "epoch",
+        "epoch": epoch + 1,
+        "step": progress.step,
+        **{f"train/{k}": sums[k] / counts[k] for k in sums},
+        **_lrs(run.optimizer),
+        "epoch_s": elapsed,
+        "clips_per_s": n_clips / elapsed if elapsed > 0 else 0.0,
+    }
+    record["train/data/skipped"] = sums.get("data/skipped", 0.0)  # a count, not a mean
+    return record
 
 
-def _guard_workers(loader: Iterable) -> Iterator:
-    """A loader worker killed by the OS surfaces as one clear error instead of a traceback
-    deep in the multiprocessing machinery."""
-    iterator = iter(loader)
-    try:
-        yield from iterator
-    except (RuntimeError, ConnectionError, EOFError) as err:
-        # torch reports a killed worker as a RuntimeError naming it; when the worker dies
-        # while the main process is receiving a batch from it, the pipe breaks first
-        # (ConnectionResetError / EOFError). Errors the dataset raised inside a worker are
-        # re-raised by torch "in DataLoader worker process": those pass unchanged.
-        message = str(err)
-        died = "DataLoader worker" in message and "in DataLoader worker process" not in message
-        if died or (
-            isinstance(err, (ConnectionError, EOFError)) and "worker process" not in message
-        ):
-            _stop_workers(iterator)
-            raise RuntimeError(
-                f"a data loader worker died ({type(err).__name__}: {err}). Rerun with "
-                "data.workers=0 to see the error in the main process, or check memory (each "
-                "worker holds open stores)."
-            ) from err
-        raise
+def validate(run: TrainingRun) -> dict[str, float]:
+    """The student's metrics on the whole validation set (:func:`evaluate_clips`), each
+    process evaluating its share."""
+    cfg = run.cfg
+    sampler = EpochSampler(
+        len(run.val_set),
+        global_batch=cfg.data.batch_size,
+        shuffle=False,
+        seed=cfg.train.seed,
+        rank=run.dist_info.rank,
+        world_size=run.dist_info.world_size,
+        drop_last=False,
+    )
+    loader = _loader(run.val_set, cfg, sampler, 0)
+    return evaluate_clips(
+        run.student, loader, run.device, run.mean, run.std, cfg.train.precision, len(run.val_set)
+    )
 
 
-def _stop_workers(iterator: Any) -> None:
-    """Stop a failed loader's workers now. Until its workers are stopped, torch's SIGCHLD
-    handler raises again for the dead one whenever a signal arrives: under load, that came
-    while the first error was being reported (seen on CI), replacing the clear message by
-    a traceback. ``_shutdown_workers`` is torch's own (private) shutdown, which also
-    unregisters the workers from that handler."""
-    shutdown = getattr(iterator, "_shutdown_workers", None)
-    if shutdown is None:  # workers=0: nothing to stop
-        return
-    try:
-        shutdown()
-    except RuntimeError:  # the handler firing during the shutdown (which still completes)
-        pass
+def _validates_after(cfg: Config, epoch: int) -> bool:
+    """Whether epoch ``epoch`` (0-based) ends with a validation: every ``train.val_every``
+    epochs and after the last (none with 0)."""
+    every, is_last = cfg.train.val_every, epoch + 1 == cfg.train.epochs
+    return bool(every) and ((epoch + 1) % every == 0 or is_last)
+
+
+def _keep_if_best(run: TrainingRun, metrics: dict[str, float], epoch: int) -> None:
+    """Save ``best.pt`` when epoch ``epoch``'s validation beats the best so far on the
+    protocol's selection metric (video or clip top-1, held in ``progress.best_top1``)."""
+    select_by = run.protocol.select_by
+    if metrics[select_by] > run.progress.best_top1:
+        run.progress.best_top1 = metrics[select_by]
+        run.progress.best = {**metrics, "epoch": epoch + 1, "selected_by": select_by}
+        run.save_checkpoint("best.pt")
+
+
+def _epoch_summary(record: dict[str, Any], epochs: int) -> str:
+    """The line printed after each epoch: training loss, validation top-1, timings."""
+    summary = f"epoch {record['epoch']}/{epochs} loss {record.get('train/ce', 0):.3f}"
+    if "val/top1" in record:
+        summary += f" val top1 {record['val/top1']:.3f}"
+    return summary + f" ({record['epoch_s']:.1f}s, {record['clips_per_s']:.1f} clips/s)"
+
+
+def _join_processes(device_name: str) -> tuple[torch.device, distributed.DistInfo]:
+    """The run's device and, under torchrun, this process's place in the group (its own GPU)."""
+    device = resolve_device(device_name)
+    if device.type == "cpu":
+        configure_cpu_allocator()  # fewer page faults; CCL_SYSTEM_MALLOC=1 opts out
+    dist_info = distributed.init_from_env(device.type)
+    if dist_info.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist_info.local_rank)
+    return device, dist_info
+
+
+def _prepare_folder(run_dir: Path, overwrite: bool) -> None:
+    """Move a previous run aside (``overwrite``), make the checkpoint folder and remove the
+    temporaries an interrupted save left in it."""
+    moved = move_aside(run_dir) if overwrite else None
+    if moved is not None:
+        print(f"--overwrite: the previous run in {run_dir} was moved to {moved}")
+    ckpt_dir = run_dir / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    for tmp in remove_stale_temporaries(ckpt_dir):
+        print(f"removed a temporary file left by an interrupted save: {tmp}")
+
+
+def _build_networks(
+    cfg: Config,
+    num_classes: int,
+    num_samples: int,
+    device: torch.device,
+    dist_info: distributed.DistInfo,
+) -> tuple[nn.Module, Objective]:
+    """The student and the objective (teachers and heads) on ``device``, freshly initialised
+    from the seeded generators, the student first."""
+    student = build_model(cfg.student, num_classes)
+    if cfg.train.sync_bn and dist_info.enabled:
+        student = nn.SyncBatchNorm.convert_sync_batchnorm(student)
+    student = student.to(device)
+    if cfg.train.channels_last:
+        student = student.to(memory_format=torch.channels_last_3d)
+    objective = build_objective(
+        cfg.objective,
+        cfg.image_teacher,
+        cfg.data,
+        num_classes=num_classes,
+        feature_dim=student.feature_dim,
+        seed=cfg.train.seed,
+        num_samples=num_samples,
+    ).to(device)
+    if cfg.train.channels_last:
+        objective = objective.to(memory_format=torch.channels_last)  # the image teacher's convs
+    return student, objective
+
+
+def _restore_progress(
+    cfg: Config,
+    state: TrainingState,
+    saved: dict[str, Any] | None,
+    resume_path: Path | None,
+    run_dir: Path,
+    *,
+    main: bool,
+) -> Progress:
+    """Where the run starts: the ``saved`` checkpoint restored into ``state`` and the RNGs,
+    or epoch 0. The log is cut back to match (main process only)."""
+    log_path = run_dir / "metrics.jsonl"
+    if saved is None:
+        if main and cfg.train.resume == "auto":
+            # no checkpoint to continue from: a log is all a killed first epoch left, of
+            # steps that were never saved
+            reset_log_after(log_path, 0, 0)
+        return Progress(0, 0, 0, epoch_sums=defaultdict(float), epoch_counts=defaultdict(int))
+    progress = state.restore(saved, source=resume_path or "checkpoint")
+    progress.epoch_sums = defaultdict(float, progress.epoch_sums)
+    progress.epoch_counts = defaultdict(int, progress.epoch_counts)
+    if main:
+        reset_log_after(log_path, progress.epoch, progress.step)
+        where = f"epoch {progress.epoch + 1}, batch {progress.batch_in_epoch}"
+        print(f"resumed from {resume_path}: {where}")
+    return progress
+
+
+def _loader(dataset: Dataset, cfg: Config, sampler: EpochSampler, epoch: int) -> DataLoader:
+    return epoch_loader(
+        dataset,
+        sampler,
+        batch_size=cfg.data.batch_size,
+        workers=cfg.data.workers,
+        seed=cfg.train.seed,
+        epoch=epoch,
+    )
 
 
 def _steps_per_epoch(num_samples: int, cfg: Config, keep_last_batch: bool) -> int:

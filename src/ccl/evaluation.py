@@ -278,7 +278,7 @@ def evaluate(
     device = resolve_device(settings.device)
     if device.type == "cpu":
         configure_cpu_allocator()  # fewer page faults; CCL_SYSTEM_MALLOC=1 opts out
-    student = build_model(cfg, len(classes))
+    student = build_model(cfg.student, len(classes))
     student.load_state_dict(state["student"])
     student.to(device)
     mean, std = stats_tensor(cfg.data.mean, device), stats_tensor(cfg.data.std, device)

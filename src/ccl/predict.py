@@ -67,7 +67,7 @@ def load_student(
     cfg = Config.from_dict(state["config"])
     classes = [str(c) for c in state["classes"]]
     dev = resolve_device(device)
-    student = build_model(cfg, len(classes))
+    student = build_model(cfg.student, len(classes))
     student.load_state_dict(state["student"])
     student.to(dev).eval()
     return TrainedStudent(

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ccl import synth
+from ccl.demo import synth
 from ccl.models.r2plus1d import build_student
 from ccl.models.teachers import KINETICS_MEAN, KINETICS_STD
 

@@ -92,7 +92,7 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert "another --out" in err
     assert (tmp_path / "demo_table.md").read_text() == table
     # every run trained on the demo folder's own data (ccl.demo.demo_paths)
-    from ccl.demo import demo_paths
+    from ccl.demo.pipeline import demo_paths
 
     paths = demo_paths(tmp_path)
     for run_dir in sorted((tmp_path / "runs").iterdir()):
@@ -108,7 +108,7 @@ def test_worker_set_up_threads_and_log(tmp_path, capsys):
     a worker (threads None) nothing changes."""
     import torch
 
-    from ccl.demo import _threads_per_job, _worker
+    from ccl.demo.pipeline import _threads_per_job, _worker
 
     assert _threads_per_job(1) is None and _threads_per_job(10**6) == 1
     before = torch.get_num_threads()
@@ -127,7 +127,7 @@ def test_worker_set_up_threads_and_log(tmp_path, capsys):
 
 
 def test_seed_table_mean_and_std():
-    from ccl.demo import TABLE_COLUMNS, _format_table
+    from ccl.demo.pipeline import TABLE_COLUMNS, _format_table
 
     one = {key: 0.1 for key, _ in TABLE_COLUMNS}
     two = {key: 0.3 for key, _ in TABLE_COLUMNS}
@@ -141,7 +141,7 @@ def test_seed_table_mean_and_std():
 
 
 def test_paired_columns_and_probe_rows():
-    from ccl.demo import TABLE_COLUMNS, _format_table
+    from ccl.demo.pipeline import TABLE_COLUMNS, _format_table
     from ccl.stats import paired_bootstrap
 
     metrics = {key: 0.5 for key, _ in TABLE_COLUMNS}
@@ -188,7 +188,7 @@ def test_paired_columns_and_probe_rows():
 
 
 def test_video_hits_count_missing_videos_and_old_files(tmp_path):
-    from ccl.demo import _video_hits
+    from ccl.demo.pipeline import _video_hits
 
     ev = {
         "videos": [
@@ -231,7 +231,7 @@ def test_demo_over_seeds_writes_mean_table(tmp_path, capsys):
     assert (tmp_path / "seed_2" / "report" / "report.md").is_file()
     # the comparison over the same folder reuses the demo's baseline and CCL runs
     capsys.readouterr()
-    from ccl.demo import run_compare
+    from ccl.demo.pipeline import run_compare
 
     run_compare(tmp_path, seeds=(1, 2), scale="quick", methods=("ccl",))
     printed = capsys.readouterr().out
@@ -245,7 +245,7 @@ def test_a_demo_folder_of_another_seed_or_other_settings_is_refused(tmp_path):
     import pytest
 
     from ccl.config import preset
-    from ccl.demo import _check_same_run, demo_paths, prepare_demo_data, use_demo_data
+    from ccl.demo.pipeline import _check_same_run, demo_paths, prepare_demo_data, use_demo_data
 
     info = tmp_path / "synth" / "synth_info.json"
     info.parent.mkdir(parents=True)

@@ -2,7 +2,7 @@
 
 import json
 
-from ccl.demo import _compare_table, run_compare
+from ccl.demo.pipeline import _compare_table, run_compare
 
 
 def test_compare_table_layout_and_statistics():
@@ -18,7 +18,7 @@ def test_compare_table_layout_and_statistics():
 def test_compare_table_paired_differences_pool_the_seeds():
     """The Δ table: per method and teacher setting, the paired difference to the baseline of
     the same seed over every (seed, video) pair, with the bootstrap interval of ccl.stats."""
-    from ccl.demo import BOOTSTRAP_RESAMPLES
+    from ccl.demo.pipeline import BOOTSTRAP_RESAMPLES
     from ccl.stats import paired_bootstrap
 
     base = {1: {"v1": 1.0, "v2": 0.0, "v3": 0.0}, 2: {"v1": 1.0, "v2": 1.0, "v3": 0.0}}
@@ -81,7 +81,7 @@ def test_parallel_compare_gives_the_same_table(tmp_path):
 def test_diverged_method_is_recorded_not_fatal(tmp_path, monkeypatch):
     import math
 
-    import ccl.demo as demo
+    import ccl.demo.pipeline as demo
     from ccl.engine import NonFiniteLossError
 
     def diverge(cfg, *args, **kwargs):
@@ -102,7 +102,7 @@ def test_diverged_method_is_recorded_not_fatal(tmp_path, monkeypatch):
 def test_the_demo_runs_every_method_of_the_table():
     """The demo's run lists come from ccl.objectives.registry: a method added there is in
     ``ccl demo --compare`` (with its paper label) and every teacher setting is a column."""
-    import ccl.demo as demo
+    import ccl.demo.pipeline as demo
     from ccl.config import PRESETS
     from ccl.objectives import registry
 
@@ -118,7 +118,7 @@ def test_gpu_presets_are_the_demo_presets_with_a_gpu_budget():
     the device, the budget and the loader differ (docs/DEMO.md, "GPU scale")."""
     import dataclasses
 
-    import ccl.demo as demo
+    import ccl.demo.pipeline as demo
     from ccl.config import preset
 
     budget = {
@@ -143,7 +143,7 @@ def test_gpu_presets_are_the_demo_presets_with_a_gpu_budget():
 
 
 def test_device_cuda_runs_the_gpu_scale_with_five_seeds_side_by_side(tmp_path, monkeypatch):
-    import ccl.demo as demo
+    import ccl.demo.pipeline as demo
     import ccl.runtime
     from ccl.cli import main
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from ccl.demo.pretrain import pretrain_audio_teacher, pretrain_image_teacher
 from ccl.models import ImageTeacher
 from ccl.models.small_audio import load_small_audio_teacher
-from ccl.pretrain import pretrain_audio_teacher, pretrain_image_teacher
 
 
 def test_image_teacher_round_trip(tmp_path):

@@ -12,8 +12,8 @@ import av
 import numpy as np
 import pytest
 
-from ccl import synth
-from ccl.synth import SAMPLE_RATE, SCALES, SynthInfo, generate
+from ccl.demo import synth
+from ccl.demo.synth import SAMPLE_RATE, SCALES, SynthInfo, generate
 
 _NAME = re.compile(r"^v_([A-Za-z]+)_g(\d\d)_c(\d\d)\.avi$")
 

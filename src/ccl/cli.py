@@ -151,11 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_presets)
 
     from ccl.data.audio_features import register as register_audio
-    from ccl.demo import register as register_demo
+    from ccl.demo.pipeline import register as register_demo
+    from ccl.demo.pretrain import register as register_pretrain
+    from ccl.demo.synth import register as register_synth
     from ccl.predict import register as register_predict
-    from ccl.pretrain import register as register_pretrain
     from ccl.report import register as register_report
-    from ccl.synth import register as register_synth
 
     register_demo(sub)
     register_audio(sub)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ccl.atomic import write_text_atomic
-from ccl.demo import (
+from ccl.demo.pipeline import (
     DemoScale,
     _demo_config,
     _format_table,

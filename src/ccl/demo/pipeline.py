@@ -110,8 +110,8 @@ def prepare_demo_data(
     from ccl.data.annotations import build_ucf101
     from ccl.data.audio_features import extract_audio
     from ccl.data.prepare import prepare_videos
-    from ccl.pretrain import pretrain_audio_teacher, pretrain_image_teacher
-    from ccl.synth import generate
+    from ccl.demo.pretrain import pretrain_audio_teacher, pretrain_image_teacher
+    from ccl.demo.synth import generate
 
     out.mkdir(parents=True, exist_ok=True)
     paths = demo_paths(out)
@@ -889,7 +889,7 @@ def teacher_probes(
     from ccl.atomic import atomic_write
     from ccl.config import apply_overrides, preset
     from ccl.data.audio_features import sha256_file
-    from ccl.probe import audio_probe, image_probe, image_probe_settings
+    from ccl.demo.probe import audio_probe, image_probe, image_probe_settings
 
     scale = demo_scale(scale)
     cfg = apply_overrides(
@@ -1013,7 +1013,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         if args.compare:
             run_compare(args.out, seeds=seeds, scale=scale, overrides=args.overrides, jobs=jobs)
         else:
-            from ccl.tuning import run_tuning
+            from ccl.demo.tune import run_tuning
 
             run_tuning(args.out, seeds=seeds, scale=scale, overrides=args.overrides, jobs=jobs)
     elif seeds:

@@ -154,7 +154,7 @@ def test_image_probe_frames_are_prepared_as_evaluation_prepares_them(stores, mon
     ann = _annotations(root / "ann.json", videos)
     torch.manual_seed(0)
     teacher = ImageTeacher("resnet18", None, frame_choice="center", input_size=24)
-    feats = ccl.demo.probe._image_features(ann, root / "frames", "testing", teacher, SETTINGS)
+    feats = ccl.demo.probe.image_features(ann, root / "frames", "testing", teacher, SETTINGS)
     # evaluation's pipeline: one window holding the whole 5-frame video; the teacher takes
     # its centre frame (index 2 = n_frames // 2)
     ds = ClipDataset(ann, root / "frames", "testing", "test", frames=5, size=32, missing="skip")

@@ -78,15 +78,25 @@ def test_a_diverged_candidate_is_recorded_not_fatal(tmp_path, monkeypatch):
     import math
 
     import ccl.demo.tune
-    from ccl.engine import NonFiniteLossError
+    from ccl.demo.paths import demo_paths
+    from ccl.demo.pipeline import RunSpec, demo_scale
+    from ccl.errors import NonFiniteLossError
+
+    calls = []
 
     def diverge(cfg, *args, **kwargs):
+        calls.append(cfg.train.name)
         raise NonFiniteLossError("non-finite loss at epoch 1, step 3: loss=nan")
 
     monkeypatch.setattr(ccl.demo.tune, "train_and_evaluate", diverge)
     weaker = Candidate("w0.25", ("objective.loss_weight=0.25",), "loss weight 0.25")
-    spec = {"method": "ccl-a", "candidate": weaker, "seed": 1, "root": str(tmp_path)}
-    spec.update(paths={}, scale="quick", overrides=[], threads=None, test=False)
-    method, tag, seed, best, run_dir = ccl.demo.tune._train(spec)
-    assert (method, tag, seed) == ("ccl-a", "w0.25", 1) and math.isnan(best)
-    assert run_dir.endswith("demo-ccl-a-w0.25")
+    run = RunSpec("ccl-a", 1, demo_paths(tmp_path), demo_scale("quick"))
+    spec = ccl.demo.tune.CandidateSpec(run, weaker, test=False)
+    result = ccl.demo.tune.train_candidate(spec)
+    assert (result.method, result.tag, result.seed) == ("ccl-a", "w0.25", 1)
+    assert math.isnan(result.best_top1) and result.evaluation is None
+    assert result.run_dir == tmp_path / "runs" / "demo-ccl-a-w0.25"
+    # recorded as the comparison records it: a rerun does not train it again
+    assert "loss=nan" in (result.run_dir / "DIVERGED").read_text()
+    assert math.isnan(ccl.demo.tune.train_candidate(spec).best_top1)
+    assert calls == ["demo-ccl-a-w0.25"]

@@ -150,10 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("presets", help="list the configuration presets")
     p.set_defaults(func=_cmd_presets)
 
+    from ccl.commands.demo import register as register_demo
     from ccl.commands.pretrain import register as register_pretrain
     from ccl.commands.synth import register as register_synth
     from ccl.data.audio_features import register as register_audio
-    from ccl.demo.pipeline import register as register_demo
     from ccl.predict import register as register_predict
     from ccl.report import register as register_report
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -363,8 +364,6 @@ def _copy_evaluation(report: dict[str, Any], run_dir: Path, kind: str) -> dict[s
     """The evaluation of another checkpoint of ``run_dir`` with the same student weights:
     ``report`` under that checkpoint's name (its file, hash and features file); saves one
     evaluation pass when the best epoch is the last."""
-    import shutil
-
     ckpt = checkpoint_path(run_dir, kind)
     split = "test" if report["split"] == "testing" else report["split"]
     copied = {

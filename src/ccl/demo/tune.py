@@ -8,7 +8,9 @@ and a few weaker ones (:data:`CANDIDATES`) on every seed; one setting per method
 the mean over the seeds of the best validation top-1 (the number that picks a run's best
 checkpoint), and only the chosen runs and the baseline are then evaluated on the test
 groups, in the demo's table with paired differences to the baseline. The test groups play
-no part in the choice: the other candidates are never evaluated on them.
+no part in the choice: the other candidates are never evaluated on them. A candidate that
+diverges on a seed is never chosen; its run folder keeps a ``DIVERGED`` file, as in the
+comparison, so a rerun does not train it again.
 
 Writes ``out/tune_validation.md`` (every candidate's validation numbers and the choice),
 ``out/tuned_table.md`` (the test table) and ``out/tuning.json``; the runs live under

@@ -1,6 +1,6 @@
 """How fast does the demo student learn a version of the synthetic benchmark? (calibration)
 
-Renders a benchmark in memory with the generator's own renderer (``ccl.synth``: scenes per
+Renders a benchmark in memory with the generator's own renderer (``ccl.demo.synth``: scenes per
 group index, kinds x motions, the nuisances of a ``ScaleConfig``), trains the demo student
 (R(2+1)D-10, width 1/4, 512-d features, 8x32x32 clips) with the demo's crop, flip and clip
 sampling, and prints training accuracy and validation top-1 (window-averaged softmax, as
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ccl import synth
+from ccl.demo import synth, synth_video
 from ccl.models.r2plus1d import build_student
 from ccl.models.teachers import KINETICS_MEAN, KINETICS_STD
 
@@ -52,12 +52,12 @@ def render_benchmark(args: argparse.Namespace) -> dict[str, list[tuple[np.ndarra
     w, h = cfg.frame_size
     n_frames = int(round(args.seconds * args.fps))
     for g in range(1, args.groups + 1):
-        scene = synth._draw_scene(np.random.default_rng([args.seed, 1, g]), cfg)
+        scene = synth_video.draw_scene(np.random.default_rng([args.seed, 1, g]), cfg)
         subset = "val" if g <= args.val_groups else "train"
         for label, (kind, motion) in enumerate(classes):
             for c in range(args.clips):
                 rng = np.random.default_rng([args.seed, 3, label, g, c])
-                frames, _ = synth._render(
+                frames, _ = synth_video.render(
                     rng,
                     scene,
                     kind,

@@ -34,7 +34,7 @@ TRAIN = """
 import sys
 import torch
 from ccl.config import apply_overrides, preset
-from ccl.demo import demo_paths, use_demo_data
+from ccl.demo.paths import demo_paths, use_demo_data
 from ccl.engine import train
 name, demo, out, threads, epochs = sys.argv[1:6]
 torch.set_num_threads(int(threads))

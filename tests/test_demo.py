@@ -91,16 +91,16 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert "holds a run with other settings (objective.loss_weight: none -> 0.25)" in err
     assert "another --out" in err
     assert (tmp_path / "demo_table.md").read_text() == table
-    # every run trained on the demo folder's own data (ccl.demo.demo_paths)
-    from ccl.demo import demo_paths
+    # every run trained on the demo folder's own data (ccl.demo.paths.demo_paths)
+    from ccl.demo.paths import demo_paths
 
     paths = demo_paths(tmp_path)
     for run_dir in sorted((tmp_path / "runs").iterdir()):
         cfg = json.loads((run_dir / "config.json").read_text())
-        assert cfg["data"]["annotations"] == str(paths["annotations"])
-        assert cfg["data"]["frames_dir"] == str(paths["frames"])
-        assert cfg["data"]["audio_dir"] == str(paths["audio_dir"])
-        assert cfg["image_teacher"]["weights"] == str(paths["image_teacher"])
+        assert cfg["data"]["annotations"] == str(paths.annotations)
+        assert cfg["data"]["frames_dir"] == str(paths.frames)
+        assert cfg["data"]["audio_dir"] == str(paths.audio_dir)
+        assert cfg["image_teacher"]["weights"] == str(paths.image_teacher)
 
 
 def test_worker_set_up_threads_and_log(tmp_path, capsys):
@@ -108,18 +108,18 @@ def test_worker_set_up_threads_and_log(tmp_path, capsys):
     a worker (threads None) nothing changes."""
     import torch
 
-    from ccl.demo import _threads_per_job, _worker
+    from ccl.demo.jobs import threads_per_job, worker_setup
 
-    assert _threads_per_job(1) is None and _threads_per_job(10**6) == 1
+    assert threads_per_job(1) is None and threads_per_job(10**6) == 1
     before = torch.get_num_threads()
     log = tmp_path / "logs" / "run.log"
     try:
-        with _worker(1, log):
+        with worker_setup(1, log):
             print("in the worker")
             assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
-    with _worker(None, tmp_path / "unused.log"):
+    with worker_setup(None, tmp_path / "unused.log"):
         print("not a worker")
     assert log.read_text() == "in the worker\n"
     assert not (tmp_path / "unused.log").exists()
@@ -127,21 +127,21 @@ def test_worker_set_up_threads_and_log(tmp_path, capsys):
 
 
 def test_seed_table_mean_and_std():
-    from ccl.demo import TABLE_COLUMNS, _format_table
+    from ccl.demo.tables import TABLE_COLUMNS, format_table
 
     one = {key: 0.1 for key, _ in TABLE_COLUMNS}
     two = {key: 0.3 for key, _ in TABLE_COLUMNS}
-    table = _format_table([{"baseline": one, "CCL-AI": one}, {"baseline": two, "CCL-AI": two}])
+    table = format_table([{"baseline": one, "CCL-AI": one}, {"baseline": two, "CCL-AI": two}])
     lines = table.splitlines()
     assert lines[0].startswith("| method | top-1 | top-5 | top-1 related audio |")
     mean_std = ["20.0 +- 10.0"] * len(TABLE_COLUMNS)
     assert lines[2] == "| baseline | " + " | ".join(mean_std + ["-", "-"]) + " |"
-    cells = _format_table([{"CCL-A": {**one, "r1": None}}]).splitlines()[2].split(" | ")
+    cells = format_table([{"CCL-A": {**one, "r1": None}}]).splitlines()[2].split(" | ")
     assert cells[1:] == ["10.0"] * 4 + ["-", "10.0", "10.0", "-", "- |"]
 
 
 def test_paired_columns_and_probe_rows():
-    from ccl.demo import TABLE_COLUMNS, _format_table
+    from ccl.demo.tables import TABLE_COLUMNS, format_table
     from ccl.stats import paired_bootstrap
 
     metrics = {key: 0.5 for key, _ in TABLE_COLUMNS}
@@ -157,7 +157,7 @@ def test_paired_columns_and_probe_rows():
         "image": {"top1": 0.5, "top5": 1.0, "test_missing": 0, "test_videos": 4},
     }
     probe2 = {**probe, "audio": {**probe["audio"], "top1": 0.75}}
-    table = _format_table(per_seed, hits, [probe, probe2], [3, 5])
+    table = format_table(per_seed, hits, [probe, probe2], [3, 5])
     rows = {line.split(" | ")[0][2:]: line for line in table.splitlines()[2:6]}
     # top-1: pooled over both seeds (keys (seed, video)); R@1: only seed 3 has ranks
     pooled = paired_bootstrap(
@@ -184,11 +184,11 @@ def test_paired_columns_and_probe_rows():
     other["v9"] = other.pop("v4")
     bad = [{"baseline": {"top1": base, "r1": None}, "CCL-A": {"top1": other, "r1": None}}]
     with pytest.raises(ValueError, match=r"CCL-A vs baseline \(top1\).*'v4' \(seed 1\)"):
-        _format_table(per_seed[:1], bad)
+        format_table(per_seed[:1], bad)
 
 
-def test_video_hits_count_missing_videos_and_old_files(tmp_path):
-    from ccl.demo import _video_hits
+def test_video_hits_count_missing_videos_and_old_evaluations():
+    from ccl.demo.tables import video_hits
 
     ev = {
         "videos": [
@@ -199,15 +199,12 @@ def test_video_hits_count_missing_videos_and_old_files(tmp_path):
         "missing": [{"video_id": "d", "reason": "no frame store"}],
         "retrieval": {"recall": {"1": 0.25}},
     }
-    path = tmp_path / "eval_test.json"
-    path.write_text(json.dumps(ev))
-    hits = _video_hits(path)
+    hits = video_hits(ev)
     assert hits["top1"] == {"a": 1.0, "b": 0.0, "c": 1.0, "d": 0.0}
     assert hits["r1"] == {"a": 1.0, "b": 0.0, "c": 0.0, "d": 0.0}
     for video in ev["videos"]:
         del video["retrieval_rank"]  # written before evaluation stored ranks
-    path.write_text(json.dumps(ev))
-    assert _video_hits(path)["r1"] is None
+    assert video_hits(ev)["r1"] is None
 
 
 def test_demo_over_seeds_writes_mean_table(tmp_path, capsys):
@@ -231,7 +228,7 @@ def test_demo_over_seeds_writes_mean_table(tmp_path, capsys):
     assert (tmp_path / "seed_2" / "report" / "report.md").is_file()
     # the comparison over the same folder reuses the demo's baseline and CCL runs
     capsys.readouterr()
-    from ccl.demo import run_compare
+    from ccl.demo.compare import run_compare
 
     run_compare(tmp_path, seeds=(1, 2), scale="quick", methods=("ccl",))
     printed = capsys.readouterr().out
@@ -245,7 +242,8 @@ def test_a_demo_folder_of_another_seed_or_other_settings_is_refused(tmp_path):
     import pytest
 
     from ccl.config import preset
-    from ccl.demo import _check_same_run, demo_paths, prepare_demo_data, use_demo_data
+    from ccl.demo.paths import check_same_run, demo_paths, use_demo_data
+    from ccl.demo.pipeline import prepare_demo_data
 
     info = tmp_path / "synth" / "synth_info.json"
     info.parent.mkdir(parents=True)
@@ -267,12 +265,12 @@ def test_a_demo_folder_of_another_seed_or_other_settings_is_refused(tmp_path):
     saved.save(run_dir / "config.json")
     moved = use_demo_data(preset("demo-ccl-a"), demo_paths(tmp_path / "moved"))
     moved.train.seed, moved.train.resume, moved.train.name = 1, "auto", "renamed"
-    _check_same_run(run_dir, moved)  # the same run in a moved, renamed folder: continued
+    check_same_run(run_dir, moved)  # the same run in a moved, renamed folder: continued
     other = preset("demo-ccl-a")
     other.train.seed, other.objective.audio_temperature = 2, 0.1
     with pytest.raises(ValueError) as err:
-        _check_same_run(run_dir, other)
+        check_same_run(run_dir, other)
     assert "objective.audio_temperature: 0.5 -> 0.1; train.seed: 1 -> 2" in str(err.value)
     (run_dir / "config.json").write_text('{"train": {"seed"')  # truncated
     with pytest.raises(ValueError, match="config.json is not a readable run config"):
-        _check_same_run(run_dir, moved)
+        check_same_run(run_dir, moved)

@@ -2,13 +2,13 @@
 
 import json
 
-from ccl.demo import _compare_table, run_compare
+from ccl.demo.compare import compare_table, run_compare
 
 
 def test_compare_table_layout_and_statistics():
     results = {("baseline", c): [0.10, 0.20] for c in ("A", "I", "AI")}
     results[("ccl", "A")] = [0.30, 0.50]
-    table = _compare_table(results, ("baseline", "ccl"), (1, 2))
+    table = compare_table(results, ("baseline", "ccl"), (1, 2))
     lines = table.splitlines()
     assert lines[2] == "| method | A | I | AI |"
     assert lines[4] == "| baseline (no distillation) | 15.0 +- 5.0 | 15.0 +- 5.0 | 15.0 +- 5.0 |"
@@ -18,7 +18,7 @@ def test_compare_table_layout_and_statistics():
 def test_compare_table_paired_differences_pool_the_seeds():
     """The Δ table: per method and teacher setting, the paired difference to the baseline of
     the same seed over every (seed, video) pair, with the bootstrap interval of ccl.stats."""
-    from ccl.demo import BOOTSTRAP_RESAMPLES
+    from ccl.demo.tables import BOOTSTRAP_RESAMPLES
     from ccl.stats import paired_bootstrap
 
     base = {1: {"v1": 1.0, "v2": 0.0, "v3": 0.0}, 2: {"v1": 1.0, "v2": 1.0, "v3": 0.0}}
@@ -29,7 +29,7 @@ def test_compare_table_paired_differences_pool_the_seeds():
     ]
     results = {("baseline", c): [1 / 3, 2 / 3] for c in ("A", "I", "AI")}
     results[("ccl", "A")] = [1.0, 1 / 3]
-    table = _compare_table(results, ("baseline", "ccl"), (1, 2), hits)
+    table = compare_table(results, ("baseline", "ccl"), (1, 2), hits)
     lines = table.splitlines()
     assert "mean over the 6 (seed, test video) pairs" in table
     assert lines[-3] == "| method | A | I | AI |"
@@ -42,7 +42,7 @@ def test_compare_table_paired_differences_pool_the_seeds():
     _, lo, hi = paired_bootstrap(pooled, pooled_base, resamples=BOOTSTRAP_RESAMPLES, seed=0)
     assert ccl_row[1] == f"+16.7 [{100 * lo:+.1f}, {100 * hi:+.1f}]"
     # without per-video hits, only the first table
-    assert "Δ" not in _compare_table(results, ("baseline", "ccl"), (1, 2))
+    assert "Δ" not in compare_table(results, ("baseline", "ccl"), (1, 2))
 
 
 def test_quick_compare_runs_each_method_with_each_teacher_setting(tmp_path, capsys):
@@ -81,36 +81,45 @@ def test_parallel_compare_gives_the_same_table(tmp_path):
 def test_diverged_method_is_recorded_not_fatal(tmp_path, monkeypatch):
     import math
 
-    import ccl.demo as demo
-    from ccl.engine import NonFiniteLossError
+    import ccl.demo.compare as compare
+    from ccl.demo.paths import demo_paths
+    from ccl.demo.pipeline import demo_scale
+    from ccl.demo.tables import cell
+    from ccl.errors import NonFiniteLossError
+
+    calls = []
 
     def diverge(cfg, *args, **kwargs):
+        calls.append(cfg.train.name)
         (tmp_path / "runs" / cfg.train.name).mkdir(parents=True)
         raise NonFiniteLossError("non-finite loss at epoch 1, step 3: loss=nan")
 
-    monkeypatch.setattr(demo, "train_and_evaluate", diverge)
-    spec = {"method": "fitnet", "column": "A", "seed": 1, "root": str(tmp_path), "paths": {}}
-    spec.update(scale="quick", overrides=[], threads=None)
-    method, column, top1, run_dir = demo._compare_run(spec)
-    assert (method, column) == ("fitnet", "A") and math.isnan(top1)
+    monkeypatch.setattr(compare, "train_and_evaluate", diverge)
+    spec = compare.CompareSpec("fitnet", "A", 1, demo_paths(tmp_path), demo_scale("quick"))
+    result = compare.compare_run(spec)
+    assert (result.method, result.column) == ("fitnet", "A") and math.isnan(result.top1)
+    assert result.hits is None and result.run_dir == tmp_path / "runs" / "fitnet-a"
     assert "loss=nan" in (tmp_path / "runs" / "fitnet-a" / "DIVERGED").read_text()
-    assert math.isnan(demo._compare_run(spec)[2])  # a rerun does not train it again
-    assert demo._cell([math.nan]) == "diverged"
-    assert demo._cell([10.0, math.nan, 20.0]) == "15.0 +- 5.0 (1 of 3 diverged)"
+    assert math.isnan(compare.compare_run(spec).top1)  # a rerun does not train it again
+    assert calls == ["fitnet-a"]
+    assert cell([math.nan]) == "diverged"
+    assert cell([10.0, math.nan, 20.0]) == "15.0 +- 5.0 (1 of 3 diverged)"
 
 
 def test_the_demo_runs_every_method_of_the_table():
     """The demo's run lists come from ccl.objectives.registry: a method added there is in
     ``ccl demo --compare`` (with its paper label) and every teacher setting is a column."""
-    import ccl.demo as demo
     from ccl.config import PRESETS
+    from ccl.demo import compare
+    from ccl.demo.pipeline import METHODS
     from ccl.objectives import registry
 
-    assert demo.COMPARED == ("ccl", *registry.KD_METHODS)
-    assert demo.METHOD_NAMES["cc"] == "COR (CC)" and set(demo.METHOD_NAMES) == set(demo.COMPARED)
-    assert demo.TEACHER_SETTINGS == {"A": ("audio",), "I": ("image",), "AI": ("audio", "image")}
-    assert demo.METHODS == ("baseline", "ccl-a", "ccl-i", "ccl-ai")
-    assert all(f"demo-{m}" in PRESETS for m in demo.METHODS)
+    assert compare.COMPARED == ("ccl", *registry.KD_METHODS)
+    assert compare.METHOD_NAMES["cc"] == "COR (CC)"
+    assert set(compare.METHOD_NAMES) == set(compare.COMPARED)
+    assert compare.TEACHER_SETTINGS == {"A": ("audio",), "I": ("image",), "AI": ("audio", "image")}
+    assert METHODS == ("baseline", "ccl-a", "ccl-i", "ccl-ai")
+    assert all(f"demo-{m}" in PRESETS for m in METHODS)
 
 
 def test_gpu_presets_are_the_demo_presets_with_a_gpu_budget():
@@ -118,8 +127,8 @@ def test_gpu_presets_are_the_demo_presets_with_a_gpu_budget():
     the device, the budget and the loader differ (docs/DEMO.md, "GPU scale")."""
     import dataclasses
 
-    import ccl.demo as demo
     from ccl.config import preset
+    from ccl.demo.pipeline import METHODS
 
     budget = {
         ("train", "name"),
@@ -129,7 +138,7 @@ def test_gpu_presets_are_the_demo_presets_with_a_gpu_budget():
         ("data", "batch_size"),
         ("data", "workers"),
     }
-    for method in demo.METHODS:
+    for method in METHODS:
         cpu, gpu = preset(f"demo-{method}"), preset(f"demo-gpu-{method}")
         differ = {
             (section, f.name)
@@ -143,13 +152,13 @@ def test_gpu_presets_are_the_demo_presets_with_a_gpu_budget():
 
 
 def test_device_cuda_runs_the_gpu_scale_with_five_seeds_side_by_side(tmp_path, monkeypatch):
-    import ccl.demo as demo
+    import ccl.demo.pipeline as pipeline
     import ccl.runtime
     from ccl.cli import main
 
     calls = []
     monkeypatch.setattr(ccl.runtime, "resolve_device", lambda name: name)
-    monkeypatch.setattr(demo, "run_demo_seeds", lambda out, **kw: calls.append(kw))
+    monkeypatch.setattr(pipeline, "run_demo_seeds", lambda out, **kw: calls.append(kw))
     assert main(["demo", "--device", "cuda", "--out", str(tmp_path)]) == 0
     (kw,) = calls
     assert kw["seeds"] == (1, 2, 3, 4, 5) and kw["jobs"] == 5
@@ -157,9 +166,9 @@ def test_device_cuda_runs_the_gpu_scale_with_five_seeds_side_by_side(tmp_path, m
     assert (scale.synth, scale.presets, scale.device) == ("gpu", "demo-gpu", "cuda")
     assert "train.device=cuda" in scale.overrides
     # the CPU demo keeps its scale, presets and single seed
-    monkeypatch.setattr(demo, "run_demo", lambda out, **kw: calls.append(kw))
+    monkeypatch.setattr(pipeline, "run_demo", lambda out, **kw: calls.append(kw))
     assert main(["demo", "--out", str(tmp_path)]) == 0
-    assert calls[-1]["scale"] == demo.DEMO_SCALES["demo"] and calls[-1]["seed"] == 1
+    assert calls[-1]["scale"] == pipeline.DEMO_SCALES["demo"] and calls[-1]["seed"] == 1
 
 
 def test_device_cuda_without_a_gpu_is_one_clear_error(tmp_path, monkeypatch, capsys):

@@ -15,7 +15,7 @@ import ccl
 SRC = Path(ccl.__file__).resolve().parents[1]  # the checkout under test, not an install
 
 
-@pytest.mark.parametrize("module", ["ccl.evaluation", "ccl.predict", "ccl.pretrain"])
+@pytest.mark.parametrize("module", ["ccl.evaluation", "ccl.predict", "ccl.demo.pretrain"])
 def test_module_does_not_import_the_training_loop(module):
     code = f"import sys, {module}; assert 'ccl.engine' not in sys.modules"
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}

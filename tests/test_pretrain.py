@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from ccl.demo.pretrain import pretrain_audio_teacher, pretrain_image_teacher
 from ccl.models import ImageTeacher
 from ccl.models.small_audio import load_small_audio_teacher
-from ccl.pretrain import pretrain_audio_teacher, pretrain_image_teacher
 
 
 def test_image_teacher_round_trip(tmp_path):
@@ -81,3 +81,11 @@ def test_resample_array_keeps_duration_and_pitch():
     spectrum = np.abs(np.fft.rfft(out))
     assert abs(np.argmax(spectrum) * 32000 / len(out) - 880) < 5
     assert len(resample_array(np.zeros(0, np.float32), 16000, 32000)) == 0
+
+
+def test_command_offers_every_image_teacher_arch():
+    """``ccl pretrain-teacher --arch`` lists the archs without importing torchvision."""
+    from ccl.commands.pretrain import IMAGE_TEACHER_ARCHS
+    from ccl.models.teachers import IMAGE_TEACHER_ARCHS as BUILDERS
+
+    assert sorted(IMAGE_TEACHER_ARCHS) == sorted(BUILDERS)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ccl.data.store import write_frame_store
-from ccl.probe import ImageProbeSettings, audio_probe, fit_probe, image_probe
+from ccl.demo.probe import ImageProbeSettings, audio_probe, fit_probe, image_probe
 
 CLASSES = ["Red", "Green", "Blue"]
 COLOURS = [(220, 30, 30), (30, 220, 30), (30, 30, 220)]
@@ -145,7 +145,7 @@ def test_image_probe_separable_missing_store_and_shuffled_labels(stores):
 def test_image_probe_frames_are_prepared_as_evaluation_prepares_them(stores, monkeypatch):
     """The teacher sees each video's centre frame exactly as in a whole-video evaluation
     window (short side resize, centre crop, clip normalisation), then its own resize."""
-    import ccl.probe
+    import ccl.demo.probe
     from ccl.data.datasets import ClipDataset
     from ccl.models.teachers import ImageTeacher
     from ccl.runtime import stats_tensor, to_batch
@@ -154,7 +154,7 @@ def test_image_probe_frames_are_prepared_as_evaluation_prepares_them(stores, mon
     ann = _annotations(root / "ann.json", videos)
     torch.manual_seed(0)
     teacher = ImageTeacher("resnet18", None, frame_choice="center", input_size=24)
-    feats = ccl.probe._image_features(ann, root / "frames", "testing", teacher, SETTINGS)
+    feats = ccl.demo.probe.image_features(ann, root / "frames", "testing", teacher, SETTINGS)
     # evaluation's pipeline: one window holding the whole 5-frame video; the teacher takes
     # its centre frame (index 2 = n_frames // 2)
     ds = ClipDataset(ann, root / "frames", "testing", "test", frames=5, size=32, missing="skip")

@@ -12,8 +12,9 @@ import av
 import numpy as np
 import pytest
 
-from ccl import synth
-from ccl.synth import SAMPLE_RATE, SCALES, SynthInfo, generate
+from ccl.commands.synth import register as register_synth
+from ccl.demo import synth
+from ccl.demo.synth import SAMPLE_RATE, SCALES, SynthInfo, generate
 
 _NAME = re.compile(r"^v_([A-Za-z]+)_g(\d\d)_c(\d\d)\.avi$")
 
@@ -302,7 +303,7 @@ def test_rerun_replaces_and_foreign_folder_is_refused(tmp_path: Path, tiny_scale
 
 def test_cli(tmp_path: Path, tiny_scale: str, capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser(prog="ccl")
-    synth.register(parser.add_subparsers(dest="command"))
+    register_synth(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["synth", "--out", str(tmp_path), "--seed", "2"])
     assert (args.scale, args.seed) == ("demo", 2)
     args = parser.parse_args(["synth", "--out", str(tmp_path), "--scale", tiny_scale])

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from ccl.tuning import REFERENCE, Candidate, choose, run_name, run_tuning
+from ccl.demo.tune import REFERENCE, Candidate, choose, run_name, run_tuning
 
 
 def test_choice_is_the_best_mean_over_seeds_and_a_tie_keeps_the_earlier():
@@ -62,11 +62,11 @@ def test_quick_tuning_tests_only_the_chosen_run(tmp_path, capsys):
 
 
 def test_cli_tune_runs_the_tuning_over_the_seeds(tmp_path, monkeypatch):
-    import ccl.tuning
+    import ccl.demo.tune
     from ccl.cli import main
 
     calls = []
-    monkeypatch.setattr(ccl.tuning, "run_tuning", lambda out, **kw: calls.append(kw))
+    monkeypatch.setattr(ccl.demo.tune, "run_tuning", lambda out, **kw: calls.append(kw))
     assert main(["demo", "--tune", "--seeds", "1", "2", "--out", str(tmp_path)]) == 0
     (kw,) = calls
     assert kw["seeds"] == (1, 2) and kw["jobs"] == 2 and kw["scale"].presets == "demo"
@@ -77,16 +77,26 @@ def test_cli_tune_runs_the_tuning_over_the_seeds(tmp_path, monkeypatch):
 def test_a_diverged_candidate_is_recorded_not_fatal(tmp_path, monkeypatch):
     import math
 
-    import ccl.tuning
-    from ccl.engine import NonFiniteLossError
+    import ccl.demo.tune
+    from ccl.demo.paths import demo_paths
+    from ccl.demo.pipeline import RunSpec, demo_scale
+    from ccl.errors import NonFiniteLossError
+
+    calls = []
 
     def diverge(cfg, *args, **kwargs):
+        calls.append(cfg.train.name)
         raise NonFiniteLossError("non-finite loss at epoch 1, step 3: loss=nan")
 
-    monkeypatch.setattr(ccl.tuning, "train_and_evaluate", diverge)
+    monkeypatch.setattr(ccl.demo.tune, "train_and_evaluate", diverge)
     weaker = Candidate("w0.25", ("objective.loss_weight=0.25",), "loss weight 0.25")
-    spec = {"method": "ccl-a", "candidate": weaker, "seed": 1, "root": str(tmp_path)}
-    spec.update(paths={}, scale="quick", overrides=[], threads=None, test=False)
-    method, tag, seed, best, run_dir = ccl.tuning._train(spec)
-    assert (method, tag, seed) == ("ccl-a", "w0.25", 1) and math.isnan(best)
-    assert run_dir.endswith("demo-ccl-a-w0.25")
+    run = RunSpec("ccl-a", 1, demo_paths(tmp_path), demo_scale("quick"))
+    spec = ccl.demo.tune.CandidateSpec(run, weaker, test=False)
+    result = ccl.demo.tune.train_candidate(spec)
+    assert (result.method, result.tag, result.seed) == ("ccl-a", "w0.25", 1)
+    assert math.isnan(result.best_top1) and result.evaluation is None
+    assert result.run_dir == tmp_path / "runs" / "demo-ccl-a-w0.25"
+    # recorded as the comparison records it: a rerun does not train it again
+    assert "loss=nan" in (result.run_dir / "DIVERGED").read_text()
+    assert math.isnan(ccl.demo.tune.train_candidate(spec).best_top1)
+    assert calls == ["demo-ccl-a-w0.25"]

@@ -18,7 +18,7 @@ TMP_SUFFIX = ".tmp"
 """Suffix of the temporaries: ``.<name>.<random>.tmp`` next to the target."""
 
 
-class _RecordingWriter:
+class RecordingWriter:
     """Writes all of every block (a short write is retried, so the OS reports why it fell
     short) and remembers the ``OSError`` of a failed write: torch's zip writer replaces it
     by "unexpected pos ...", which would not name a full disk."""
@@ -64,7 +64,7 @@ def atomic_write(path: str | Path, *, what: str = "file") -> Iterator[BinaryIO]:
     writer = None
     try:
         with os.fdopen(fd, "wb") as f:
-            writer = _RecordingWriter(f)
+            writer = RecordingWriter(f)
             yield writer  # type: ignore[misc]
             f.flush()
             os.fsync(f.fileno())

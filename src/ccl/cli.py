@@ -9,33 +9,24 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from ccl import __version__
-from ccl.commands import evaluate, predict, prepare, presets, report, train
+from ccl.commands import (
+    demo,
+    evaluate,
+    predict,
+    prepare,
+    presets,
+    pretrain,
+    report,
+    synth,
+    train,
+)
 from ccl.errors import USER_ERRORS, describe_error
 
 # The command modules, in the order ``ccl --help`` lists them.
-COMMANDS = (train, evaluate, presets, predict, report, prepare)
-
-Register = Callable[[argparse._SubParsersAction], None]
-
-
-def _legacy_registrations() -> list[Register]:
-    """The commands whose code still lives in the library modules."""
-    # ---- LEAD: legacy registrations, to swap for ccl.commands.{demo,synth,pretrain,prepare,
-    # report} (and move into COMMANDS) at merge time; they import torch when the parser is
-    # built, so tests/test_imports.py's no-torch test is xfail until then.
-    from ccl.demo import register as register_demo
-    from ccl.pretrain import register as register_pretrain
-    from ccl.synth import register as register_synth
-
-    return [
-        register_demo,
-        register_pretrain,
-        register_synth,
-    ]
-    # ---- end of legacy registrations
+COMMANDS = (train, evaluate, presets, demo, prepare, pretrain, predict, report, synth)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,8 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.register(sub)
-    for register in _legacy_registrations():
-        register(sub)
     return parser
 
 

@@ -277,7 +277,7 @@ def test_os_errors_are_one_line_without_traceback(tmp_path: Path, monkeypatch, c
     def full(self, data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(ccl.atomic._RecordingWriter, "write", full)
+    monkeypatch.setattr(ccl.atomic.RecordingWriter, "write", full)
     dst = tmp_path / "dst"
     assert ccl_main(["prepare", "videos", str(src), str(dst), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()

@@ -1,4 +1,4 @@
-"""``ccl pretrain-teacher``: train the demo's teachers on their own corpora.
+"""The demo's teachers trained on their own corpora (``ccl pretrain-teacher``).
 
 The image teacher is a torchvision ResNet trained on single images labelled by object kind
 and saved as a torchvision state dict, so CCL loads it exactly as it loads ImageNet weights
@@ -10,7 +10,6 @@ ImageNet and AudioSet do not share UCF's.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -239,40 +238,4 @@ def pretrain_audio_teacher(
     return meta
 
 
-def _cmd_pretrain(args: argparse.Namespace) -> int:
-    if args.modality == "image":
-        meta = pretrain_image_teacher(
-            args.corpus,
-            args.out,
-            arch=args.arch,
-            size=args.size,
-            epochs=args.epochs or 6,
-            seed=args.seed,
-            device=args.device,
-        )
-    else:
-        meta = pretrain_audio_teacher(
-            args.corpus, args.out, epochs=args.epochs or 8, seed=args.seed, device=args.device
-        )
-    print(
-        f"{args.modality} teacher: held-out accuracy {meta['held_out_accuracy']:.3f} -> {args.out}"
-    )
-    return 0
-
-
-def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "pretrain-teacher", help="train the demo's image or audio teacher on its corpus"
-    )
-    p.add_argument("--modality", required=True, choices=["image", "audio"])
-    p.add_argument("--corpus", required=True, help="folder with images.npz / sounds.npz")
-    p.add_argument("--out", required=True, help="checkpoint file to write")
-    p.add_argument("--arch", default="resnet18", choices=sorted(IMAGE_TEACHER_ARCHS))
-    p.add_argument("--size", type=int, default=32, help="image teacher input size")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda")
-    p.set_defaults(func=_cmd_pretrain)
-
-
-__all__ = ["pretrain_audio_teacher", "pretrain_image_teacher", "register"]
+__all__ = ["pretrain_audio_teacher", "pretrain_image_teacher"]

@@ -8,7 +8,9 @@ and a few weaker ones (:data:`CANDIDATES`) on every seed; one setting per method
 the mean over the seeds of the best validation top-1 (the number that picks a run's best
 checkpoint), and only the chosen runs and the baseline are then evaluated on the test
 groups, in the demo's table with paired differences to the baseline. The test groups play
-no part in the choice: the other candidates are never evaluated on them.
+no part in the choice: the other candidates are never evaluated on them. A candidate that
+diverges on a seed is never chosen; its run folder keeps a ``DIVERGED`` file, as in the
+comparison, so a rerun does not train it again.
 
 Writes ``out/tune_validation.md`` (every candidate's validation numbers and the choice),
 ``out/tuned_table.md`` (the test table) and ``out/tuning.json``; the runs live under
@@ -25,20 +27,20 @@ from pathlib import Path
 from typing import Any
 
 from ccl.atomic import write_text_atomic
-from ccl.demo import (
+from ccl.config import Config
+from ccl.demo.jobs import run_jobs
+from ccl.demo.pipeline import (
     DemoScale,
-    _demo_config,
-    _format_table,
-    _hits,
-    _metrics,
-    _process_pool,
-    _threads_per_job,
-    _worker,
+    RunSpec,
+    demo_config,
     demo_scale,
     prepare_seeds,
+    report_runs,
     teacher_probes,
     train_and_evaluate,
+    train_unless_diverged,
 )
+from ccl.demo.tables import format_table, method_hits, method_numbers
 from ccl.objectives.registry import BASELINE
 
 
@@ -89,34 +91,65 @@ def choose(validation: dict[str, list[float]]) -> str:
     return max(means, key=lambda tag: (means[tag], -order.index(tag)))
 
 
-def _train(spec: dict[str, Any]) -> tuple[str, str, int, float, str]:
-    """Train one run (also the body of a worker process); evaluate it on the test groups
-    only if ``spec["test"]``. -> (method, tag, seed, best validation top-1, run folder)."""
-    from ccl.checkpoint import load_checkpoint
-    from ccl.engine import NonFiniteLossError
+@dataclass(frozen=True)
+class CandidateSpec:
+    """One training of the tuning: a CCL method (or the baseline) of the demo with one
+    candidate setting on one seed; ``test``: evaluate it on the test groups too."""
 
-    method, seed, root = spec["method"], spec["seed"], Path(spec["root"])
-    candidate: Candidate = spec["candidate"]
-    cfg = _demo_config(spec)
-    cfg.train.name = run_name(demo_scale(spec["scale"]).presets, method, candidate)
-    log = root / "logs" / f"{cfg.train.name}.log"
-    with _worker(spec.get("threads"), log):
-        try:
-            run_dir = train_and_evaluate(
-                cfg,
-                spec["paths"],
-                label=f"{cfg.train.name} (seed {seed})",
-                scale=spec["scale"],
-                overrides=[*candidate.overrides, *spec["overrides"]],
-                checkpoints=("best", "last") if spec["test"] else (),
-            )
-        except NonFiniteLossError as err:
-            # a setting that diverges is a result of the tuning (never chosen), not a reason
-            # to lose the other runs
-            print(f"[tune] {cfg.train.name} (seed {seed}): diverged: {err}", flush=True)
-            return method, candidate.tag, seed, math.nan, str(root / "runs" / cfg.train.name)
-    best = float(load_checkpoint(run_dir / "checkpoints" / "last.pt")["best_top1"])
-    return method, candidate.tag, seed, best, str(run_dir)
+    run: RunSpec
+    candidate: Candidate
+    test: bool
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    """One training's outcome: its best validation top-1 (NaN: diverged), its run folder and,
+    when it was tested, the test evaluation of its best-on-validation checkpoint."""
+
+    method: str
+    tag: str
+    seed: int
+    best_top1: float
+    run_dir: Path
+    evaluation: dict[str, Any] | None
+
+
+def candidate_config(spec: CandidateSpec) -> Config:
+    """The demo's config of the method, in the candidate's run folder (:func:`run_name`);
+    the candidate's overrides are applied by :func:`train_candidate`."""
+    cfg = demo_config(spec.run)
+    cfg.train.name = run_name(demo_scale(spec.run.scale).presets, spec.run.method, spec.candidate)
+    return cfg
+
+
+def train_candidate(spec: CandidateSpec) -> CandidateResult:
+    """Train one candidate (also the body of a worker job); evaluate it on the test groups
+    only if ``spec.test``. A setting that diverges is a result of the tuning (never chosen),
+    not a reason to lose the other runs."""
+    run, candidate = spec.run, spec.candidate
+    cfg = candidate_config(spec)
+    label = f"{cfg.train.name} (seed {run.seed})"
+    trained = train_unless_diverged(
+        run.paths.runs / cfg.train.name,
+        label,
+        lambda: train_and_evaluate(
+            cfg,
+            run.paths,
+            label=label,
+            scale=run.scale,
+            overrides=[*candidate.overrides, *run.overrides],
+            checkpoints=("best", "last") if spec.test else (),
+        ),
+        tag="tune",
+    )
+    return CandidateResult(
+        run.method,
+        candidate.tag,
+        run.seed,
+        trained.best_validation_top1(),
+        trained.run_dir,
+        trained.evaluations.get("best"),
+    )
 
 
 def run_tuning(
@@ -132,29 +165,22 @@ def run_tuning(
     per method on validation (:func:`choose`), evaluate the chosen runs and the baseline on
     the test groups; returns the test table. ``jobs`` trainings run at once in separate
     processes, each with its share of the CPU threads."""
-    from ccl.report import build_report
-
     out = Path(out)
     scale = demo_scale(scale)
     candidates = CANDIDATES if candidates is None else candidates
     jobs = max(1, int(jobs))
-    roots, paths = prepare_seeds(out, seeds, scale, jobs)
-    common = {"scale": scale, "overrides": list(overrides or []), "threads": None}
+    prepared = prepare_seeds(out, seeds, scale, jobs)
+    user = tuple(overrides or ())
 
-    def spec(seed: int, method: str, candidate: Candidate, test: bool) -> dict[str, Any]:
-        where = {"root": str(roots[seed]), "paths": paths[seed]}
-        return {"method": method, "candidate": candidate, "seed": seed, "test": test} | where
+    def spec(seed: int, method: str, candidate: Candidate, test: bool) -> CandidateSpec:
+        run = RunSpec(method, seed, prepared[seed].paths, scale, user)
+        return CandidateSpec(run, candidate, test)
 
-    def run_all(
-        what: str, specs: list[dict[str, Any]]
-    ) -> list[tuple[str, str, int, float, str]]:
+    def run_all(what: str, specs: list[CandidateSpec]) -> list[CandidateResult]:
         at_once = f", {jobs} at once (progress in {out}/seed_S/logs/<run>.log)" if jobs > 1 else ""
         print(f"[tune] {what}: {len(specs)} runs{at_once}", flush=True)
-        if jobs == 1:
-            return [_train(s | common) for s in specs]
-        threads = _threads_per_job(jobs)
-        with _process_pool(jobs) as pool:
-            return list(pool.map(_train, [s | common | {"threads": threads} for s in specs]))
+        logs = [s.run.paths.log(candidate_config(s).train.name) for s in specs]
+        return run_jobs(train_candidate, specs, jobs, logs=logs)
 
     # 1. train: the baseline and every candidate, validation only
     trained = run_all(
@@ -165,11 +191,13 @@ def run_tuning(
             for seed in seeds
             for method, options in candidates.items()
             for candidate in options
-        ]
+        ],
     )
     validation: dict[str, dict[str, list[float]]] = {}
-    for method, tag, _, best, _ in trained:
-        validation.setdefault(method, {}).setdefault(tag, []).append(best)
+    for result in trained:
+        validation.setdefault(result.method, {}).setdefault(result.tag, []).append(
+            result.best_top1
+        )
     # 2. choose on validation
     chosen = {
         method: next(c for c in options if c.tag == choose(validation[method]))
@@ -182,23 +210,24 @@ def run_tuning(
             spec(seed, method, candidate, True)
             for seed in seeds
             for method, candidate in [(BASELINE, REFERENCE), *chosen.items()]
-        ]
+        ],
     )
     names = {m.upper(): f"{m.upper()}, {c.what}" for m, c in chosen.items()}  # report labels
     per_seed, hits, probes = [], [], []
     for seed in seeds:
-        runs = [Path(r[4]) for r in tested if r[2] == seed]
-        build_report(runs, roots[seed] / "tuned_report")
-        report = json.loads((roots[seed] / "tuned_report" / "report.json").read_text())
-        info = json.loads((paths[seed]["synth"] / "synth_info.json").read_text())
-        per_seed.append({names.get(k, k): v for k, v in _metrics(report, info).items()})
-        hits.append({names.get(k, k): v for k, v in _hits(report).items()})
-        probes.append(teacher_probes(roots[seed], paths[seed], scale=scale, overrides=overrides))
+        here = prepared[seed]
+        runs = [result for result in tested if result.seed == seed]
+        _, report = report_runs([r.run_dir for r in runs], here.paths.root / "tuned_report")
+        evaluations = [r.evaluation for r in runs]
+        numbers = method_numbers(report, evaluations, here.unrelated_audio_classes)
+        per_seed.append({names.get(k, k): v for k, v in numbers.items()})
+        hits.append({names.get(k, k): v for k, v in method_hits(report, evaluations).items()})
+        probes.append(teacher_probes(here.paths, scale=scale, overrides=overrides))
     listed = ", ".join(map(str, seeds))
     table = (
         f"Test split, best-on-validation checkpoint, mean +- std over seeds {listed}; each CCL "
         "method with its setting chosen on the validation groups (tune_validation.md)\n\n"
-        + _format_table(per_seed, hits, probes, list(seeds))
+        + format_table(per_seed, hits, probes, list(seeds))
     )
     validation_table = _validation_table(validation, candidates, chosen, seeds)
     write_text_atomic(out / "tuned_table.md", table + "\n")

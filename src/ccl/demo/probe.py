@@ -35,6 +35,7 @@ __all__ = [
     "ProbeResult",
     "audio_probe",
     "fit_probe",
+    "image_features",
     "image_probe",
     "image_probe_settings",
 ]
@@ -224,7 +225,7 @@ class ImageProbeSettings:
     batch_size: int = 64
 
 
-def _image_features(
+def image_features(
     annotations: str | Path,
     frames_dir: str | Path,
     subset: str,
@@ -302,7 +303,7 @@ def image_probe(
     rows = {"train": train, "test": test}
     subsets = {"train": train_subset, "test": test_subset}
     features = {
-        split: _image_features(annotations, frames_dir, subsets[split], teacher, settings)
+        split: image_features(annotations, frames_dir, subsets[split], teacher, settings)
         for split in rows
     }
     return _probe("image", classes, rows, features, seed)

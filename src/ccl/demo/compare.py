@@ -1,0 +1,204 @@
+"""``ccl demo --compare``: the paper's comparison table (docs/METHOD.md §7) on the demo.
+
+Every distillation method of :mod:`ccl.objectives.registry` with the audio, the image and
+both teachers, against the baseline: test top-1 of the best-on-validation checkpoint, mean
++- std over the seeds, then each method's paired difference to the baseline of the same
+seed. The baseline and CCL are the demo's own runs (the same presets and run names), so a
+comparison over the folder of ``ccl demo --seeds`` reuses them. A method that diverges is a
+result ("diverged"), not a reason to lose the other runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ccl.atomic import write_text_atomic
+from ccl.config import Config, preset
+from ccl.demo.jobs import run_jobs
+from ccl.demo.paths import DemoPaths
+from ccl.demo.pipeline import (
+    DemoScale,
+    demo_scale,
+    prepare_seeds,
+    train_and_evaluate,
+    train_unless_diverged,
+)
+from ccl.demo.tables import BOOTSTRAP_RESAMPLES, Hits, cell, paired_cells, video_hits
+from ccl.objectives import registry
+from ccl.objectives.registry import BASELINE, CCL
+from ccl.report import build_report
+
+COMPARED = (CCL, *registry.KD_METHODS)
+TEACHER_SETTINGS = {short.upper(): t for short, t in registry.TEACHER_SETS.items()}  # A, I, AI
+METHOD_NAMES = {m: registry.METHODS[m].label for m in COMPARED}
+
+
+@dataclass(frozen=True)
+class CompareSpec:
+    """One training of the comparison: ``method`` (the baseline or one of :data:`COMPARED`)
+    with the teachers of ``column`` (a :data:`TEACHER_SETTINGS` key) on one seed's folder."""
+
+    method: str
+    column: str
+    seed: int
+    paths: DemoPaths
+    scale: DemoScale
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """One training's cell: test top-1 of its best-on-validation checkpoint (NaN: it
+    diverged), its run folder and the per-video hits of that evaluation (None: diverged)."""
+
+    method: str
+    column: str
+    seed: int
+    top1: float
+    run_dir: Path
+    hits: Hits | None
+
+
+def compare_config(spec: CompareSpec) -> Config:
+    """The training config of one cell: the baseline and CCL with the demo's own presets
+    and run names, every other method the baseline's preset with that objective and the
+    column's teachers (run ``<method>-<column>``)."""
+    prefix = demo_scale(spec.scale).presets
+    if spec.method in (BASELINE, CCL):
+        # the demo's own presets and run names: with the same --out, a comparison reuses
+        # the runs of `ccl demo --seeds ...` instead of repeating them
+        name = BASELINE if spec.method == BASELINE else f"ccl-{spec.column.lower()}"
+        cfg = preset(f"{prefix}-{name}")
+    else:
+        cfg = preset(f"{prefix}-baseline")
+        cfg.objective.method = spec.method  # type: ignore[assignment]
+        cfg.objective.teachers = TEACHER_SETTINGS[spec.column]
+        cfg.train.name = f"{spec.method}-{spec.column.lower()}"
+    cfg.train.out_dir = str(spec.paths.runs)
+    cfg.train.seed = spec.seed
+    return cfg
+
+
+def compare_run(spec: CompareSpec) -> CompareResult:
+    """Train and test one cell of the comparison (also the body of a worker job)."""
+    cfg = compare_config(spec)
+    label = f"{cfg.train.name} (seed {spec.seed})"
+    trained = train_unless_diverged(
+        spec.paths.runs / cfg.train.name,
+        label,
+        lambda: train_and_evaluate(
+            cfg,
+            spec.paths,
+            label=label,
+            scale=spec.scale,
+            overrides=spec.overrides,
+            checkpoints=("best",),
+        ),
+    )
+    hits = None if trained.diverged else video_hits(trained.evaluations["best"])
+    return CompareResult(
+        spec.method, spec.column, spec.seed, trained.test_top1(), trained.run_dir, hits
+    )
+
+
+def run_compare(
+    out: str | Path,
+    *,
+    seeds: tuple[int, ...] = (1,),
+    scale: str | DemoScale = "demo",
+    overrides: list[str] | None = None,
+    methods: tuple[str, ...] = COMPARED,
+    jobs: int = 1,
+) -> str:
+    """The comparison on the demo: every method with the audio, image and both teachers,
+    test top-1 of the best-on-validation checkpoint, mean +- std over ``seeds`` (each seed
+    its own benchmark, teachers and runs under ``out/seed_S``). ``jobs`` > 1 prepares the
+    seeds and runs the trainings in that many processes at once (each with its share of
+    the CPU threads; the runs are the same as one at a time, only their output
+    interleaves). Writes ``out/compare_table.md`` and ``out/compare.json``; returns the
+    table."""
+    out = Path(out)
+    scale = demo_scale(scale)
+    jobs = max(1, int(jobs))
+    prepared = prepare_seeds(out, seeds, scale, jobs)
+    specs = [
+        CompareSpec(method, column, seed, prepared[seed].paths, scale, tuple(overrides or ()))
+        for seed in seeds
+        for method in (BASELINE, *methods)
+        for column in TEACHER_SETTINGS
+        if method != BASELINE or column == "A"  # one baseline serves every column
+    ]
+    done = run_jobs(compare_run, specs, jobs)
+    results: dict[tuple[str, str], list[float]] = {}
+    hits: dict[int, dict[str, Any]] = {seed: {} for seed in seeds}  # per seed, per run
+    for run in done:
+        for col in TEACHER_SETTINGS if run.method == BASELINE else (run.column,):
+            results.setdefault((run.method, col), []).append(run.top1)
+        if run.hits is not None:
+            key = BASELINE if run.method == BASELINE else f"{run.method}/{run.column}"
+            hits[run.seed][key] = run.hits
+    for seed in seeds:
+        # diverged runs (NaN) have no checkpoint to report
+        runs = [run.run_dir for run in done if run.seed == seed and not math.isnan(run.top1)]
+        build_report(runs, prepared[seed].paths.report)
+    table = compare_table(results, (BASELINE, *methods), seeds, [hits[s] for s in seeds])
+    write_text_atomic(out / "compare_table.md", table + "\n")
+    compared = {f"{m}/{c}": v for (m, c), v in results.items()}
+    write_text_atomic(out / "compare.json", json.dumps(compared, indent=1) + "\n")
+    print(table)
+    return table
+
+
+def compare_table(
+    results: dict[tuple[str, str], list[float]],
+    methods: tuple[str, ...],
+    seeds: tuple[int, ...],
+    hits: list[dict[str, Any]] | None = None,
+) -> str:
+    """Rows: methods; columns: A, I, AI (the paper's layout); cells: mean +- std of test top-1
+    in % over the seeds (population std; a single seed shows the value alone). With ``hits``
+    (per seed, :func:`ccl.demo.tables.video_hits` of each run keyed "baseline" or
+    "<method>/<column>"), a second table in the same layout: each method's paired difference
+    to the baseline of the same seed, pooled over the (seed, test video) pairs, with its
+    bootstrap interval."""
+
+    def name(method: str) -> str:
+        return "baseline (no distillation)" if method == BASELINE else METHOD_NAMES[method]
+
+    head = ["| method | A | I | AI |", "|---|---|---|---|"]
+    lines = [
+        f"Test top-1 (%), best-on-validation checkpoint, seeds {', '.join(map(str, seeds))}",
+        "",
+        *head,
+    ]
+    for method in methods:
+        cells = []
+        for column in TEACHER_SETTINGS:
+            cells.append(cell([100 * v for v in results.get((method, column), [])]))
+        lines.append(f"| {name(method)} | " + " | ".join(cells) + " |")
+    if not hits:
+        return "\n".join(lines)
+    deltas = paired_cells(hits, list(seeds))
+    pairs = sum(len((h.get(BASELINE) or {}).get("top1") or {}) for h in hits)
+    lines += [
+        "",
+        f"Δ test top-1 vs the baseline of the same seed (points): mean over the {pairs} "
+        f"(seed, test video) pairs [95 % percentile bootstrap interval, "
+        f"{BOOTSTRAP_RESAMPLES:,} resamples of the pairs]; a run that diverged leaves its "
+        "seed's pairs out",
+        "",
+        *head,
+    ]
+    for method in methods:
+        if method == BASELINE:
+            continue
+        cells = [
+            (deltas.get(f"{method}/{column}") or {}).get("top1", "-")
+            for column in TEACHER_SETTINGS
+        ]
+        lines.append(f"| {name(method)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,591 @@
+"""``ccl demo``: the whole pipeline on the embedded synthetic benchmark, end to end.
+
+generate videos with soundtracks -> prepare frame stores -> annotations (UCF101 format) ->
+pre-train the teachers on their own corpora -> extract audio embeddings -> train baseline,
+CCL-A, CCL-I and CCL-AI -> evaluate recognition and retrieval -> ``ccl report``. The same
+code paths as real data; every step writes into ``--out`` (:mod:`ccl.demo.paths`) and a
+finished step is skipped when the demo is run again. :func:`run_demo` is one seed,
+:func:`run_demo_seeds` several; the comparison (:mod:`ccl.demo.compare`) and the tuning
+(:mod:`ccl.demo.tune`) train on the same prepared seeds with :func:`train_and_evaluate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ccl.atomic import atomic_write, sha256_file, write_text_atomic
+from ccl.checkpoint import load_checkpoint
+from ccl.config import Config, apply_overrides, preset
+from ccl.data.annotations import build_ucf101
+from ccl.data.audio_features import extract_audio
+from ccl.data.prepare import prepare_videos
+from ccl.demo.jobs import run_jobs, threads_per_job
+from ccl.demo.paths import (
+    DIVERGED_FILE,
+    DemoPaths,
+    check_same_benchmark,
+    check_same_run,
+    checkpoint_path,
+    demo_paths,
+    evaluated_marker,
+    read_synth_info,
+    seed_folder,
+    step,
+    use_demo_data,
+)
+from ccl.demo.pretrain import pretrain_audio_teacher, pretrain_image_teacher
+from ccl.demo.probe import audio_probe, image_probe, image_probe_settings
+from ccl.demo.synth import generate
+from ccl.demo.tables import Hits, format_table, method_hits, method_numbers
+from ccl.engine import RunResult, train
+from ccl.errors import NonFiniteLossError
+from ccl.evaluation import EvalSettings, evaluate, summary_line
+from ccl.objectives import registry
+from ccl.report import build_report
+from ccl.runs import eval_path, features_path
+
+METHODS = tuple(registry.MAIN_RUNS)  # baseline, ccl-a, ccl-i, ccl-ai
+
+
+@dataclass(frozen=True)
+class DemoScale:
+    """One size of the demo: the benchmark :mod:`ccl.demo.synth` generates, the presets
+    trained on it, the teachers' pre-training epochs, and where everything runs."""
+
+    synth: str  # ccl.demo.synth scale
+    presets: str  # preset prefix: <presets>-baseline, <presets>-ccl-a, ...
+    teacher_epochs: tuple[int, int]  # image, audio
+    overrides: tuple[str, ...] = ()  # applied to every run, before the user's overrides
+    device: str = "auto"  # teachers' pre-training and audio extraction
+    # methods trained at once, in separate processes sharing the CPU threads: the demo's
+    # student is so small that a second thread barely speeds up its step (docs/DEMO.md)
+    method_jobs: int = 1
+
+
+DEMO_SCALES = {
+    "demo": DemoScale("demo", "demo", (6, 5), method_jobs=2),
+    # tiny, for CI smoke tests: the quick benchmark has 12 training videos
+    "quick": DemoScale(
+        "quick",
+        "demo",
+        (1, 1),
+        ("train.epochs=2", "optim.milestones=2", "data.batch_size=4"),
+        method_jobs=2,
+    ),
+    # ccl demo --device cuda: the larger benchmark and a longer budget, several seeds at once
+    "gpu": DemoScale("gpu", "demo-gpu", (6, 5), device="cuda"),
+}
+GPU_SEEDS = (1, 2, 3, 4, 5)
+
+
+def demo_scale(scale: str | DemoScale, device: str | None = None) -> DemoScale:
+    """The :data:`DEMO_SCALES` entry of that name (or ``scale`` itself); ``device`` ("cpu",
+    "cuda") puts the teachers and every run on that device."""
+    found = DEMO_SCALES[scale] if isinstance(scale, str) else scale
+    if device in (None, "auto"):
+        return found
+    return dataclasses.replace(
+        found, device=device, overrides=(*found.overrides, f"train.device={device}")
+    )
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class PreparedDemo:
+    """One seed's prepared demo folder: where everything lies, and the benchmark's classes
+    whose soundtrack is unrelated to them (the table's "unrelated audio" column)."""
+
+    paths: DemoPaths
+    seed: int
+    unrelated_audio_classes: tuple[str, ...]
+
+
+def prepare_demo_data(
+    out: str | Path, *, seed: int, scale: str | DemoScale = "demo"
+) -> PreparedDemo:
+    """Generate, prepare and annotate the benchmark, pre-train both teachers and extract the
+    audio embeddings into ``out``. Finished steps are skipped."""
+    paths = demo_paths(out)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    synth, frames = paths.synth, paths.frames
+    scale = demo_scale(scale)
+    check_same_benchmark(paths, seed, scale.synth)
+    unrelated = step(
+        "generate synthetic videos",
+        paths.synth_info,
+        lambda: generate(synth, seed=seed, scale=scale.synth).unrelated_audio_classes,
+        lambda: read_synth_info(paths).get("unrelated_audio_classes", []),
+    )
+
+    def prepare() -> None:
+        report = prepare_videos(
+            synth / "videos", frames, workers=2, short_side=0, audio=True, progress=False
+        )
+        print("  " + report.summary())
+        if not report.ok:
+            raise RuntimeError(f"preparing the demo videos failed: {report.summary()}")
+
+    step("prepare frame stores", paths.frames_done, prepare)
+
+    def annotate() -> None:
+        # 3 of the 18 training groups held out: >= 100 validation videos to decide with
+        ann = build_ucf101(synth / "splits", frames, split=1, seed=seed, val_fraction=0.15)
+        print("  " + ann.report.summary())
+        ann.write(paths.annotations)
+
+    step("write annotations", paths.annotations, annotate)
+    image_epochs, audio_epochs = scale.teacher_epochs
+    step(
+        "pre-train the image teacher (object kinds)",
+        paths.image_teacher,
+        lambda: pretrain_image_teacher(
+            synth / "corpora" / "images",
+            paths.image_teacher,
+            size=32,
+            epochs=image_epochs,
+            seed=seed,
+            device=scale.device,
+        ),
+    )
+    step(
+        "pre-train the audio teacher (sound events)",
+        paths.audio_teacher,
+        lambda: pretrain_audio_teacher(
+            synth / "corpora" / "audio",
+            paths.audio_teacher,
+            epochs=audio_epochs,
+            seed=seed,
+            device=scale.device,
+        ),
+    )
+
+    def extract() -> None:
+        report = extract_audio(
+            frames,
+            paths.audio_teacher,
+            paths.audio_dir,
+            variant="small",
+            device=scale.device,
+            progress=False,
+        )
+        print("  " + report.summary())
+        print("  " + embedding_norms(paths.audio_dir))
+
+    step("extract audio embeddings", paths.audio_manifest, extract)
+    return PreparedDemo(paths, seed, tuple(unrelated or ()))
+
+
+def embedding_norms(audio_dir: Path) -> str:
+    """One line: the range and median of the L2 norms of the per-video audio embeddings
+    (the real PANNs Cnn14_emb512 ones of UCF51: 13-25, median 15.6)."""
+    norms = [float(np.linalg.norm(np.load(f))) for f in sorted(audio_dir.rglob("*.npy"))]
+    if not norms:
+        return "no audio embeddings"
+    return (
+        f"audio embeddings: {len(norms)}, L2 norm {min(norms):.1f}-{max(norms):.1f} "
+        f"(median {float(np.median(norms)):.1f})"
+    )
+
+
+def teacher_probes(
+    paths: DemoPaths,
+    *,
+    scale: str | DemoScale = "demo",
+    overrides: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The frozen teachers' linear probes (:mod:`ccl.demo.probe`) on one prepared demo
+    benchmark, the teachers' own reference rows of the table. The image teacher is set up
+    as the demo's CCL runs set it up (the scale's ``ccl-ai`` preset with ``overrides``).
+    Cached in ``teacher_probes.json`` and computed again only when its inputs (annotations,
+    teacher weights, audio embeddings, settings) changed."""
+    scale = demo_scale(scale)
+    cfg = apply_overrides(
+        preset(f"{scale.presets}-ccl-ai"), [*scale.overrides, *(overrides or [])]
+    )
+    settings = image_probe_settings(cfg)
+    manifest = paths.audio_manifest
+    inputs = {
+        "annotations": sha256_file(paths.annotations),
+        "image_teacher": sha256_file(paths.image_teacher),
+        "audio_manifest": sha256_file(manifest) if manifest.is_file() else None,
+        "image_settings": json.loads(json.dumps(asdict(settings))),
+    }
+    cache = paths.probes
+    if cache.is_file():
+        try:
+            cached = json.loads(cache.read_text())
+        except (OSError, ValueError):
+            cached = {}
+        if cached.get("inputs") == inputs:
+            print(f"[demo] teachers' linear probes: done already ({cache})", flush=True)
+            return cached
+    print("[demo] teachers' linear probes ...", flush=True)
+    t0 = time.perf_counter()
+    audio = audio_probe(paths.annotations, paths.audio_dir)
+    image = image_probe(paths.annotations, paths.frames, paths.image_teacher, settings)
+    for result in (audio, image):
+        print("  " + result.summary())
+    data = {"inputs": inputs, "audio": audio.to_dict(), "image": image.to_dict()}
+    with atomic_write(cache) as f:
+        f.write((json.dumps(data, indent=1) + "\n").encode())
+    print(f"[demo] teachers' linear probes: {time.perf_counter() - t0:.0f} s", flush=True)
+    return data
+
+
+# --------------------------------------------------------------------------- one run
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """One run of the demo: its folder, what its training returned (None: trained by an
+    earlier demo, or diverged) and the test evaluation of each checkpoint asked for (kind
+    -> the evaluation's report), computed now or read from a finished step's files."""
+
+    run_dir: Path
+    training: RunResult | None
+    evaluations: dict[str, dict[str, Any]]
+    diverged: bool = False  # training stopped on a non-finite loss (now or earlier)
+
+    def best_validation_top1(self) -> float:
+        """The validation number that picked the best checkpoint (-inf: never validated;
+        NaN: diverged)."""
+        if self.diverged:
+            return math.nan
+        if self.training is not None:
+            best = self.training.best
+            return float(best[best["selected_by"]]) if best else -math.inf
+        return float(load_checkpoint(checkpoint_path(self.run_dir, "last"))["best_top1"])
+
+    def test_top1(self) -> float:
+        """Test top-1 of the best-on-validation checkpoint (NaN: diverged)."""
+        if self.diverged:
+            return math.nan
+        return float(self.evaluations["best"]["recognition"]["top1"])
+
+
+def train_and_evaluate(
+    cfg: Config,
+    paths: DemoPaths,
+    *,
+    label: str,
+    scale: str | DemoScale,
+    overrides: Sequence[str] | None,
+    checkpoints: tuple[str, ...] = ("best", "last"),
+) -> TrainedRun:
+    """Point a ``demo-*`` config at the prepared data, train it and evaluate ``checkpoints``
+    on the test split (none: validation only). Finished steps are skipped."""
+    use_demo_data(cfg, paths)
+    cfg.train.progress = False
+    apply_overrides(cfg, [*demo_scale(scale).overrides, *(overrides or [])])
+    run_dir = Path(cfg.train.out_dir) / cfg.train.name
+    check_same_run(run_dir, cfg)
+    if run_dir.exists():
+        # left by an interrupted demo: continue that run (training refuses to start over
+        # in a folder that holds one)
+        cfg.train.resume = "auto"
+    training = step(f"train {label}", checkpoint_path(run_dir, "last"), lambda: train(cfg))
+
+    def test() -> dict[str, dict[str, Any]]:
+        reports: dict[str, dict[str, Any]] = {}
+        for kind in checkpoints:
+            if kind != "best" and "best" in reports and _same_student(run_dir, "best", kind):
+                # the best epoch was the last one: the same weights give the same numbers
+                report = _copy_evaluation(reports["best"], run_dir, kind)
+            else:
+                # gallery: the training subset, as in the results recorded in docs/DEMO.md
+                # (ccl evaluate's default adds the held-out validation videos), so resumed and
+                # earlier demos stay comparable
+                settings = EvalSettings(
+                    checkpoint=kind,
+                    gallery="training",
+                    workers=0,
+                    device=cfg.train.device,
+                    progress=False,
+                )
+                report = evaluate(run_dir, settings)
+            reports[kind] = report
+            print(f"  {kind}: {summary_line(report)}")
+        return reports
+
+    def tested() -> dict[str, dict[str, Any]]:
+        """The evaluations a finished step wrote."""
+        return {
+            kind: json.loads(eval_path(run_dir, "test", kind).read_text()) for kind in checkpoints
+        }
+
+    evaluations = None
+    if checkpoints:
+        done = evaluated_marker(run_dir, checkpoints)
+        evaluations = step(f"evaluate {label}", done, test, tested)
+    return TrainedRun(run_dir, training, evaluations or {})
+
+
+def train_unless_diverged(
+    run_dir: Path, label: str, train_run: Callable[[], TrainedRun], *, tag: str = "demo"
+) -> TrainedRun:
+    """``train_run()``; a run whose training diverges (:class:`NonFiniteLossError`) is a
+    result, not a reason to lose the other runs: the error is printed and written to
+    ``run_dir/DIVERGED``, and the run comes back ``diverged`` (its numbers NaN). A rerun
+    finds that file and skips the run instead of training it again."""
+    marker = run_dir / DIVERGED_FILE
+    if marker.exists():
+        print(f"[{tag}] {label}: diverged in an earlier run ({marker.read_text().strip()})")
+        return TrainedRun(run_dir, None, {}, diverged=True)
+    try:
+        return train_run()
+    except NonFiniteLossError as err:
+        print(f"[{tag}] {label}: diverged: {err}", flush=True)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(str(err) + "\n")
+        return TrainedRun(run_dir, None, {}, diverged=True)
+
+
+def _same_student(run_dir: Path, kind_a: str, kind_b: str) -> bool:
+    """Whether two checkpoints of a run hold the same student weights."""
+    a = load_checkpoint(checkpoint_path(run_dir, kind_a))["student"]
+    b = load_checkpoint(checkpoint_path(run_dir, kind_b))["student"]
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _copy_evaluation(report: dict[str, Any], run_dir: Path, kind: str) -> dict[str, Any]:
+    """The evaluation of another checkpoint of ``run_dir`` with the same student weights:
+    ``report`` under that checkpoint's name (its file, hash and features file); saves one
+    evaluation pass when the best epoch is the last."""
+    ckpt = checkpoint_path(run_dir, kind)
+    split = "test" if report["split"] == "testing" else report["split"]
+    copied = {
+        **report,
+        "checkpoint": str(ckpt),
+        "checkpoint_kind": kind,
+        "checkpoint_sha256": sha256_file(ckpt),
+        "epoch": int(load_checkpoint(ckpt)["epoch"]),
+        "settings": {**report["settings"], "checkpoint": kind},
+        "note": f"same student weights as the {report['checkpoint_kind']} checkpoint",
+    }
+    copied.pop("path", None)
+    if report.get("features_file"):
+        copied["features_file"] = features_path(run_dir, split, kind).name
+        shutil.copyfile(run_dir / report["features_file"], run_dir / copied["features_file"])
+    path = eval_path(run_dir, split, kind)
+    write_text_atomic(path, json.dumps(copied, indent=1) + "\n")
+    return {**copied, "path": str(path)}
+
+
+def report_runs(run_dirs: Sequence[Path], out_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """``ccl report`` of ``run_dirs`` into ``out_dir`` -> (``report.md``, the report's data,
+    its runs in the order of ``run_dirs``)."""
+    report = build_report(list(run_dirs), out_dir)
+    return report.md_path, report.data
+
+
+# --------------------------------------------------------------------------- one seed
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training of the demo on one seed's prepared folder: ``method`` is one of
+    :data:`METHODS`, trained with the preset ``<scale.presets>-<method>``; ``overrides``
+    (the user's) come after the scale's."""
+
+    method: str
+    seed: int
+    paths: DemoPaths
+    scale: DemoScale
+    overrides: tuple[str, ...] = ()
+
+
+def demo_config(spec: RunSpec) -> Config:
+    """The training config of one method of the demo (its scale's preset, seed and run
+    folder; the data and overrides are added by :func:`train_and_evaluate`)."""
+    cfg = preset(f"{spec.scale.presets}-{spec.method}")
+    cfg.train.out_dir = str(spec.paths.runs)
+    cfg.train.seed = spec.seed
+    return cfg
+
+
+def train_demo_method(spec: RunSpec) -> TrainedRun:
+    """Train and evaluate one method of the demo (also the body of a worker job)."""
+    return train_and_evaluate(
+        demo_config(spec),
+        spec.paths,
+        label=spec.method,
+        scale=spec.scale,
+        overrides=spec.overrides,
+    )
+
+
+def demo_method_done(spec: RunSpec) -> bool:
+    """Whether :func:`train_demo_method` finished this method before."""
+    cfg = demo_config(spec)
+    return evaluated_marker(Path(cfg.train.out_dir) / cfg.train.name, ("best", "last")).is_file()
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What one seed's demo computed: the report's data (one run per method), the table's
+    numbers and per-video hits of each method, the teachers' probes, and the table."""
+
+    report: dict[str, Any]
+    numbers: dict[str, dict[str, Any]]
+    hits: dict[str, Hits]
+    probes: dict[str, Any]
+    table: str
+
+
+def run_demo(
+    out: str | Path,
+    *,
+    seed: int = 1,
+    scale: str | DemoScale = "demo",
+    overrides: Sequence[str] | None = None,
+    methods: tuple[str, ...] = METHODS,
+    jobs: int | None = None,
+) -> DemoResult:
+    """Run the demo into ``out``. ``jobs``: methods trained at once in separate processes,
+    each with its share of the CPU threads and its output in ``out/logs/<run>.log``
+    (default: the scale's ``method_jobs``). Writes ``out/demo_table.md``."""
+    t_start = time.perf_counter()
+    scale = demo_scale(scale)
+    prepared = prepare_demo_data(out, seed=seed, scale=scale)
+    paths = prepared.paths
+    probes = teacher_probes(paths, scale=scale, overrides=overrides)
+    specs = [RunSpec(m, seed, paths, scale, tuple(overrides or ())) for m in methods]
+    # finished runs (a demo run again) are only read back, in this process
+    pending = [spec for spec in specs if not demo_method_done(spec)]
+    jobs = min(max(1, scale.method_jobs if jobs is None else jobs), len(pending))
+    if jobs > 1:
+        names = ", ".join(spec.method for spec in pending)
+        print(
+            f"[demo] train and evaluate {names}: {jobs} at once, {threads_per_job(jobs)} "
+            f"thread(s) each; progress in {paths.log('<run>')}",
+            flush=True,
+        )
+        t0 = time.perf_counter()
+        logs = [paths.log(demo_config(spec).train.name) for spec in pending]
+        done = run_jobs(train_demo_method, pending, jobs, logs=logs)
+        for spec, run in zip(pending, done):
+            print(f"  {spec.method}: {summary_line(run.evaluations['best'])}", flush=True)
+        print(f"[demo] train and evaluate: {time.perf_counter() - t0:.0f} s", flush=True)
+    # every method not trained yet runs here one after another; finished ones are read back
+    runs = [train_demo_method(spec) for spec in specs]
+
+    print("[demo] report ...", flush=True)
+    report_md, report = report_runs([run.run_dir for run in runs], paths.report)
+    evaluations = [run.evaluations["best"] for run in runs]
+    numbers = method_numbers(report, evaluations, prepared.unrelated_audio_classes)
+    hits = method_hits(report, evaluations)
+    table = format_table([numbers], [hits], [probes], [seed])
+    write_text_atomic(paths.root / "demo_table.md", table + "\n")
+    print(table)
+    print(f"\n[demo] full report: {report_md}  ({(time.perf_counter() - t_start) / 60:.1f} min)")
+    print(
+        "[demo] CCL ran with the reference's loss weights and temperatures; `ccl demo --tune "
+        "--seeds 1 2 3 --out demo_seeds` chooses them on the validation groups (9 trainings "
+        "per seed; docs/DEMO.md)"
+    )
+    return DemoResult(report, numbers, hits, probes, table)
+
+
+# --------------------------------------------------------------------------- several seeds
+
+
+@dataclass(frozen=True)
+class SeedSpec:
+    """One seed of the demo in its own folder ``root``; ``method_jobs``: its methods
+    trained at once (None: the scale's ``method_jobs``)."""
+
+    root: Path
+    seed: int
+    scale: DemoScale
+    overrides: tuple[str, ...] = ()
+    method_jobs: int | None = None
+
+
+def run_demo_seed(spec: SeedSpec) -> DemoResult:
+    """``ccl demo`` of one seed into its folder (also the body of a worker job)."""
+    return run_demo(
+        spec.root,
+        seed=spec.seed,
+        scale=spec.scale,
+        overrides=spec.overrides,
+        jobs=spec.method_jobs,
+    )
+
+
+def run_demo_seeds(
+    out: str | Path,
+    *,
+    seeds: tuple[int, ...],
+    scale: str | DemoScale = "demo",
+    overrides: Sequence[str] | None = None,
+    jobs: int = 1,
+) -> str:
+    """``ccl demo`` for each seed (into ``out/seed_S``), then the table with mean +- std over
+    the seeds (``out/demo_table_seeds.md``, per-seed numbers in ``out/demo_seeds.json``).
+    ``jobs`` > 1 runs that many seeds at once, in separate processes with a share of the CPU
+    threads each (one GPU serves them all), each writing its progress to
+    ``out/seed_S/demo.log``. The runs are those of one seed at a time; with fewer threads
+    each, floating-point sums (and so the numbers) can differ slightly."""
+    out = Path(out)
+    scale = demo_scale(scale)
+    jobs = max(1, min(int(jobs), len(seeds)))
+    # seeds side by side share the threads already: each trains its methods one at a time
+    method_jobs = 1 if jobs > 1 else None
+    specs = [
+        SeedSpec(seed_folder(out, seed), seed, scale, tuple(overrides or ()), method_jobs)
+        for seed in seeds
+    ]
+    t0 = time.perf_counter()
+    if jobs > 1:
+        logs = demo_paths(out / "seed_S").demo_log
+        print(f"[demo] {len(seeds)} seeds, {jobs} at once; progress in {logs}", flush=True)
+    results = run_jobs(
+        run_demo_seed, specs, jobs, logs=[demo_paths(spec.root).demo_log for spec in specs]
+    )
+    per_seed = [result.numbers for result in results]
+    table = (
+        f"Test split, best-on-validation checkpoint, mean +- std over seeds "
+        f"{', '.join(map(str, seeds))}\n\n"
+        + format_table(
+            per_seed,
+            [result.hits for result in results],
+            [result.probes for result in results],
+            list(seeds),
+        )
+    )
+    write_text_atomic(out / "demo_table_seeds.md", table + "\n")
+    numbers = {str(s): m for s, m in zip(seeds, per_seed)}
+    write_text_atomic(out / "demo_seeds.json", json.dumps(numbers, indent=1) + "\n")
+    print(table)
+    minutes = (time.perf_counter() - t0) / 60
+    print(f"\n[demo] {len(seeds)} seeds: {minutes:.1f} min", flush=True)
+    return table
+
+
+def prepare_seed(spec: SeedSpec) -> PreparedDemo:
+    """:func:`prepare_demo_data` of one seed into its folder (also the body of a worker job)."""
+    return prepare_demo_data(spec.root, seed=spec.seed, scale=spec.scale)
+
+
+def prepare_seeds(
+    out: Path, seeds: tuple[int, ...], scale: DemoScale, jobs: int
+) -> dict[int, PreparedDemo]:
+    """:func:`prepare_demo_data` for each seed into ``out/seed_S`` (up to ``jobs`` seeds at
+    once, in separate processes with torch's default threads: the teachers of a seed do not
+    depend on ``jobs``) -> the prepared folder of each seed."""
+    specs = [SeedSpec(seed_folder(out, seed), seed, scale) for seed in seeds]
+    prepared = run_jobs(prepare_seed, specs, min(jobs, len(seeds)), share_threads=False)
+    return dict(zip(seeds, prepared))

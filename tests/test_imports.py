@@ -89,8 +89,6 @@ def test_every_command_answers_help_in_a_fresh_process():
     assert result["failed"] == {}
 
 
-# LEAD: remove xfail after merge
-@pytest.mark.xfail(strict=False, reason="until demo/prepare/report commands move")
 def test_building_the_parser_imports_no_torch():
     """``ccl --help`` and every ``ccl CMD --help`` answer without loading torch: command
     modules import the library inside their ``run`` only."""

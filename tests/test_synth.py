@@ -317,12 +317,12 @@ def test_cli(tmp_path: Path, tiny_scale: str, capsys: pytest.CaptureFixture[str]
 def test_prepare_and_ucf101_annotations_read_the_output(quick: SynthInfo, tmp_path: Path) -> None:
     """The output goes through ``ccl prepare videos`` and the UCF101 annotation builder."""
     prepare = pytest.importorskip("ccl.data.prepare")
-    annotations = pytest.importorskip("ccl.data.annotations")
+    splits = pytest.importorskip("ccl.data.splits")
     report = prepare.prepare_videos(
         quick.videos_dir, tmp_path / "stores", short_side=None, audio=True, progress=False
     )
     assert report.ok, report.summary()
-    ann = annotations.build_ucf101(quick.splits_dir, tmp_path / "stores")
+    ann = splits.build_ucf101(quick.splits_dir, tmp_path / "stores")
     assert ann.labels == quick.classes
     subsets = [row["subset"] for row in ann.database.values()]
     assert subsets.count("testing") == quick.n_test

@@ -19,13 +19,15 @@ from data_helpers import (
 from ccl.cli import main as ccl_main
 from ccl.data.annotations import (
     AnnotationFormatError,
+    hold_out_groups,
+    iter_subset,
+    load_annotations,
+)
+from ccl.data.splits import (
     build_activitynet,
     build_csv,
     build_ucf101,
     build_vggsound,
-    hold_out_groups,
-    iter_subset,
-    load_annotations,
     ucf101_group,
 )
 from ccl.data.store import write_frame_store

@@ -14,9 +14,9 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from ccl.data import transforms as T
-from ccl.data.annotations import build_ucf101
 from ccl.data.audio import AudioEmbeddings, load_audio_embeddings
 from ccl.data.datasets import ClipDataset, clip_offsets, even_starts, window_starts
+from ccl.data.splits import build_ucf101
 from ccl.data.store import write_frame_store
 
 

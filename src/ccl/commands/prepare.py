@@ -17,16 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from ccl.atomic import write_text_atomic
-from ccl.data.annotations import (
-    Annotations,
-    build_activitynet,
-    build_csv,
-    build_ucf101,
-    build_vggsound,
-    check_val_fraction,
-)
+from ccl.data.annotations import Annotations, check_val_fraction
 from ccl.data.audio import AUDIO_MODEL_NAMES
 from ccl.data.media import DEFAULT_SHORT_SIDE
+from ccl.data.splits import build_activitynet, build_csv, build_ucf101, build_vggsound
 from ccl.data.store import DEFAULT_JPEG_QUALITY
 from ccl.errors import describe_error
 

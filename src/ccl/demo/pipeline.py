@@ -27,9 +27,9 @@ import torch
 from ccl.atomic import atomic_write, sha256_file, write_text_atomic
 from ccl.checkpoint import load_checkpoint
 from ccl.config import Config, apply_overrides, preset
-from ccl.data.annotations import build_ucf101
 from ccl.data.audio_features import extract_audio
 from ccl.data.prepare import prepare_videos
+from ccl.data.splits import build_ucf101
 from ccl.demo.jobs import run_jobs, threads_per_job
 from ccl.demo.paths import (
     DIVERGED_FILE,

@@ -17,20 +17,36 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     for step in ("generate synthetic videos", "prepare frame stores", "extract audio embeddings"):
         assert f"[demo] {step}" in printed
     assert "`ccl demo --tune --seeds 1 2 3 --out demo_seeds` chooses them" in printed
-    # the methods trained two at a time, each in its own process with its own log
-    assert "[demo] train and evaluate baseline, ccl-a, ccl-i, ccl-ai: 2 at once" in printed
+    # each method trained twice (the quick scale's runs), two trainings at a time, each in
+    # its own process with its own log; run 2 with the training seed 1 + 1000
+    assert (
+        "[demo] train and evaluate 8 runs (baseline, ccl-a, ccl-i, ccl-ai; 2 run(s) each): "
+        "2 at once" in printed
+    )
     for name in ("demo-baseline", "demo-ccl-a", "demo-ccl-i", "demo-ccl-ai"):
-        assert "epoch 2/2" in (tmp_path / "logs" / f"{name}.log").read_text()
+        for run in (name, f"{name}-run2"):
+            assert "epoch 2/2" in (tmp_path / "logs" / f"{run}.log").read_text()
+    seeds = {
+        json.loads((d / "config.json").read_text())["train"]["seed"]
+        for d in (tmp_path / "runs").iterdir()
+    }
+    assert seeds == {1, 1001}
     report = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert [r["method"] for r in report["runs"]] == ["baseline", "CCL-A", "CCL-I", "CCL-AI"]
+    assert [r["method"] for r in report["runs"]] == ["baseline", "CCL-A", "CCL-I", "CCL-AI"] * 2
     for run in report["runs"]:
         assert run["best"]["videos_evaluated"] == run["best"]["videos_expected"] > 0
-        assert run["retrieval"]["recall"]["1"] is not None
+    # retrieval for the last checkpoint (the table's numbers); the best one's top-1 beside
+    for run_dir in (tmp_path / "runs").iterdir():
+        last = json.loads((run_dir / "eval_test_last.json").read_text())
+        assert last["retrieval"]["recall"]["1"] is not None
+        best = json.loads((run_dir / "eval_test.json").read_text())
+        assert best["checkpoint_kind"] == "best" and best["recognition"]["top1"] is not None
     # the paired differences to the baseline and the teachers' probe rows
     table = (tmp_path / "demo_table.md").read_text()
     lines = table.splitlines()
-    assert "| Δ top-1 vs baseline [95 % CI] | Δ R@1 vs baseline [95 % CI] |" in lines[0]
-    rows = {line.split(" | ")[0][2:]: line.strip("|").split(" | ") for line in lines[2:8]}
+    assert lines[0] == "Demo, benchmark seed 1, 2 training runs per method"
+    assert "| Δ top-1 vs baseline [95 % CI] | Δ R@1 vs baseline [95 % CI] |" in lines[2]
+    rows = {line.split(" | ")[0][2:]: line.strip("|").split(" | ") for line in lines[4:10]}
     assert set(rows) == {
         "baseline",
         "CCL-A",
@@ -126,65 +142,131 @@ def test_worker_set_up_threads_and_log(tmp_path, capsys):
     assert capsys.readouterr().out == "not a worker\n"
 
 
-def test_seed_table_mean_and_std():
-    from ccl.demo.tables import TABLE_COLUMNS, format_table
+def _replicate(seed, run, base, mine, r1=None, value=0.5):
+    """One replicate of baseline and CCL-A with these per-video top-1 hits (lists)."""
+    from ccl.demo.tables import TABLE_COLUMNS, Replicate
+
+    as_hits = [{f"v{i}": float(h) for i, h in enumerate(hits)} for hits in (base, mine)]
+    numbers = {key: value for key, _ in TABLE_COLUMNS}
+    return Replicate(
+        seed,
+        run,
+        {"baseline": numbers, "CCL-A": numbers},
+        {
+            "baseline": {"top1": as_hits[0], "r1": r1},
+            "CCL-A": {"top1": as_hits[1], "r1": r1},
+        },
+    )
+
+
+def test_table_numbers_are_mean_and_sample_sd_over_replicates():
+    from ccl.demo.tables import TABLE_COLUMNS, Replicate, format_table
 
     one = {key: 0.1 for key, _ in TABLE_COLUMNS}
     two = {key: 0.3 for key, _ in TABLE_COLUMNS}
-    table = format_table([{"baseline": one, "CCL-AI": one}, {"baseline": two, "CCL-AI": two}])
-    lines = table.splitlines()
+    reps = [Replicate(1, 1, {"baseline": one}, {}), Replicate(1, 2, {"baseline": two}, {})]
+    lines = format_table(reps).splitlines()
     assert lines[0].startswith("| method | top-1 | top-5 | top-1 related audio |")
-    mean_std = ["20.0 +- 10.0"] * len(TABLE_COLUMNS)
-    assert lines[2] == "| baseline | " + " | ".join(mean_std + ["-", "-"]) + " |"
-    cells = format_table([{"CCL-A": {**one, "r1": None}}]).splitlines()[2].split(" | ")
-    assert cells[1:] == ["10.0"] * 4 + ["-", "10.0", "10.0", "-", "- |"]
+    assert "top-1 best-on-val" in lines[0]
+    # 10 and 30: mean 20, sample sd sqrt(((10-20)^2 + (30-20)^2) / 1) = 14.1
+    mean_sd = ["20.0 +- 14.1"] * len(TABLE_COLUMNS)
+    assert lines[2] == "| baseline | " + " | ".join(mean_sd + ["-", "-"]) + " |"
+    single = format_table([Replicate(1, 1, {"CCL-A": {**one, "r1": None}}, {})])
+    cells = single.splitlines()[2].split(" | ")
+    assert cells[1:] == ["10.0"] * 4 + ["-"] + ["10.0"] * 3 + ["-", "- |"]
 
 
-def test_paired_columns_and_probe_rows():
-    from ccl.demo.tables import TABLE_COLUMNS, format_table
-    from ccl.stats import paired_bootstrap
+def test_difference_to_the_baseline_has_a_t_interval_over_runs():
+    from ccl.demo.tables import difference, format_table
 
-    metrics = {key: 0.5 for key, _ in TABLE_COLUMNS}
-    per_seed = [{"baseline": metrics, "CCL-A": metrics}] * 2
-    base = {"v1": 1.0, "v2": 0.0, "v3": 0.0, "v4": 1.0}
-    mine = {"v1": 1.0, "v2": 1.0, "v3": 0.0, "v4": 0.0}
-    hits = [
-        {"baseline": {"top1": base, "r1": base}, "CCL-A": {"top1": mine, "r1": base}},
-        {"baseline": {"top1": base, "r1": None}, "CCL-A": {"top1": base, "r1": None}},
+    # per-run mean paired differences (hand): 0, +0.5, -0.25 -> mean +0.0833, sd 0.3819,
+    # t(0.975, 2 df) = 4.3027: half width 4.3027 * 0.3819 / sqrt(3) = 0.9487
+    reps = [
+        _replicate(1, 1, [1, 0, 0, 1], [1, 1, 0, 0]),
+        _replicate(1, 2, [0, 0, 0, 0], [1, 1, 0, 0]),
+        _replicate(1, 3, [1, 1, 1, 1], [1, 1, 1, 0]),
     ]
+    found = difference(reps, "CCL-A", "top1")
+    assert found.unit == "run" and found.interval.deltas == (0.0, 0.5, -0.25)
+    assert found.cell() == "+8.3 [-86.5, +103.2]"
+    assert difference(reps, "CCL-A", "r1").interval is None  # no ranks: no cell
+    table = format_table(reps)
+    assert "| +8.3 [-86.5, +103.2] | - |" in table
+    assert "mean over the test videos, then over the 3 runs" in table
+    assert "differ in the training seed only" in table
+    assert "cannot separate methods" not in table
+
+
+def test_over_seeds_the_runs_of_a_seed_are_averaged_first():
+    from ccl.demo.tables import difference, format_table
+
+    # seed 1: runs 0 and +0.5 -> +0.25; seed 2: runs -0.25 and +0.25 -> 0. Over the two
+    # seeds: mean +0.125, sd 0.1768, t(0.975, 1 df) = 12.706: half width 1.588
+    reps = [
+        _replicate(1, 1, [1, 0, 0, 1], [1, 1, 0, 0]),
+        _replicate(1, 2, [0, 0, 0, 0], [1, 1, 0, 0]),
+        _replicate(2, 1, [1, 1, 1, 1], [1, 1, 1, 0]),
+        _replicate(2, 2, [0, 0, 0, 0], [1, 0, 0, 0]),
+    ]
+    found = difference(reps, "CCL-A", "top1")
+    assert found.unit == "seed" and found.interval.deltas == (0.25, 0.0)
+    assert found.cell() == "+12.5 [-146.3, +171.3]"
+    assert "over the 2 seeds" in format_table(reps)
+
+
+def test_one_run_says_it_cannot_separate_methods():
+    from ccl.demo.tables import RUN_TO_RUN_SD, format_table
+
+    table = format_table([_replicate(1, 1, [0, 0, 1, 1], [1, 1, 1, 1])])
+    assert "| +50.0 (1 run) | - |" in table
+    assert "One run per method: these differences cannot separate methods" in table
+    assert f"differ by {RUN_TO_RUN_SD} points" in table
+
+
+def test_a_diverged_run_is_counted_and_left_out_of_the_difference():
+    import math
+
+    from ccl.demo.tables import TABLE_COLUMNS, Replicate, difference
+
+    reps = [
+        _replicate(1, 1, [1, 0, 0, 1], [1, 1, 0, 0]),
+        _replicate(1, 2, [0, 0, 0, 0], [1, 1, 0, 0]),
+        Replicate(
+            1,
+            3,
+            {
+                "baseline": {k: 0.5 for k, _ in TABLE_COLUMNS},
+                "CCL-A": {k: math.nan for k, _ in TABLE_COLUMNS},
+            },
+            {"baseline": {"top1": {"v0": 1.0}, "r1": None}},
+        ),
+    ]
+    found = difference(reps, "CCL-A", "top1")
+    assert found.left_out == 1 and found.interval.deltas == (0.0, 0.5)
+    assert found.cell().endswith("(1 diverged left out)")
+
+
+def test_paired_differences_need_the_same_videos_and_probe_rows_use_sample_sd():
+    from ccl.demo.tables import TABLE_COLUMNS, format_table
+
+    bad = _replicate(1, 1, [1, 0, 0, 1], [1, 1, 0, 0])
+    bad.hits["CCL-A"]["top1"]["v9"] = bad.hits["CCL-A"]["top1"].pop("v3")
+    with pytest.raises(ValueError, match=r"CCL-A vs baseline \(top1\), seed 1 run 1:.*'v3'"):
+        format_table([bad])
     probe = {
         "audio": {"top1": 0.25, "top5": 0.75, "test_missing": 1, "test_videos": 4},
         "image": {"top1": 0.5, "top5": 1.0, "test_missing": 0, "test_videos": 4},
     }
     probe2 = {**probe, "audio": {**probe["audio"], "top1": 0.75}}
-    table = format_table(per_seed, hits, [probe, probe2], [3, 5])
+    reps = [_replicate(1, 1, [1, 0], [1, 1]), _replicate(2, 1, [1, 0], [0, 0])]
+    table = format_table(reps, [probe, probe2])
     rows = {line.split(" | ")[0][2:]: line for line in table.splitlines()[2:6]}
-    # top-1: pooled over both seeds (keys (seed, video)); R@1: only seed 3 has ranks
-    pooled = paired_bootstrap(
-        {(s, v): h for s, m in ((3, mine), (5, base)) for v, h in m.items()},
-        {(s, v): h for s in (3, 5) for v, h in base.items()},
-        seed=0,
-    )
-    mean, lo, hi = (100 * x for x in pooled)
-    assert rows["CCL-A"].endswith(f" | {mean:+.1f} [{lo:+.1f}, {hi:+.1f}] | +0.0 [+0.0, +0.0] |")
-    assert mean == 0.0 and lo < 0 < hi
-    assert rows["baseline"].endswith(" | - | - |")
     assert rows["audio teacher, linear probe"] == (
-        "| audio teacher, linear probe | 50.0 +- 25.0 | 75.0 +- 0.0 | "
+        "| audio teacher, linear probe | 50.0 +- 35.4 | 75.0 +- 0.0 | "
         + " | ".join(["-"] * (len(TABLE_COLUMNS) - 2 + 2))
         + " |"
     )
-    assert rows["image teacher, linear probe"].startswith(
-        "| image teacher, linear probe | 50.0 +- 0.0 |"
-    )
-    assert "over the 8 (seed, test video) pairs" in table
     assert "audio: 2 of 8 test videos without a soundtrack embedding, counted wrong" in table
-    # a method evaluated on other videos than the baseline is refused, naming the video
-    other = {**mine}
-    other["v9"] = other.pop("v4")
-    bad = [{"baseline": {"top1": base, "r1": None}, "CCL-A": {"top1": other, "r1": None}}]
-    with pytest.raises(ValueError, match=r"CCL-A vs baseline \(top1\).*'v4' \(seed 1\)"):
-        format_table(per_seed[:1], bad)
 
 
 def test_video_hits_count_missing_videos_and_old_evaluations():
@@ -215,16 +297,13 @@ def test_demo_over_seeds_writes_mean_table(tmp_path, capsys):
         log = (tmp_path / f"seed_{seed}" / "demo.log").read_text()
         assert "[demo] train ccl-ai: " in log and "[demo] full report:" in log
     table = (tmp_path / "demo_table_seeds.md").read_text()
-    assert "mean +- std over seeds 1, 2" in table
+    assert table.startswith("Demo, benchmark seeds 1, 2, 1 training run per method and seed")
+    assert "over the 2 seeds" in table and "data and training noise" in table
     for method in ("baseline", "CCL-A", "CCL-I", "CCL-AI"):
         assert f"| {method} | " in table and "+-" in table
-    per_seed = json.loads((tmp_path / "demo_seeds.json").read_text())
-    assert set(per_seed) == {"1", "2"} and set(per_seed["1"]) == {
-        "baseline",
-        "CCL-A",
-        "CCL-I",
-        "CCL-AI",
-    }
+    records = json.loads((tmp_path / "demo_seeds.json").read_text())
+    assert [(r["seed"], r["run"]) for r in records] == [(1, 1), (2, 1)]
+    assert set(records[0]["numbers"]) == {"baseline", "CCL-A", "CCL-I", "CCL-AI"}
     assert (tmp_path / "seed_2" / "report" / "report.md").is_file()
     # the comparison over the same folder reuses the demo's baseline and CCL runs
     capsys.readouterr()
@@ -274,3 +353,26 @@ def test_a_demo_folder_of_another_seed_or_other_settings_is_refused(tmp_path):
     (run_dir / "config.json").write_text('{"train": {"seed"')  # truncated
     with pytest.raises(ValueError, match="config.json is not a readable run config"):
         check_same_run(run_dir, moved)
+
+
+def test_the_quick_demo_twice_gives_identical_tables(tmp_path, capsys):
+    """Same code, same seed, same process setting (two trainings at once, one thread each):
+    every step is deterministic, so two fresh demos give the same table to the digit and
+    the same logged losses (docs/DEMO.md, "What is deterministic")."""
+    tables, losses = [], []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        assert main(["demo", "--quick", "--runs", "1", "--out", str(out)]) == 0
+        tables.append((out / "demo_table.md").read_text())
+        records = [
+            json.loads(line)
+            for run in sorted((out / "runs").iterdir())
+            for line in (run / "metrics.jsonl").read_text().splitlines()
+        ]
+        # every logged loss and accuracy (not the timings)
+        timing = ("time", "epoch_s", "clips_per_s")
+        losses.append([{k: v for k, v in r.items() if k not in timing} for r in records])
+    capsys.readouterr()
+    assert tables[0] == tables[1]
+    assert losses[0] == losses[1]
+    assert sum("train/ce" in r for r in losses[0]) == 8  # 4 runs x 2 epochs, all compared

@@ -11,16 +11,14 @@ def test_compare_table_layout_and_statistics():
     table = compare_table(results, ("baseline", "ccl"), (1, 2))
     lines = table.splitlines()
     assert lines[2] == "| method | A | I | AI |"
-    assert lines[4] == "| baseline (no distillation) | 15.0 +- 5.0 | 15.0 +- 5.0 | 15.0 +- 5.0 |"
-    assert lines[5] == "| CCL | 40.0 +- 10.0 | - | - |"
+    # sample sd: 10 and 20 -> 7.1; 30 and 50 -> 14.1
+    assert lines[4] == "| baseline (no distillation) | 15.0 +- 7.1 | 15.0 +- 7.1 | 15.0 +- 7.1 |"
+    assert lines[5] == "| CCL | 40.0 +- 14.1 | - | - |"
 
 
-def test_compare_table_paired_differences_pool_the_seeds():
-    """The Δ table: per method and teacher setting, the paired difference to the baseline of
-    the same seed over every (seed, video) pair, with the bootstrap interval of ccl.stats."""
-    from ccl.demo.tables import BOOTSTRAP_RESAMPLES
-    from ccl.stats import paired_bootstrap
-
+def test_compare_table_differences_have_a_t_interval_over_seeds():
+    """The Δ table: per method and teacher setting, each seed's mean paired difference to
+    the baseline of the same seed, then the mean and the 95 % t interval over the seeds."""
     base = {1: {"v1": 1.0, "v2": 0.0, "v3": 0.0}, 2: {"v1": 1.0, "v2": 1.0, "v3": 0.0}}
     ccl_a = {1: {"v1": 1.0, "v2": 1.0, "v3": 1.0}, 2: {"v1": 0.0, "v2": 1.0, "v3": 0.0}}
     hits = [
@@ -31,16 +29,17 @@ def test_compare_table_paired_differences_pool_the_seeds():
     results[("ccl", "A")] = [1.0, 1 / 3]
     table = compare_table(results, ("baseline", "ccl"), (1, 2), hits)
     lines = table.splitlines()
-    assert "mean over the 6 (seed, test video) pairs" in table
+    assert "[95 % Student t interval over the seeds]" in table
     assert lines[-3] == "| method | A | I | AI |"
     ccl_row = lines[-1].split(" | ")
     assert ccl_row[0] == "| CCL" and ccl_row[2:] == ["-", "- |"]  # no I or AI runs
-    # by hand: differences +0, +1, +1 (seed 1) and -1, +0, +0 (seed 2): mean 1/6
-    assert ccl_row[1].startswith("+16.7 [")
-    pooled = {(s, v): x for s in (1, 2) for v, x in ccl_a[s].items()}
-    pooled_base = {(s, v): x for s in (1, 2) for v, x in base[s].items()}
-    _, lo, hi = paired_bootstrap(pooled, pooled_base, resamples=BOOTSTRAP_RESAMPLES, seed=0)
-    assert ccl_row[1] == f"+16.7 [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+    # by hand: seed 1 differences +0, +1, +1 -> +2/3; seed 2: -1, +0, +0 -> -1/3. Mean 1/6,
+    # sd 0.7071, t(0.975, 1 df) = 12.706: half width 12.706 * 0.7071 / sqrt(2) = 6.353
+    assert ccl_row[1] == "+16.7 [-618.6, +652.0]"
+    # one seed: the difference alone, and the words that it cannot separate methods
+    one = compare_table(results, ("baseline", "ccl"), (1,), hits[:1])
+    assert one.splitlines()[-1].startswith("| CCL | +66.7 (1 run) |")
+    assert "one seed: no interval, it cannot separate methods" in one
     # without per-video hits, only the first table
     assert "Δ" not in compare_table(results, ("baseline", "ccl"), (1, 2))
 
@@ -52,17 +51,14 @@ def test_quick_compare_runs_each_method_with_each_teacher_setting(tmp_path, caps
     # the paired differences: one row per distillation method, a cell per teacher setting
     delta = table.split("Δ test top-1")[1].splitlines()
     rows = [line for line in delta if line.startswith(("| CCL |", "| CRD |"))]
-    assert len(rows) == 2 and all(line.count(" [") == 3 for line in rows)
-    database = json.loads((tmp_path / "seed_1" / "annotations.json").read_text())["database"]
-    tested = sum(v["subset"] == "testing" for v in database.values())
-    assert f"mean over the {tested} (seed, test video) pairs" in table
+    assert len(rows) == 2 and all(line.count("(1 run)") == 3 for line in rows)
     results = json.loads((tmp_path / "compare.json").read_text())
     assert set(results) == {
         f"{m}/{c}" for m in ("baseline", "ccl", "crd") for c in ("A", "I", "AI")
     }
     assert all(len(v) == 1 and 0.0 <= v[0] <= 1.0 for v in results.values())
     for name in ("demo-baseline", "demo-ccl-a", "demo-ccl-i", "demo-ccl-ai", "crd-a", "crd-i"):
-        assert (tmp_path / "seed_1" / "runs" / name / "eval_test.json").is_file()
+        assert (tmp_path / "seed_1" / "runs" / name / "eval_test_last.json").is_file()
     assert (tmp_path / "seed_1" / "report" / "report.md").is_file()
 
 
@@ -103,7 +99,7 @@ def test_diverged_method_is_recorded_not_fatal(tmp_path, monkeypatch):
     assert math.isnan(compare.compare_run(spec).top1)  # a rerun does not train it again
     assert calls == ["fitnet-a"]
     assert cell([math.nan]) == "diverged"
-    assert cell([10.0, math.nan, 20.0]) == "15.0 +- 5.0 (1 of 3 diverged)"
+    assert cell([10.0, math.nan, 20.0]) == "15.0 +- 7.1 (1 of 3 diverged)"
 
 
 def test_the_demo_runs_every_method_of_the_table():

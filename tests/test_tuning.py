@@ -22,19 +22,20 @@ def test_choice_is_the_best_mean_over_seeds_and_a_tie_keeps_the_earlier():
 
 
 def test_quick_tuning_tests_only_the_chosen_run(tmp_path, capsys):
-    from ccl.checkpoint import load_checkpoint
+    from ccl.runs import read_metrics
 
     weaker = Candidate("w0.25", ("objective.loss_weight=0.25",), "loss weight 0.25")
     table = run_tuning(
         tmp_path, seeds=(1,), scale="quick", candidates={"ccl-a": (REFERENCE, weaker)}
     )
     runs = tmp_path / "seed_1" / "runs"
+    # the selection number: the last epoch's validation top-1, as each run's log holds it
     best = {
-        tag: float(load_checkpoint(runs / name / "checkpoints" / "last.pt")["best_top1"])
+        tag: float(read_metrics(runs / name / "metrics.jsonl")[0][-1]["val/top1"])
         for tag, name in (("reference", "demo-ccl-a"), ("w0.25", "demo-ccl-a-w0.25"))
     }
     record = json.loads((tmp_path / "tuning.json").read_text())
-    assert record["validation_best_top1"]["ccl-a"] == {tag: [v] for tag, v in best.items()}
+    assert record["validation_last_top1"]["ccl-a"] == {tag: [v] for tag, v in best.items()}
     expected = choose({tag: [v] for tag, v in best.items()})
     assert record["chosen"]["ccl-a"]["tag"] == expected
     cfg = json.loads((runs / "demo-ccl-a-w0.25" / "config.json").read_text())
@@ -42,8 +43,8 @@ def test_quick_tuning_tests_only_the_chosen_run(tmp_path, capsys):
     # the test groups saw the baseline and the chosen run only
     chosen_run = "demo-ccl-a" if expected == "reference" else "demo-ccl-a-w0.25"
     other_run = "demo-ccl-a-w0.25" if expected == "reference" else "demo-ccl-a"
-    assert (runs / "demo-baseline" / "eval_test.json").is_file()
-    assert (runs / chosen_run / "eval_test.json").is_file()
+    assert (runs / "demo-baseline" / "eval_test_last.json").is_file()
+    assert (runs / chosen_run / "eval_test_last.json").is_file()
     assert not list((runs / other_run).glob("eval_test*"))
     # the validation table: every candidate's number as the checkpoints hold it, one chosen
     validation = (tmp_path / "tune_validation.md").read_text()
@@ -56,7 +57,7 @@ def test_quick_tuning_tests_only_the_chosen_run(tmp_path, capsys):
     label = "CCL-A, " + (REFERENCE.what if expected == "reference" else weaker.what)
     assert f"| {label} |" in table and "| baseline |" in table
     row = next(line for line in table.splitlines() if line.startswith(f"| {label} |"))
-    delta = re.compile(r"^[+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\]$")
+    delta = re.compile(r"^[+-]\d+\.\d \(1 run\)$")
     assert all(delta.match(cell.strip()) for cell in row.strip("|").split(" | ")[-2:]), row
     assert (tmp_path / "tuned_table.md").read_text() == table + "\n"
 
@@ -94,9 +95,9 @@ def test_a_diverged_candidate_is_recorded_not_fatal(tmp_path, monkeypatch):
     spec = ccl.demo.tune.CandidateSpec(run, weaker, test=False)
     result = ccl.demo.tune.train_candidate(spec)
     assert (result.method, result.tag, result.seed) == ("ccl-a", "w0.25", 1)
-    assert math.isnan(result.best_top1) and result.evaluation is None
+    assert math.isnan(result.val_top1) and result.evaluations == {}
     assert result.run_dir == tmp_path / "runs" / "demo-ccl-a-w0.25"
     # recorded as the comparison records it: a rerun does not train it again
     assert "loss=nan" in (result.run_dir / "DIVERGED").read_text()
-    assert math.isnan(ccl.demo.tune.train_candidate(spec).best_top1)
+    assert math.isnan(ccl.demo.tune.train_candidate(spec).val_top1)
     assert calls == ["demo-ccl-a-w0.25"]

@@ -60,8 +60,16 @@ def build_optimizer(
     if head_params:
         groups.append({"params": head_params, "lr": o.head_lr or o.lr, "name": "heads"})
     optimizer: torch.optim.Optimizer
+    # fused kernels where torch has them for these tensors (CPU, CUDA; not, e.g., MPS)
+    fused = o.fused and all(
+        p.device.type in ("cpu", "cuda") and p.is_floating_point()
+        for group in groups
+        for p in group["params"]
+    )
     if o.name == "adamw":
-        optimizer = torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay)
+        optimizer = torch.optim.AdamW(
+            groups, lr=o.lr, weight_decay=o.weight_decay, fused=fused or None
+        )
     else:
         optimizer = torch.optim.SGD(
             groups,
@@ -70,6 +78,7 @@ def build_optimizer(
             dampening=o.dampening,
             weight_decay=o.weight_decay,
             nesterov=o.nesterov,
+            fused=fused or None,
         )
     milestones = sorted(o.milestones)
 

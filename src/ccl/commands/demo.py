@@ -25,6 +25,10 @@ def run(args: argparse.Namespace) -> int:
     # --jobs by default: on a GPU every seed at once; on a CPU one seed after another, with
     # its methods (or the comparison's trainings) side by side
     gpu = scale.synth == "gpu"
+    if args.runs is not None and args.runs < 1:
+        raise ValueError(f"--runs must be at least 1, got {args.runs}")
+    if (args.compare or args.tune) and args.runs not in (None, 1):
+        raise ValueError("--runs applies to the demo itself, not to --compare or --tune")
     if args.compare or args.tune:
         jobs = args.jobs or (len(seeds) if gpu and seeds else scale.method_jobs)
         seeds = seeds or (args.seed,)
@@ -38,18 +42,33 @@ def run(args: argparse.Namespace) -> int:
             run_tuning(args.out, seeds=seeds, scale=scale, overrides=args.overrides, jobs=jobs)
     elif seeds:
         jobs = args.jobs or (len(seeds) if gpu else 1)
-        run_demo_seeds(args.out, seeds=seeds, scale=scale, overrides=args.overrides, jobs=jobs)
+        run_demo_seeds(
+            args.out,
+            seeds=seeds,
+            runs=args.runs or 1,
+            scale=scale,
+            overrides=args.overrides,
+            jobs=jobs,
+        )
     else:
-        run_demo(args.out, seed=args.seed, scale=scale, overrides=args.overrides, jobs=args.jobs)
+        run_demo(
+            args.out,
+            seed=args.seed,
+            runs=args.runs,
+            scale=scale,
+            overrides=args.overrides,
+            jobs=args.jobs,
+        )
     return 0
 
 
 def register(subparsers: Any) -> None:
-    """Add ``demo [--out DIR] [--seed S | --seeds S...] [--quick] [--compare | --tune]
+    """Add ``demo [--out DIR] [--seed S | --seeds S...] [--runs N] [--quick] [--compare | --tune]
     [--device auto|cpu|cuda] [--jobs N] [section.key=value ...]``."""
     p = subparsers.add_parser(
         "demo",
-        help="the whole pipeline on the embedded synthetic benchmark (about 10 min on 2 cores)",
+        help="the whole pipeline on the embedded synthetic benchmark: each method trained 3 "
+        "times, differences to the baseline with intervals over the runs (docs/DEMO.md)",
     )
     p.add_argument("--out", default="demo_runs", help="folder for everything the demo writes")
     p.add_argument("--seed", type=int, default=1)
@@ -71,6 +90,14 @@ def register(subparsers: Any) -> None:
         type=int,
         nargs="+",
         help="seeds to average over (one benchmark, teachers and runs per seed, in --out/seed_S)",
+    )
+    p.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        help="training runs of each method per benchmark (training seeds S, S+1000, ...): "
+        "the demo's intervals are taken over them (default 3; 1 with --seeds, whose "
+        "intervals are over the seeds)",
     )
     p.add_argument(
         "--device",

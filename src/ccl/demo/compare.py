@@ -1,11 +1,12 @@
 """``ccl demo --compare``: the paper's comparison table (docs/METHOD.md §7) on the demo.
 
 Every distillation method of :mod:`ccl.objectives.registry` with the audio, the image and
-both teachers, against the baseline: test top-1 of the best-on-validation checkpoint, mean
-+- std over the seeds, then each method's paired difference to the baseline of the same
-seed. The baseline and CCL are the demo's own runs (the same presets and run names), so a
-comparison over the folder of ``ccl demo --seeds`` reuses them. A method that diverges is a
-result ("diverged"), not a reason to lose the other runs.
+both teachers, against the baseline: test top-1 of the last checkpoint, mean +- sd over the
+seeds, then each method's paired difference to the baseline of the same seed with its 95 %
+t interval over the seeds (:mod:`ccl.demo.tables`). The baseline and CCL are the demo's own
+runs (the same presets and run names), so a comparison over the folder of
+``ccl demo --seeds`` reuses them. A method that diverges is a result ("diverged"), not a
+reason to lose the other runs.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ccl.demo.pipeline import (
     train_and_evaluate,
     train_unless_diverged,
 )
-from ccl.demo.tables import BOOTSTRAP_RESAMPLES, Hits, cell, paired_cells, video_hits
+from ccl.demo.tables import Hits, Replicate, cell, difference, video_hits
 from ccl.objectives import registry
 from ccl.objectives.registry import BASELINE, CCL
 from ccl.report import build_report
@@ -52,8 +53,8 @@ class CompareSpec:
 
 @dataclass(frozen=True)
 class CompareResult:
-    """One training's cell: test top-1 of its best-on-validation checkpoint (NaN: it
-    diverged), its run folder and the per-video hits of that evaluation (None: diverged)."""
+    """One training's cell: test top-1 of its last checkpoint (NaN: it diverged), its run
+    folder and the per-video hits of that evaluation (None: diverged)."""
 
     method: str
     column: str
@@ -96,10 +97,11 @@ def compare_run(spec: CompareSpec) -> CompareResult:
             label=label,
             scale=spec.scale,
             overrides=spec.overrides,
-            checkpoints=("best",),
+            checkpoints=("last",),
+            retrieval=(),
         ),
     )
-    hits = None if trained.diverged else video_hits(trained.evaluations["best"])
+    hits = None if trained.diverged else video_hits(trained.evaluations["last"])
     return CompareResult(
         spec.method, spec.column, spec.seed, trained.test_top1(), trained.run_dir, hits
     )
@@ -115,7 +117,7 @@ def run_compare(
     jobs: int = 1,
 ) -> str:
     """The comparison on the demo: every method with the audio, image and both teachers,
-    test top-1 of the best-on-validation checkpoint, mean +- std over ``seeds`` (each seed
+    test top-1 of the last checkpoint, mean +- sd over ``seeds`` (each seed
     its own benchmark, teachers and runs under ``out/seed_S``). ``jobs`` > 1 prepares the
     seeds and runs the trainings in that many processes at once (each with its share of
     the CPU threads; the runs are the same as one at a time, only their output
@@ -159,19 +161,19 @@ def compare_table(
     seeds: tuple[int, ...],
     hits: list[dict[str, Any]] | None = None,
 ) -> str:
-    """Rows: methods; columns: A, I, AI (the paper's layout); cells: mean +- std of test top-1
-    in % over the seeds (population std; a single seed shows the value alone). With ``hits``
-    (per seed, :func:`ccl.demo.tables.video_hits` of each run keyed "baseline" or
+    """Rows: methods; columns: A, I, AI (the paper's layout); cells: mean +- sample sd of
+    test top-1 in % over the seeds (a single seed shows the value alone). With ``hits`` (per
+    seed, :func:`ccl.demo.tables.video_hits` of each run keyed "baseline" or
     "<method>/<column>"), a second table in the same layout: each method's paired difference
-    to the baseline of the same seed, pooled over the (seed, test video) pairs, with its
-    bootstrap interval."""
+    to the baseline of the same seed, mean over the seeds with its 95 % t interval over them
+    (:func:`ccl.demo.tables.difference`)."""
 
     def name(method: str) -> str:
         return "baseline (no distillation)" if method == BASELINE else METHOD_NAMES[method]
 
     head = ["| method | A | I | AI |", "|---|---|---|---|"]
     lines = [
-        f"Test top-1 (%), best-on-validation checkpoint, seeds {', '.join(map(str, seeds))}",
+        f"Test top-1 (%), last checkpoint, seeds {', '.join(map(str, seeds))}",
         "",
         *head,
     ]
@@ -182,23 +184,36 @@ def compare_table(
         lines.append(f"| {name(method)} | " + " | ".join(cells) + " |")
     if not hits:
         return "\n".join(lines)
-    deltas = paired_cells(hits, list(seeds))
-    pairs = sum(len((h.get(BASELINE) or {}).get("top1") or {}) for h in hits)
+    replicates = [
+        Replicate(seed, 1, {key: {} for key in per_seed}, per_seed)
+        for seed, per_seed in zip(seeds, hits)
+    ]
+    one = len(seeds) == 1
     lines += [
         "",
-        f"Δ test top-1 vs the baseline of the same seed (points): mean over the {pairs} "
-        f"(seed, test video) pairs [95 % percentile bootstrap interval, "
-        f"{BOOTSTRAP_RESAMPLES:,} resamples of the pairs]; a run that diverged leaves its "
-        "seed's pairs out",
+        "Δ test top-1 vs the baseline of the same seed (points): mean over the seeds of the "
+        "mean paired difference over the seed's test videos"
+        + (
+            "; one seed: no interval, it cannot separate methods (docs/DEMO.md, "
+            "\"Training noise\")"
+            if one
+            else " [95 % Student t interval over the seeds]"
+        )
+        + "; a seed whose run diverged is left out",
         "",
         *head,
     ]
     for method in methods:
         if method == BASELINE:
             continue
-        cells = [
-            (deltas.get(f"{method}/{column}") or {}).get("top1", "-")
-            for column in TEACHER_SETTINGS
-        ]
+        cells = []
+        for column in TEACHER_SETTINGS:
+            key = f"{method}/{column}"
+            diverged = sum(map(math.isnan, results.get((method, column), [])))
+            found = difference(replicates, key, "top1")
+            if found.interval is None:
+                cells.append("diverged" if diverged else "-")
+            else:
+                cells.append(found.cell() + (f" ({diverged} diverged)" if diverged else ""))
         lines.append(f"| {name(method)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

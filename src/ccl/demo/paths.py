@@ -154,8 +154,8 @@ def checkpoint_path(run_dir: Path, kind: str) -> Path:
 
 def evaluated_marker(run_dir: Path, checkpoints: tuple[str, ...]) -> Path:
     """The file whose presence says the demo finished evaluating these checkpoints of
-    ``run_dir`` on the test split (the last one it writes)."""
-    return eval_path(run_dir, "test", "best" if checkpoints == ("best",) else "last")
+    ``run_dir`` on the test split (the last one it writes: ``checkpoints[-1]``'s)."""
+    return eval_path(run_dir, "test", checkpoints[-1])
 
 
 def read_synth_info(paths: DemoPaths) -> dict[str, Any]:

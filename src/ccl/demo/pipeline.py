@@ -47,15 +47,24 @@ from ccl.demo.paths import (
 from ccl.demo.pretrain import pretrain_audio_teacher, pretrain_image_teacher
 from ccl.demo.probe import audio_probe, image_probe, image_probe_settings
 from ccl.demo.synth import generate
-from ccl.demo.tables import Hits, format_table, method_hits, method_numbers
+from ccl.demo.tables import (
+    Replicate,
+    describe_replicates,
+    format_table,
+    numbers_of,
+    video_hits,
+)
 from ccl.engine import RunResult, train
 from ccl.errors import NonFiniteLossError
 from ccl.evaluation import EvalSettings, evaluate, summary_line
 from ccl.objectives import registry
+from ccl.objectives.registry import BASELINE
 from ccl.report import build_report
-from ccl.runs import eval_path, features_path
+from ccl.runs import METRICS_FILE, eval_path, features_path, read_metrics
 
 METHODS = tuple(registry.MAIN_RUNS)  # baseline, ccl-a, ccl-i, ccl-ai
+# the label each method's row has in tables and reports (baseline, CCL-A, CCL-I, CCL-AI)
+METHOD_LABELS = {m: BASELINE if m == BASELINE else m.upper() for m in METHODS}
 
 
 @dataclass(frozen=True)
@@ -71,10 +80,13 @@ class DemoScale:
     # methods trained at once, in separate processes sharing the CPU threads: the demo's
     # student is so small that a second thread barely speeds up its step (docs/DEMO.md)
     method_jobs: int = 1
+    # training runs of each method on one benchmark (training seeds): the table's interval
+    # is taken over them (docs/DEMO.md, "Training noise")
+    runs: int = 1
 
 
 DEMO_SCALES = {
-    "demo": DemoScale("demo", "demo", (6, 5), method_jobs=2),
+    "demo": DemoScale("demo", "demo", (6, 5), method_jobs=2, runs=3),
     # tiny, for CI smoke tests: the quick benchmark has 12 training videos
     "quick": DemoScale(
         "quick",
@@ -82,11 +94,14 @@ DEMO_SCALES = {
         (1, 1),
         ("train.epochs=2", "optim.milestones=2", "data.batch_size=4"),
         method_jobs=2,
+        runs=2,
     ),
     # ccl demo --device cuda: the larger benchmark and a longer budget, several seeds at once
     "gpu": DemoScale("gpu", "demo-gpu", (6, 5), device="cuda"),
 }
 GPU_SEEDS = (1, 2, 3, 4, 5)
+# training run k (1, 2, ...) of a benchmark seed S trains with train.seed = S + (k-1) * this
+RUN_SEED_STEP = 1000
 
 
 def demo_scale(scale: str | DemoScale, device: str | None = None) -> DemoScale:
@@ -259,21 +274,22 @@ class TrainedRun:
     evaluations: dict[str, dict[str, Any]]
     diverged: bool = False  # training stopped on a non-finite loss (now or earlier)
 
-    def best_validation_top1(self) -> float:
-        """The validation number that picked the best checkpoint (-inf: never validated;
-        NaN: diverged)."""
+    def last_validation_top1(self) -> float:
+        """The last epoch's validation top-1 (the tuning's selection number; NaN: diverged,
+        -inf: never validated)."""
         if self.diverged:
             return math.nan
         if self.training is not None:
-            best = self.training.best
-            return float(best[best["selected_by"]]) if best else -math.inf
-        return float(load_checkpoint(checkpoint_path(self.run_dir, "last"))["best_top1"])
+            last = self.training.last
+            return float(last["top1"]) if last else -math.inf
+        epochs = [r for r in read_metrics(self.run_dir / METRICS_FILE)[0] if "val/top1" in r]
+        return float(epochs[-1]["val/top1"]) if epochs else -math.inf
 
     def test_top1(self) -> float:
-        """Test top-1 of the best-on-validation checkpoint (NaN: diverged)."""
+        """Test top-1 of the last checkpoint (NaN: diverged)."""
         if self.diverged:
             return math.nan
-        return float(self.evaluations["best"]["recognition"]["top1"])
+        return float(self.evaluations["last"]["recognition"]["top1"])
 
 
 def train_and_evaluate(
@@ -283,10 +299,13 @@ def train_and_evaluate(
     label: str,
     scale: str | DemoScale,
     overrides: Sequence[str] | None,
-    checkpoints: tuple[str, ...] = ("best", "last"),
+    checkpoints: tuple[str, ...] = ("last", "best"),
+    retrieval: tuple[str, ...] = ("last",),
 ) -> TrainedRun:
     """Point a ``demo-*`` config at the prepared data, train it and evaluate ``checkpoints``
-    on the test split (none: validation only). Finished steps are skipped."""
+    on the test split (none: validation only), with retrieval against the training videos
+    for those in ``retrieval`` (the others: recognition only, a quarter of the time).
+    Finished steps are skipped."""
     use_demo_data(cfg, paths)
     cfg.train.progress = False
     apply_overrides(cfg, [*demo_scale(scale).overrides, *(overrides or [])])
@@ -301,16 +320,16 @@ def train_and_evaluate(
     def test() -> dict[str, dict[str, Any]]:
         reports: dict[str, dict[str, Any]] = {}
         for kind in checkpoints:
-            if kind != "best" and "best" in reports and _same_student(run_dir, "best", kind):
+            same = [k for k in reports if _same_student(run_dir, k, kind)]
+            if same and (kind not in retrieval or same[0] in retrieval):
                 # the best epoch was the last one: the same weights give the same numbers
-                report = _copy_evaluation(reports["best"], run_dir, kind)
+                report = _copy_evaluation(reports[same[0]], run_dir, kind)
             else:
-                # gallery: the training subset, as in the results recorded in docs/DEMO.md
-                # (ccl evaluate's default adds the held-out validation videos), so resumed and
-                # earlier demos stay comparable
+                # gallery: the training subset (ccl evaluate's default adds the held-out
+                # validation videos), the demo's retrieval protocol in docs/DEMO.md
                 settings = EvalSettings(
                     checkpoint=kind,
-                    gallery="training",
+                    gallery="training" if kind in retrieval else None,
                     workers=0,
                     device=cfg.train.device,
                     progress=False,
@@ -405,98 +424,137 @@ class RunSpec:
     paths: DemoPaths
     scale: DemoScale
     overrides: tuple[str, ...] = ()
+    run: int = 1  # training run on this benchmark (1, 2, ...)
 
 
 def demo_config(spec: RunSpec) -> Config:
-    """The training config of one method of the demo (its scale's preset, seed and run
-    folder; the data and overrides are added by :func:`train_and_evaluate`)."""
+    """The training config of one method of the demo (its scale's preset, run folder and
+    training seed: ``seed + (run - 1) * RUN_SEED_STEP``, run 1 in ``<preset name>``, run k
+    in ``<preset name>-run<k>``; the data and overrides are added by
+    :func:`train_and_evaluate`)."""
     cfg = preset(f"{spec.scale.presets}-{spec.method}")
     cfg.train.out_dir = str(spec.paths.runs)
-    cfg.train.seed = spec.seed
+    cfg.train.seed = spec.seed + (spec.run - 1) * RUN_SEED_STEP
+    if spec.run > 1:
+        cfg.train.name += f"-run{spec.run}"
     return cfg
 
 
 def train_demo_method(spec: RunSpec) -> TrainedRun:
-    """Train and evaluate one method of the demo (also the body of a worker job)."""
-    return train_and_evaluate(
-        demo_config(spec),
-        spec.paths,
-        label=spec.method,
-        scale=spec.scale,
-        overrides=spec.overrides,
+    """Train and evaluate one method of the demo (also the body of a worker job); a run
+    that diverges is a result (its numbers NaN), not a reason to lose the others."""
+    cfg = demo_config(spec)
+    label = spec.method if spec.run == 1 else f"{spec.method} run {spec.run}"
+    return train_unless_diverged(
+        Path(cfg.train.out_dir) / cfg.train.name,
+        label,
+        lambda: train_and_evaluate(
+            cfg, spec.paths, label=label, scale=spec.scale, overrides=spec.overrides
+        ),
     )
 
 
 def demo_method_done(spec: RunSpec) -> bool:
     """Whether :func:`train_demo_method` finished this method before."""
     cfg = demo_config(spec)
-    return evaluated_marker(Path(cfg.train.out_dir) / cfg.train.name, ("best", "last")).is_file()
+    run_dir = Path(cfg.train.out_dir) / cfg.train.name
+    return (run_dir / DIVERGED_FILE).is_file() or evaluated_marker(
+        run_dir, ("last", "best")
+    ).is_file()
 
 
 @dataclass(frozen=True)
 class DemoResult:
-    """What one seed's demo computed: the report's data (one run per method), the table's
-    numbers and per-video hits of each method, the teachers' probes, and the table."""
+    """What one benchmark seed's demo computed: its replicates (one per training run, each
+    with every method's numbers and per-video hits), the teachers' probes, and the table."""
 
-    report: dict[str, Any]
-    numbers: dict[str, dict[str, Any]]
-    hits: dict[str, Hits]
+    replicates: tuple[Replicate, ...]
     probes: dict[str, Any]
     table: str
+    report_md: Path
+
+
+def replicates_of(
+    specs: Sequence[RunSpec], runs: Sequence[TrainedRun], unrelated_audio: Sequence[str]
+) -> list[Replicate]:
+    """Group trained runs into :class:`Replicate` s by (seed, run), methods labelled as the
+    report labels them (baseline, CCL-A, ...)."""
+    grouped: dict[tuple[int, int], tuple[dict[str, Any], dict[str, Any]]] = {}
+    for spec, run in zip(specs, runs, strict=True):
+        label = METHOD_LABELS[spec.method]
+        numbers, hits = grouped.setdefault((spec.seed, spec.run), ({}, {}))
+        last = None if run.diverged else run.evaluations["last"]
+        best = None if run.diverged else run.evaluations.get("best")
+        numbers[label] = numbers_of(last, best, unrelated_audio)
+        if last is not None:
+            hits[label] = video_hits(last)
+    return [Replicate(seed, k, numbers, hits) for (seed, k), (numbers, hits) in grouped.items()]
 
 
 def run_demo(
     out: str | Path,
     *,
     seed: int = 1,
+    runs: int | None = None,
     scale: str | DemoScale = "demo",
     overrides: Sequence[str] | None = None,
     methods: tuple[str, ...] = METHODS,
     jobs: int | None = None,
 ) -> DemoResult:
-    """Run the demo into ``out``. ``jobs``: methods trained at once in separate processes,
-    each with its share of the CPU threads and its output in ``out/logs/<run>.log``
-    (default: the scale's ``method_jobs``). Writes ``out/demo_table.md``."""
+    """Run the demo into ``out``: one benchmark (``seed``), each method trained ``runs`` times
+    with training seeds ``seed``, ``seed + 1000``, ... (default: the scale's ``runs``).
+    ``jobs``: trainings run at once in separate processes, each with its share of the CPU
+    threads and its output in ``out/logs/<run>.log`` (default: the scale's
+    ``method_jobs``). Writes ``out/demo_table.md``."""
     t_start = time.perf_counter()
     scale = demo_scale(scale)
+    runs = scale.runs if runs is None else int(runs)
+    if runs < 1:
+        raise ValueError(f"--runs must be at least 1, got {runs}")
     prepared = prepare_demo_data(out, seed=seed, scale=scale)
     paths = prepared.paths
     probes = teacher_probes(paths, scale=scale, overrides=overrides)
-    specs = [RunSpec(m, seed, paths, scale, tuple(overrides or ())) for m in methods]
+    specs = [
+        RunSpec(m, seed, paths, scale, tuple(overrides or ()), run)
+        for run in range(1, runs + 1)
+        for m in methods
+    ]
     # finished runs (a demo run again) are only read back, in this process
     pending = [spec for spec in specs if not demo_method_done(spec)]
-    jobs = min(max(1, scale.method_jobs if jobs is None else jobs), len(pending))
-    if jobs > 1:
-        names = ", ".join(spec.method for spec in pending)
+    jobs = min(max(1, scale.method_jobs if jobs is None else jobs), max(1, len(pending)))
+    if jobs > 1 and len(pending) > 1:
         print(
-            f"[demo] train and evaluate {names}: {jobs} at once, {threads_per_job(jobs)} "
-            f"thread(s) each; progress in {paths.log('<run>')}",
+            f"[demo] train and evaluate {len(pending)} runs ({', '.join(methods)}; "
+            f"{runs} run(s) each): {jobs} at once, {threads_per_job(jobs)} thread(s) each; "
+            f"progress in {paths.log('<run>')}",
             flush=True,
         )
         t0 = time.perf_counter()
         logs = [paths.log(demo_config(spec).train.name) for spec in pending]
         done = run_jobs(train_demo_method, pending, jobs, logs=logs)
         for spec, run in zip(pending, done):
-            print(f"  {spec.method}: {summary_line(run.evaluations['best'])}", flush=True)
+            what = "diverged" if run.diverged else summary_line(run.evaluations["last"])
+            print(f"  {demo_config(spec).train.name}: {what}", flush=True)
         print(f"[demo] train and evaluate: {time.perf_counter() - t0:.0f} s", flush=True)
-    # every method not trained yet runs here one after another; finished ones are read back
-    runs = [train_demo_method(spec) for spec in specs]
+    # every run not trained yet runs here one after another; finished ones are read back
+    trained = [train_demo_method(spec) for spec in specs]
 
     print("[demo] report ...", flush=True)
-    report_md, report = report_runs([run.run_dir for run in runs], paths.report)
-    evaluations = [run.evaluations["best"] for run in runs]
-    numbers = method_numbers(report, evaluations, prepared.unrelated_audio_classes)
-    hits = method_hits(report, evaluations)
-    table = format_table([numbers], [hits], [probes], [seed])
+    report_md, _ = report_runs(
+        [run.run_dir for run in trained if not run.diverged], paths.report
+    )
+    replicates = replicates_of(specs, trained, prepared.unrelated_audio_classes)
+    table = (
+        f"Demo, {describe_replicates(replicates)}\n\n" + format_table(replicates, [probes])
+    )
     write_text_atomic(paths.root / "demo_table.md", table + "\n")
     print(table)
     print(f"\n[demo] full report: {report_md}  ({(time.perf_counter() - t_start) / 60:.1f} min)")
     print(
         "[demo] CCL ran with the reference's loss weights and temperatures; `ccl demo --tune "
-        "--seeds 1 2 3 --out demo_seeds` chooses them on the validation groups (9 trainings "
-        "per seed; docs/DEMO.md)"
+        "--seeds 1 2 3 --out demo_seeds` chooses them on the validation groups (docs/DEMO.md)"
     )
-    return DemoResult(report, numbers, hits, probes, table)
+    return DemoResult(tuple(replicates), probes, table, report_md)
 
 
 # --------------------------------------------------------------------------- several seeds
@@ -504,14 +562,16 @@ def run_demo(
 
 @dataclass(frozen=True)
 class SeedSpec:
-    """One seed of the demo in its own folder ``root``; ``method_jobs``: its methods
-    trained at once (None: the scale's ``method_jobs``)."""
+    """One seed of the demo in its own folder ``root``; ``method_jobs``: its trainings
+    run at once (None: the scale's ``method_jobs``); ``runs``: training runs per method
+    (None: the scale's)."""
 
     root: Path
     seed: int
     scale: DemoScale
     overrides: tuple[str, ...] = ()
     method_jobs: int | None = None
+    runs: int | None = None
 
 
 def run_demo_seed(spec: SeedSpec) -> DemoResult:
@@ -519,6 +579,7 @@ def run_demo_seed(spec: SeedSpec) -> DemoResult:
     return run_demo(
         spec.root,
         seed=spec.seed,
+        runs=spec.runs,
         scale=spec.scale,
         overrides=spec.overrides,
         jobs=spec.method_jobs,
@@ -529,23 +590,26 @@ def run_demo_seeds(
     out: str | Path,
     *,
     seeds: tuple[int, ...],
+    runs: int = 1,
     scale: str | DemoScale = "demo",
     overrides: Sequence[str] | None = None,
     jobs: int = 1,
 ) -> str:
-    """``ccl demo`` for each seed (into ``out/seed_S``), then the table with mean +- std over
-    the seeds (``out/demo_table_seeds.md``, per-seed numbers in ``out/demo_seeds.json``).
-    ``jobs`` > 1 runs that many seeds at once, in separate processes with a share of the CPU
-    threads each (one GPU serves them all), each writing its progress to
-    ``out/seed_S/demo.log``. The runs are those of one seed at a time; with fewer threads
-    each, floating-point sums (and so the numbers) can differ slightly."""
+    """``ccl demo`` for each seed (into ``out/seed_S``, ``runs`` training runs per method),
+    then one table over the seeds: numbers as mean +- sd and the differences to the baseline
+    with their interval over the seeds (``out/demo_table_seeds.md``; every replicate's
+    numbers in ``out/demo_seeds.json``). ``jobs`` > 1 runs that many seeds at once, in
+    separate processes with a share of the CPU threads each (one GPU serves them all), each
+    writing its progress to ``out/seed_S/demo.log``. The runs are those of one seed at a
+    time; with fewer threads each, floating-point sums (and so the numbers) can differ
+    slightly."""
     out = Path(out)
     scale = demo_scale(scale)
     jobs = max(1, min(int(jobs), len(seeds)))
     # seeds side by side share the threads already: each trains its methods one at a time
     method_jobs = 1 if jobs > 1 else None
     specs = [
-        SeedSpec(seed_folder(out, seed), seed, scale, tuple(overrides or ()), method_jobs)
+        SeedSpec(seed_folder(out, seed), seed, scale, tuple(overrides or ()), method_jobs, runs)
         for seed in seeds
     ]
     t0 = time.perf_counter()
@@ -555,20 +619,15 @@ def run_demo_seeds(
     results = run_jobs(
         run_demo_seed, specs, jobs, logs=[demo_paths(spec.root).demo_log for spec in specs]
     )
-    per_seed = [result.numbers for result in results]
-    table = (
-        f"Test split, best-on-validation checkpoint, mean +- std over seeds "
-        f"{', '.join(map(str, seeds))}\n\n"
-        + format_table(
-            per_seed,
-            [result.hits for result in results],
-            [result.probes for result in results],
-            list(seeds),
-        )
+    replicates = [rep for result in results for rep in result.replicates]
+    table = f"Demo, {describe_replicates(replicates)}\n\n" + format_table(
+        replicates, [result.probes for result in results]
     )
     write_text_atomic(out / "demo_table_seeds.md", table + "\n")
-    numbers = {str(s): m for s, m in zip(seeds, per_seed)}
-    write_text_atomic(out / "demo_seeds.json", json.dumps(numbers, indent=1) + "\n")
+    record = [
+        {"seed": rep.seed, "run": rep.run, "numbers": rep.numbers} for rep in replicates
+    ]
+    write_text_atomic(out / "demo_seeds.json", json.dumps(record, indent=1) + "\n")
     print(table)
     minutes = (time.perf_counter() - t0) / 60
     print(f"\n[demo] {len(seeds)} seeds: {minutes:.1f} min", flush=True)

@@ -1,5 +1,5 @@
 """Linear probes of the frozen teachers: how much of the task each teacher's features already
-solve, as reference rows next to the students (docs/DEMO.md, "How the table is computed").
+solve, as reference rows next to the students (docs/DEMO.md, "How the tables are computed").
 
 A probe is a multinomial logistic regression on standardised features of the annotation's
 ``training`` subset (the videos the student trains on; the ``validation`` hold-out, when the

@@ -1,9 +1,17 @@
-"""The demo's tables: the numbers of each method, their cells over seeds, the paired
-differences to the baseline with bootstrap intervals (:mod:`ccl.stats`) and the teachers'
-linear-probe rows (docs/DEMO.md, "How the table is computed").
+"""The demo's tables: each method's numbers, their spread over training runs or seeds, the
+difference to the baseline with an interval over runs or seeds, and the teachers'
+linear-probe rows (docs/DEMO.md, "How the tables are computed").
 
-Everything here works on values: a ``ccl report`` of the runs (its JSON data) and the test
-evaluations of their best-on-validation checkpoints, in the report's run order.
+The unit of every comparison is a *replicate*: one training of each method on one
+benchmark (a benchmark seed's videos and teachers) with one training seed. A method's
+difference to the baseline in a replicate is paired (the same test videos, the same
+benchmark, the same training seed). Two trainings of one method differ by several points
+(training noise), so the interval is taken over replicates, not over test videos: with
+several benchmark seeds the unit is the seed (its runs averaged first), with one benchmark
+it is the training run. :func:`ccl.stats.seed_interval` gives the Student t interval.
+
+Everything here works on values: test evaluations (``ccl evaluate``'s report dicts) of the
+last checkpoint (the table's numbers) and of the best-on-validation checkpoint (beside it).
 """
 
 from __future__ import annotations
@@ -11,10 +19,14 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from ccl.stats import paired_bootstrap
+import numpy as np
 
+from ccl.stats import SeedInterval, paired_differences, seed_interval
+
+BASELINE = "baseline"
 TABLE_COLUMNS = (
     ("top1", "top-1"),
     ("top5", "top-5"),
@@ -23,18 +35,35 @@ TABLE_COLUMNS = (
     ("r1", "R@1"),
     ("r5", "R@5"),
     ("map", "mAP"),
+    ("top1_best", "top-1 best-on-val"),
 )
 DELTA_COLUMNS = (("top1", "Δ top-1 vs baseline [95 % CI]"), ("r1", "Δ R@1 vs baseline [95 % CI]"))
 PROBE_ROWS = (("audio", "audio teacher, linear probe"), ("image", "image teacher, linear probe"))
-BOOTSTRAP_RESAMPLES = 10_000
+# Test top-1 of two trainings of one method on the same benchmark: the standard deviation
+# over 8 training seeds, per method (docs/DEMO.md, "Training noise"); quoted under a table
+# that has one run per method, since such a table cannot separate methods.
+RUN_TO_RUN_SD = "3.5-6"
 
 Hits = dict[str, dict[str, float] | None]
 """Per test video, 1.0 / 0.0 under ``top1`` and ``r1`` (:func:`video_hits`)."""
 
 
-def cell(values: list[float]) -> str:
-    """A table cell: "-" without values, the value alone for one, else mean +- std
-    (population std) over them; runs that diverged (NaN) are counted, not averaged."""
+@dataclass(frozen=True)
+class Replicate:
+    """One training of each compared method on benchmark ``seed`` with training run ``run``
+    (1, 2, ...): per method label, the table's numbers (:func:`method_numbers`, NaN for a
+    run that diverged) and the per-video hits of its last checkpoint (absent: diverged)."""
+
+    seed: int
+    run: int
+    numbers: Mapping[str, Mapping[str, float | None]]
+    hits: Mapping[str, Hits]
+
+
+def cell(values: Sequence[float]) -> str:
+    """A table cell: "-" without values, the value alone for one, else mean +- sample
+    standard deviation (``ddof=1``) over them; runs that diverged (NaN) are counted, not
+    averaged."""
     if not values:
         return "-"
     finite = [v for v in values if not math.isnan(v)]
@@ -44,47 +73,45 @@ def cell(values: list[float]) -> str:
         return f"{cell(finite)} ({len(values) - len(finite)} of {len(values)} diverged)"
     if len(values) == 1:
         return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} +- {statistics.pstdev(values):.1f}"
+    return f"{statistics.mean(values):.1f} +- {statistics.stdev(values):.1f}"
 
 
-def method_numbers(
-    report: Mapping[str, Any],
-    evaluations: Sequence[Mapping[str, Any] | None],
+def numbers_of(
+    last: Mapping[str, Any] | None,
+    best: Mapping[str, Any] | None,
     unrelated_audio: Collection[str],
-) -> dict[str, dict[str, Any]]:
-    """Per method (report order): the demo table's numbers as fractions (None if absent),
-    from the best-on-validation checkpoint on the test split. ``evaluations``: each report
-    run's test evaluation of that checkpoint (None: not evaluated). "related / unrelated
-    audio" is the mean per-class top-1 over the classes whose soundtrack is / is not tied
-    to them (``unrelated_audio``: the benchmark's ``unrelated_audio_classes``)."""
+) -> dict[str, float | None]:
+    """The table's numbers of one run as fractions (None: not measured; NaN everywhere: the
+    run diverged, ``last`` is None). From the last checkpoint's test evaluation ``last``:
+    top-1/5, R@1/5, mAP, and the mean per-class top-1 over the classes whose soundtrack is
+    (``top1_related``) / is not (``top1_unrelated``, ``unrelated_audio``) tied to them; from
+    the best-on-validation checkpoint's ``best``: ``top1_best``."""
+    if last is None:
+        return {key: math.nan for key, _ in TABLE_COLUMNS}
     unrelated = set(unrelated_audio)
-    out: dict[str, dict[str, Any]] = {}
-    for run, ev in zip(report.get("runs", []), evaluations, strict=True):
-        best = run.get("best") or {}
-        retrieval = run.get("retrieval") or {}
-        recall = retrieval.get("recall") or {}
-        groups: dict[bool, list[float]] = {True: [], False: []}
-        if ev is not None:
-            for name, acc in zip(ev["classes"], ev["recognition"]["per_class_accuracy"]):
-                if acc is not None:
-                    groups[name in unrelated].append(acc)
-        mean = {k: (sum(v) / len(v) if v else None) for k, v in groups.items()}
-        out[str(run.get("method"))] = {
-            "top1": best.get("top1"),
-            "top5": best.get("top5"),
-            "top1_related": mean[False],
-            "top1_unrelated": mean[True],
-            "r1": recall.get("1"),
-            "r5": recall.get("5"),
-            "map": retrieval.get("map"),
-        }
-    return out
+    groups: dict[bool, list[float]] = {True: [], False: []}
+    for name, acc in zip(last["classes"], last["recognition"]["per_class_accuracy"]):
+        if acc is not None:
+            groups[name in unrelated].append(acc)
+    mean = {k: (sum(v) / len(v) if v else None) for k, v in groups.items()}
+    retrieval = last.get("retrieval") or {}
+    recall = retrieval.get("recall") or {}
+    return {
+        "top1": last["recognition"]["top1"],
+        "top5": last["recognition"]["top5"],
+        "top1_related": mean[False],
+        "top1_unrelated": mean[True],
+        "r1": recall.get("1"),
+        "r5": recall.get("5"),
+        "map": retrieval.get("map"),
+        "top1_best": best["recognition"]["top1"] if best is not None else None,
+    }
 
 
 def video_hits(evaluation: Mapping[str, Any]) -> Hits:
     """Per test video of an evaluation, 1.0 / 0.0: ``top1`` (the top class is the label)
-    and ``r1`` (the nearest training video has the label; None for evaluations written
-    before they stored ranks). Videos that could not be evaluated count as misses."""
+    and ``r1`` (the nearest gallery video has the label; None when the evaluation has no
+    retrieval or stores no ranks). Videos that could not be evaluated count as misses."""
     top1: dict[str, float] = {}
     r1: dict[str, float] | None = {}
     for video in evaluation.get("videos", []):
@@ -101,72 +128,113 @@ def video_hits(evaluation: Mapping[str, Any]) -> Hits:
     return {"top1": top1, "r1": r1 if evaluation.get("retrieval") else None}
 
 
-def method_hits(
-    report: Mapping[str, Any], evaluations: Sequence[Mapping[str, Any] | None]
-) -> dict[str, Hits]:
-    """Per method of a report: :func:`video_hits` of its run's evaluation (``evaluations``
-    as in :func:`method_numbers`; runs without one are left out)."""
-    out: dict[str, Hits] = {}
-    for run, ev in zip(report.get("runs", []), evaluations, strict=True):
-        if ev is not None:
-            out[str(run.get("method"))] = video_hits(ev)
-    return out
+@dataclass(frozen=True)
+class Difference:
+    """A method minus the baseline over replicates: ``interval`` over the ``units`` ("seed"
+    or "run"; None when no replicate has both), each unit's mean paired difference in
+    ``interval.deltas``; ``left_out``: replicates without both (a run diverged)."""
+
+    interval: SeedInterval | None
+    unit: str
+    left_out: int
+
+    def cell(self) -> str:
+        """"+d [lo, hi]" in points; one unit: "+d (1 run)" / "+d (1 seed)", no interval."""
+        if self.interval is None:
+            return "-"
+        i = self.interval
+        text = f"{100 * i.mean:+.1f}"
+        if i.seeds == 1:
+            text += f" (1 {self.unit})"
+        else:
+            text += f" [{100 * i.lo:+.1f}, {100 * i.hi:+.1f}]"
+        if self.left_out:
+            text += f" ({self.left_out} diverged left out)"
+        return text
 
 
-def paired_cells(hits: list[dict[str, Any]], seeds: list[int]) -> dict[str, dict[str, str]]:
-    """Per non-baseline method, per :data:`DELTA_COLUMNS` key: "+d [lo, hi]" in points, the
-    mean paired difference to the baseline of the same seed over the (seed, video) pairs of
-    every seed that has both, with its bootstrap interval (:func:`ccl.stats.paired_bootstrap`,
-    fixed generator seed: the same runs give the same table). ``hits``: per seed, the
-    :func:`video_hits` of each method."""
-    methods = dict.fromkeys(m for h in hits for m in h if m != "baseline")
-    cells: dict[str, dict[str, str]] = {}
-    for method in methods:
-        for key, _ in DELTA_COLUMNS:
-            a: dict[tuple[int, str], float] = {}
-            b: dict[tuple[int, str], float] = {}
-            for seed, per_method in zip(seeds, hits):
-                mine = (per_method.get(method) or {}).get(key)
-                base = (per_method.get("baseline") or {}).get(key)
-                if mine is None or base is None:
-                    continue
-                a.update({(seed, vid): hit for vid, hit in mine.items()})
-                b.update({(seed, vid): hit for vid, hit in base.items()})
-            if not a and not b:
-                continue
-            try:
-                mean, lo, hi = paired_bootstrap(a, b, resamples=BOOTSTRAP_RESAMPLES, seed=0)
-            except ValueError as err:
-                raise ValueError(f"{method} vs baseline ({key}): {err}") from err
-            cells.setdefault(method, {})[key] = (
-                f"{100 * mean:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
-            )
-    return cells
+def unit_of(replicates: Sequence[Replicate]) -> str:
+    """"seed" when the replicates span several benchmark seeds, else "run"."""
+    return "seed" if len({r.seed for r in replicates}) > 1 else "run"
+
+
+def difference(
+    replicates: Sequence[Replicate], method: str, key: str, baseline: str = BASELINE
+) -> Difference:
+    """``method`` minus ``baseline`` on the per-video hits ``key`` (``top1``, ``r1``): in each
+    replicate the mean over its test videos of the paired differences (the same videos on
+    both sides, else ValueError naming the first one only one side has); per unit (seed:
+    its runs' mean; run: itself) then the mean and 95 % t interval over units."""
+    unit = unit_of(replicates)
+    per_unit: dict[int, list[float]] = {}
+    left_out = 0
+    for rep in replicates:
+        mine = (rep.hits.get(method) or {}).get(key)
+        base = (rep.hits.get(baseline) or {}).get(key)
+        if mine is None or base is None:
+            left_out += method in rep.numbers or baseline in rep.numbers
+            continue
+        try:
+            _, diffs = paired_differences(mine, base)
+        except ValueError as err:
+            raise ValueError(
+                f"{method} vs {baseline} ({key}), seed {rep.seed} run {rep.run}: {err}"
+            ) from err
+        per_unit.setdefault(rep.seed if unit == "seed" else rep.run, []).append(
+            float(np.mean(diffs))
+        )
+    if not per_unit:
+        return Difference(None, unit, left_out)
+    deltas = [statistics.mean(per_unit[u]) for u in sorted(per_unit)]
+    return Difference(seed_interval(deltas), unit, left_out)
+
+
+def describe_replicates(replicates: Sequence[Replicate]) -> str:
+    """Words for a table's title: which benchmark seeds and how many training runs."""
+    seeds = sorted({r.seed for r in replicates})
+    runs = len({r.run for r in replicates})
+    where = f"benchmark seed {seeds[0]}" if len(seeds) == 1 else (
+        f"benchmark seeds {', '.join(map(str, seeds))}"
+    )
+    return f"{where}, {runs} training run{'s' if runs > 1 else ''} per method" + (
+        " and seed" if len(seeds) > 1 else ""
+    )
 
 
 def format_table(
-    per_seed: list[dict[str, dict[str, Any]]],
-    hits: list[dict[str, Hits]] | None = None,
-    probes: list[dict[str, Any] | None] | None = None,
-    seeds: list[int] | None = None,
+    replicates: Sequence[Replicate],
+    probes: Sequence[Mapping[str, Any] | None] = (),
+    *,
+    methods: Sequence[str] | None = None,
 ) -> str:
-    """Markdown table of :func:`method_numbers` in %: the value for one seed, mean +- std
-    (population) over several; then the paired differences to the baseline (:func:`method_hits`
-    of each seed, pooled; "-" without them) and the teachers' linear-probe rows (the
-    teachers' probes of each seed), with notes on how they are computed."""
-    seeds = list(seeds) if seeds is not None else list(range(1, len(per_seed) + 1))
-    deltas = paired_cells(hits, seeds) if hits else {}
+    """Markdown table in %: per method (``methods``, default the first replicate's order)
+    its :data:`TABLE_COLUMNS` as mean +- sd over the replicates, its :func:`difference` to
+    the baseline, then the teachers' linear-probe rows (``probes``: one per benchmark), and
+    notes saying how each part is computed."""
+    if not replicates:
+        raise ValueError("a table needs at least one replicate")
+    methods = list(methods or replicates[0].numbers)
     names = [name for _, name in TABLE_COLUMNS] + [name for _, name in DELTA_COLUMNS]
-    header = "| method | " + " | ".join(names) + " |"
-    lines = [header, "|---" * (len(names) + 1) + "|"]
-    for method in per_seed[0]:
+    lines = ["| method | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    differences: dict[str, dict[str, Difference]] = {}
+    for method in methods:
         cells = []
         for key, _ in TABLE_COLUMNS:
-            values = [m[method][key] for m in per_seed if m.get(method, {}).get(key) is not None]
+            values = [
+                float(v)
+                for r in replicates
+                if (v := (r.numbers.get(method) or {}).get(key)) is not None
+            ]
             cells.append(cell([100 * v for v in values]))
-        cells += [deltas.get(method, {}).get(key, "-") for key, _ in DELTA_COLUMNS]
+        if method == BASELINE:
+            cells += ["-"] * len(DELTA_COLUMNS)
+        else:
+            differences[method] = {
+                key: difference(replicates, method, key) for key, _ in DELTA_COLUMNS
+            }
+            cells += [differences[method][key].cell() for key, _ in DELTA_COLUMNS]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    found = [p for p in probes or [] if p]
+    found = [p for p in probes if p]
     for teacher, name in PROBE_ROWS:
         results = [p[teacher] for p in found if p.get(teacher)]
         cells = [
@@ -174,19 +242,37 @@ def format_table(
             for key, _ in TABLE_COLUMNS
         ]
         lines.append(f"| {name} | " + " | ".join(cells + ["-"] * len(DELTA_COLUMNS)) + " |")
-    lines += ["", *_table_notes(hits, found)]
+    lines += ["", *table_notes(replicates, found)]
     return "\n".join(lines)
 
 
-def _table_notes(hits: list[dict[str, Hits]] | None, probes: list[dict[str, Any]]) -> list[str]:
-    """The lines under the table saying how its added columns and rows were computed."""
-    notes = []
-    if hits:
-        pairs = sum(len((h.get("baseline") or {}).get("top1") or {}) for h in hits)
+def table_notes(replicates: Sequence[Replicate], probes: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The lines under a table saying what its numbers are and how the intervals are taken."""
+    unit = unit_of(replicates)
+    units = len({r.seed if unit == "seed" else r.run for r in replicates})
+    videos = {len((r.hits.get(BASELINE) or {}).get("top1") or {}) for r in replicates}
+    varies = (
+        "each seed has its own videos, teachers and training seed, so the interval holds data "
+        "and training noise"
+        if unit == "seed"
+        else "the runs share one benchmark (videos and teachers) and differ in the training "
+        "seed only, so the interval holds training noise and not the spread between benchmarks"
+    )
+    notes = [
+        f"Numbers: test split ({'/'.join(map(str, sorted(videos)))} videos), the last "
+        f"epoch's checkpoint; mean +- sample sd over the {units} {unit}s. top-1 best-on-val: "
+        "the checkpoint of the best validation epoch, for comparison.",
+        f"Δ: each method minus the baseline trained on the same benchmark with the same "
+        f"training seed, mean over the test videos, then over the {units} {unit}s, in points "
+        f"[95 % Student t interval over the {unit}s]; {varies}. An interval that holds 0 "
+        "shows no effect.",
+    ]
+    if units == 1:
         notes.append(
-            f"Δ: paired difference to the baseline in points over the {pairs} (seed, test "
-            f"video) pairs, mean [95 % percentile bootstrap interval, {BOOTSTRAP_RESAMPLES:,} "
-            "resamples of the pairs]."
+            f"One {unit} per method: these differences cannot separate methods. Two trainings "
+            f"of the same method on the same data differ by {RUN_TO_RUN_SD} points of test "
+            "top-1 (standard deviation over 8 training seeds, docs/DEMO.md); run "
+            "`ccl demo --runs N` or `--seeds ...` for intervals."
         )
     if probes:
         audio = [p["audio"] for p in probes if p.get("audio")]

@@ -5,7 +5,7 @@ temperature 0.5 for the audio teacher, 0.1 for the image teacher; docs/METHOD.md
 demo those terms pull the student harder than its cross-entropy does (docs/DEMO.md, "Why the
 distilled students fit worse"). Here each CCL method is trained with the reference's setting
 and a few weaker ones (:data:`CANDIDATES`) on every seed; one setting per method is chosen by
-the mean over the seeds of the best validation top-1 (the number that picks a run's best
+the mean over the seeds of the last epoch's validation top-1 (the demo reports the last
 checkpoint), and only the chosen runs and the baseline are then evaluated on the test
 groups, in the demo's table with paired differences to the baseline. The test groups play
 no part in the choice: the other candidates are never evaluated on them. A candidate that
@@ -40,7 +40,7 @@ from ccl.demo.pipeline import (
     train_and_evaluate,
     train_unless_diverged,
 )
-from ccl.demo.tables import format_table, method_hits, method_numbers
+from ccl.demo.tables import Replicate, format_table, numbers_of, video_hits
 from ccl.objectives.registry import BASELINE
 
 
@@ -80,7 +80,7 @@ def run_name(prefix: str, method: str, candidate: Candidate) -> str:
 
 
 def choose(validation: dict[str, list[float]]) -> str:
-    """The candidate (tag) with the highest mean over seeds of its best validation top-1; a
+    """The candidate (tag) with the highest mean over seeds of its last validation top-1; a
     tie goes to the earlier one (the reference's setting comes first). A candidate that
     diverged on any seed (NaN) is not chosen."""
     finite = {tag: v for tag, v in validation.items() if not any(map(math.isnan, v))}
@@ -103,15 +103,16 @@ class CandidateSpec:
 
 @dataclass(frozen=True)
 class CandidateResult:
-    """One training's outcome: its best validation top-1 (NaN: diverged), its run folder and,
-    when it was tested, the test evaluation of its best-on-validation checkpoint."""
+    """One training's outcome: its last epoch's validation top-1 (NaN: diverged), its run
+    folder and, when it was tested, the test evaluations of its checkpoints (``last``,
+    ``best``; empty when not tested or diverged)."""
 
     method: str
     tag: str
     seed: int
-    best_top1: float
+    val_top1: float
     run_dir: Path
-    evaluation: dict[str, Any] | None
+    evaluations: dict[str, dict[str, Any]]
 
 
 def candidate_config(spec: CandidateSpec) -> Config:
@@ -138,7 +139,7 @@ def train_candidate(spec: CandidateSpec) -> CandidateResult:
             label=label,
             scale=run.scale,
             overrides=[*candidate.overrides, *run.overrides],
-            checkpoints=("best", "last") if spec.test else (),
+            checkpoints=("last", "best") if spec.test else (),
         ),
         tag="tune",
     )
@@ -146,9 +147,9 @@ def train_candidate(spec: CandidateSpec) -> CandidateResult:
         run.method,
         candidate.tag,
         run.seed,
-        trained.best_validation_top1(),
+        trained.last_validation_top1(),
         trained.run_dir,
-        trained.evaluations.get("best"),
+        trained.evaluations,
     )
 
 
@@ -196,7 +197,7 @@ def run_tuning(
     validation: dict[str, dict[str, list[float]]] = {}
     for result in trained:
         validation.setdefault(result.method, {}).setdefault(result.tag, []).append(
-            result.best_top1
+            result.val_top1
         )
     # 2. choose on validation
     chosen = {
@@ -212,31 +213,36 @@ def run_tuning(
             for method, candidate in [(BASELINE, REFERENCE), *chosen.items()]
         ],
     )
-    names = {m.upper(): f"{m.upper()}, {c.what}" for m, c in chosen.items()}  # report labels
-    per_seed, hits, probes = [], [], []
+    names = {m: f"{m.upper()}, {c.what}" for m, c in chosen.items()}  # table labels
+    replicates, probes = [], []
     for seed in seeds:
         here = prepared[seed]
         runs = [result for result in tested if result.seed == seed]
-        _, report = report_runs([r.run_dir for r in runs], here.paths.root / "tuned_report")
-        evaluations = [r.evaluation for r in runs]
-        numbers = method_numbers(report, evaluations, here.unrelated_audio_classes)
-        per_seed.append({names.get(k, k): v for k, v in numbers.items()})
-        hits.append({names.get(k, k): v for k, v in method_hits(report, evaluations).items()})
+        report_runs(
+            [r.run_dir for r in runs if r.evaluations], here.paths.root / "tuned_report"
+        )
+        numbers, hits = {}, {}
+        for r in runs:
+            label = names.get(r.method, r.method)
+            last, best = r.evaluations.get("last"), r.evaluations.get("best")
+            numbers[label] = numbers_of(last, best, here.unrelated_audio_classes)
+            if last is not None:
+                hits[label] = video_hits(last)
+        replicates.append(Replicate(seed, 1, numbers, hits))
         probes.append(teacher_probes(here.paths, scale=scale, overrides=overrides))
     listed = ", ".join(map(str, seeds))
     table = (
-        f"Test split, best-on-validation checkpoint, mean +- std over seeds {listed}; each CCL "
-        "method with its setting chosen on the validation groups (tune_validation.md)\n\n"
-        + format_table(per_seed, hits, probes, list(seeds))
+        f"Test split, seeds {listed}; each CCL method with its setting chosen on the "
+        "validation groups (tune_validation.md)\n\n" + format_table(replicates, probes)
     )
     validation_table = _validation_table(validation, candidates, chosen, seeds)
     write_text_atomic(out / "tuned_table.md", table + "\n")
     write_text_atomic(out / "tune_validation.md", validation_table)
     record = {
         "seeds": list(seeds),
-        "validation_best_top1": validation,
+        "validation_last_top1": validation,
         "chosen": {m: {"tag": c.tag, "overrides": list(c.overrides)} for m, c in chosen.items()},
-        "test": {str(s): m for s, m in zip(seeds, per_seed)},
+        "test": {str(r.seed): r.numbers for r in replicates},
     }
     write_text_atomic(out / "tuning.json", json.dumps(record, indent=1) + "\n")
     print(validation_table)
@@ -250,10 +256,10 @@ def _validation_table(
     chosen: dict[str, Candidate],
     seeds: tuple[int, ...],
 ) -> str:
-    """Markdown: per method and candidate, the best validation top-1 (%) per seed and their
-    mean, the chosen candidate marked; the baseline's row for scale."""
+    """Markdown: per method and candidate, the last epoch's validation top-1 (%) per seed and
+    their mean, the chosen candidate marked; the baseline's row for scale."""
     lines = [
-        "Best validation top-1 (%) per seed (the number that picks a run's best checkpoint); "
+        "Last epoch's validation top-1 (%) per seed (the demo reports the last checkpoint); "
         "per CCL method the candidate with the highest mean is chosen (a tie: the earlier)",
         "",
         "| run | setting | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | chosen |",

@@ -41,9 +41,13 @@ from ccl.objectives import Batch, Objective, ObjectiveOutput
 from ccl.objectives.build import build_objective
 from ccl.protocol import Protocol, check_annotations, forward_in_splits
 from ccl.protocol import resolve as resolve_protocol
+from ccl.runlock import RunLock, lock_run_folder
 from ccl.runs import move_aside, refuse_existing_run
 from ccl.runtime import autocast_context, resolve_device, seed_everything, stats_tensor, to_batch
 from ccl.tblog import TensorBoardLog, require_tensorboard
+
+TRAIN_LOCK_HINT = " or use another train.name"
+"""The way on that a refused second ``ccl train`` of a run folder in use is told."""
 
 # ----------------------------------------------------------------------------- builders
 
@@ -316,30 +320,43 @@ def train(cfg: Config, *, overwrite: bool = False) -> RunResult:
 
     A run folder that already holds a run is only continued (``train.resume``) or, with
     ``overwrite``, moved aside to ``<name>.old-N`` first; otherwise this refuses before
-    writing anything (:class:`ccl.runs.RunExistsError`)."""
-    run = build_run(cfg, overwrite=overwrite)
-    last = None
-    for epoch in range(run.progress.epoch, cfg.train.epochs):
-        record = train_one_epoch(run, epoch)
-        if _validates_after(cfg, epoch):
-            last = validate(run)
-            record.update({f"val/{k}": v for k, v in last.items()})
-            _keep_if_best(run, last, epoch)
-        run.log.write(record)
-        run.save_checkpoint("last.pt")
-        if cfg.train.save_every and (epoch + 1) % cfg.train.save_every == 0:
-            run.save_checkpoint(f"epoch_{epoch + 1:04d}.pt")
-        if run.main:
-            print(_epoch_summary(record, cfg.train.epochs), flush=True)
-    run.log.close()
+    writing anything (:class:`ccl.runs.RunExistsError`). The run folder's lock
+    (:mod:`ccl.runlock`) is held from before the first check to the end, so a second writer
+    is refused (:class:`ccl.errors.RunInUseError`) and never mixes its files in."""
+    cfg.validate()
+    run_dir = Path(cfg.train.out_dir) / cfg.train.name
+    # one writer per run folder: rank 0 (or the only process) holds its lock throughout
+    main = distributed.launched_as_main()
+    lock = lock_run_folder(run_dir, "ccl train", TRAIN_LOCK_HINT) if main else None
+    try:
+        run = build_run(cfg, overwrite=overwrite, lock=lock)
+        last = None
+        for epoch in range(run.progress.epoch, cfg.train.epochs):
+            record = train_one_epoch(run, epoch)
+            if _validates_after(cfg, epoch):
+                last = validate(run)
+                record.update({f"val/{k}": v for k, v in last.items()})
+                _keep_if_best(run, last, epoch)
+            run.log.write(record)
+            run.save_checkpoint("last.pt")
+            if cfg.train.save_every and (epoch + 1) % cfg.train.save_every == 0:
+                run.save_checkpoint(f"epoch_{epoch + 1:04d}.pt")
+            if run.main:
+                print(_epoch_summary(record, cfg.train.epochs), flush=True)
+        run.log.close()
+    finally:
+        if lock is not None:
+            lock.release()
     return RunResult(run_dir=run.run_dir, best=run.progress.best, last=last)
 
 
-def build_run(cfg: Config, *, overwrite: bool = False) -> TrainingRun:
+def build_run(cfg: Config, *, overwrite: bool = False, lock: RunLock | None = None) -> TrainingRun:
     """Everything :func:`train` needs, in a fixed order (the networks' initial weights are
     drawn from the seeded generators in that order): the checks that can refuse (read only,
     on every rank), the run folder, the data, the networks, the optimiser, the state resumed
-    from a checkpoint (``train.resume``) and the log."""
+    from a checkpoint (``train.resume``) and the log. ``lock``: the run folder's lock, which
+    the caller holds (main process); ``overwrite`` moves it with the old run and takes the
+    new folder's."""
     cfg.validate()
     run_dir = Path(cfg.train.out_dir) / cfg.train.name
     if overwrite and cfg.train.resume is not None:
@@ -359,7 +376,7 @@ def build_run(cfg: Config, *, overwrite: bool = False) -> TrainingRun:
     if cfg.train.tensorboard:
         require_tensorboard()  # before anything is written, on every rank
     if dist_info.is_main:
-        _prepare_folder(run_dir, overwrite)
+        _prepare_folder(run_dir, overwrite, lock)
 
     seed_everything(cfg.train.seed)
     torch.use_deterministic_algorithms(cfg.train.deterministic)
@@ -576,11 +593,14 @@ def _join_processes(device_name: str) -> tuple[torch.device, distributed.DistInf
     return device, dist_info
 
 
-def _prepare_folder(run_dir: Path, overwrite: bool) -> None:
-    """Move a previous run aside (``overwrite``), make the checkpoint folder and remove the
-    temporaries an interrupted save left in it."""
+def _prepare_folder(run_dir: Path, overwrite: bool, lock: RunLock | None) -> None:
+    """Move a previous run aside (``overwrite``, under its lock, which then passes to the
+    fresh folder), make the checkpoint folder and remove the temporaries an interrupted save
+    left in it (only under the lock: a live run's temporary is never touched)."""
     moved = move_aside(run_dir) if overwrite else None
     if moved is not None:
+        if lock is not None:
+            lock.take_over(moved, lock_run_folder(run_dir, "ccl train", TRAIN_LOCK_HINT))
         print(f"--overwrite: the previous run in {run_dir} was moved to {moved}")
     ckpt_dir = run_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ccl.errors import ReportError, RunExistsError
+from ccl.runlock import LOCK_FILE
 
 RUN_FILES = ("config.json", "metrics.jsonl")
 CONFIG_FILE, METRICS_FILE = RUN_FILES
@@ -78,9 +79,9 @@ def refuse_existing_run(run_dir: str | Path) -> None:
 def move_aside(run_dir: str | Path) -> Path | None:
     """Rename a non-empty ``run_dir`` to ``<name>.old-N`` (the first free N) for
     ``--overwrite``, so starting over never deletes a run; returns the new path, or None
-    when there was nothing to move."""
+    when there was nothing to move (its lock file alone is nothing)."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+    if not run_dir.is_dir() or all(p.name == LOCK_FILE for p in run_dir.iterdir()):
         return None
     n = 1
     while (target := run_dir.with_name(f"{run_dir.name}.old-{n}")).exists():

@@ -3,6 +3,7 @@ never overwrite another run, outputs that never replace an unrelated file."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -160,3 +161,30 @@ def test_a_refused_fresh_start_leaves_no_folder(tmp_path):
     with pytest.raises(ValueError, match="--overwrite"):
         train(cfg, overwrite=True)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_from_another_runs_checkpoint_never_replaces_a_run(
+    tmp_path, capsys, train_tiny_run, tiny_run_overrides, tree_hashes
+):
+    base = train_tiny_run(tmp_path, "train.name=base")
+    victim = train_tiny_run(tmp_path, "train.name=victim")
+    before = tree_hashes(tmp_path)
+    foreign = base / "checkpoints" / "last.pt"
+    args = ["train", "--preset", "smoke-baseline", *tiny_run_overrides, f"train.out_dir={tmp_path}"]
+    assert main([*args, "train.name=victim", "train.epochs=2", "--resume", str(foreign)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot resume into {victim} from {foreign}" in err and "nothing was changed" in err
+    assert tree_hashes(tmp_path) == before
+
+    # into a new folder: a start from that checkpoint, which the run records
+    assert main([*args, "train.name=fresh", "train.epochs=2", "--resume", str(foreign)]) == 0
+    fresh = tmp_path / "fresh"
+    first = json.loads((fresh / "metrics.jsonl").read_text().splitlines()[0])
+    assert first == {"type": "resumed", "from": str(foreign), "epoch": 1, "step": 2}
+    assert json.loads((fresh / "config.json").read_text())["train"]["resume"] == str(foreign)
+    assert load_checkpoint(fresh / "checkpoints" / "last.pt")["epoch"] == 2
+    # its own checkpoint, by path: an ordinary resume
+    own = victim / "checkpoints" / "last.pt"
+    assert main([*args, "train.name=victim", "train.epochs=2", "--resume", str(own)]) == 0
+    assert load_checkpoint(own)["epoch"] == 2
+    assert tree_hashes(base) == {k[5:]: v for k, v in before.items() if k.startswith("base/")}

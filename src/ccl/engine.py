@@ -9,7 +9,6 @@ from __future__ import annotations
 import bisect
 import math
 import time
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,6 @@ from ccl.checkpoint import (
     Progress,
     TrainingState,
     check_classes,
-    find_resume_checkpoint,
     load_checkpoint,
     remove_stale_temporaries,
 )
@@ -35,14 +33,20 @@ from ccl.cpu_allocator import configure_cpu_allocator
 from ccl.data.sampling import EpochSampler, SkipUnreadable
 from ccl.errors import NonFiniteLossError
 from ccl.loaders import epoch_loader, guard_workers
-from ccl.logs import JsonlLog, reset_log_after
+from ccl.logs import JsonlLog
 from ccl.models import R2Plus1D, StudentOutput, build_model
 from ccl.objectives import Batch, Objective, ObjectiveOutput
 from ccl.objectives.build import build_objective
 from ccl.protocol import Protocol, check_annotations, forward_in_splits
 from ccl.protocol import resolve as resolve_protocol
+from ccl.resume import restore_progress, resume_checkpoint_path
 from ccl.runlock import RunLock, lock_run_folder
-from ccl.runs import move_aside, refuse_existing_run
+from ccl.runs import (
+    is_other_runs_checkpoint,
+    move_aside,
+    refuse_existing_run,
+    refuse_resume_into_other_run,
+)
 from ccl.runtime import autocast_context, resolve_device, seed_everything, stats_tensor, to_batch
 from ccl.tblog import TensorBoardLog, require_tensorboard
 
@@ -364,7 +368,9 @@ def build_run(cfg: Config, *, overwrite: bool = False, lock: RunLock | None = No
     # The checks that can refuse read only, on every rank, before anything is written.
     if cfg.train.resume is None and not overwrite:
         refuse_existing_run(run_dir)
-    resume_path = _resume_path(cfg, run_dir)
+    elif cfg.train.resume not in (None, "auto"):
+        refuse_resume_into_other_run(run_dir, cfg.train.resume)
+    resume_path = resume_checkpoint_path(cfg, run_dir)
     saved = load_checkpoint(resume_path) if resume_path is not None else None
     device, dist_info = _join_processes(cfg.train.device)
     protocol = resolve_protocol(cfg.train)
@@ -402,7 +408,7 @@ def build_run(cfg: Config, *, overwrite: bool = False, lock: RunLock | None = No
         module = compile_step(module)
 
     state = TrainingState(student, objective.heads, optimizer, scheduler, scaler)
-    progress = _restore_progress(cfg, state, saved, resume_path, run_dir, main=dist_info.is_main)
+    progress = restore_progress(cfg, state, saved, resume_path, run_dir, main=dist_info.is_main)
     resumed_step = progress.step if saved is not None else None
     del saved  # the loaded checkpoint's tensors: restored, no longer needed
     if dist_info.is_main:
@@ -416,6 +422,10 @@ def build_run(cfg: Config, *, overwrite: bool = False, lock: RunLock | None = No
     steps_per_epoch = _steps_per_epoch(len(train_set), cfg, protocol.keep_last_batch)
     # the step counter follows the epochs and batches trained
     progress.step = progress.epoch * steps_per_epoch + progress.batch_in_epoch
+    if resume_path is not None and is_other_runs_checkpoint(resume_path, run_dir):
+        # where a run started from another run's checkpoint began: its log's first line
+        log.write({"type": "resumed", "from": str(resume_path), "epoch": progress.epoch,
+                   "step": progress.step})  # fmt: skip
     return TrainingRun(
         cfg=cfg,
         run_dir=run_dir,
@@ -637,34 +647,6 @@ def _build_networks(
     return student, objective
 
 
-def _restore_progress(
-    cfg: Config,
-    state: TrainingState,
-    saved: dict[str, Any] | None,
-    resume_path: Path | None,
-    run_dir: Path,
-    *,
-    main: bool,
-) -> Progress:
-    """Where the run starts: the ``saved`` checkpoint restored into ``state`` and the RNGs,
-    or epoch 0. The log is cut back to match (main process only)."""
-    log_path = run_dir / "metrics.jsonl"
-    if saved is None:
-        if main and cfg.train.resume == "auto":
-            # no checkpoint to continue from: a log is all a killed first epoch left, of
-            # steps that were never saved
-            reset_log_after(log_path, 0, 0)
-        return Progress(0, 0, 0, epoch_sums=defaultdict(float), epoch_counts=defaultdict(int))
-    progress = state.restore(saved, source=resume_path or "checkpoint")
-    progress.epoch_sums = defaultdict(float, progress.epoch_sums)
-    progress.epoch_counts = defaultdict(int, progress.epoch_counts)
-    if main:
-        reset_log_after(log_path, progress.epoch, progress.step)
-        where = f"epoch {progress.epoch + 1}, batch {progress.batch_in_epoch}"
-        print(f"resumed from {resume_path}: {where}")
-    return progress
-
-
 def _loader(dataset: Dataset, cfg: Config, sampler: EpochSampler, epoch: int) -> DataLoader:
     return epoch_loader(
         dataset,
@@ -685,11 +667,3 @@ def _steps_per_epoch(num_samples: int, cfg: Config, keep_last_batch: bool) -> in
 
 def _lrs(optimizer: torch.optim.Optimizer) -> dict[str, float]:
     return {f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(optimizer.param_groups)}
-
-
-def _resume_path(cfg: Config, run_dir: Path) -> Path | None:
-    if cfg.train.resume is None:
-        return None
-    if cfg.train.resume == "auto":
-        return find_resume_checkpoint(run_dir)
-    return Path(cfg.train.resume)

@@ -76,6 +76,28 @@ def refuse_existing_run(run_dir: str | Path) -> None:
         )
 
 
+def is_other_runs_checkpoint(checkpoint: str | Path, run_dir: str | Path) -> bool:
+    """Whether ``checkpoint`` lies outside ``run_dir`` (a start from another run's state)."""
+    return Path(run_dir).resolve() not in Path(checkpoint).resolve().parents
+
+
+def refuse_resume_into_other_run(run_dir: str | Path, checkpoint: str | Path) -> None:
+    """Raise :class:`RunExistsError` naming both when ``checkpoint`` (``--resume PATH``) is
+    not inside ``run_dir`` and ``run_dir`` already holds a run: continuing another run's
+    checkpoint there would replace this run's checkpoints, config and log. Into an empty or
+    new folder it is a start from that checkpoint. Reads only."""
+    if not is_other_runs_checkpoint(checkpoint, run_dir):
+        return
+    found = run_contents(run_dir)
+    if found:
+        raise RunExistsError(
+            f"cannot resume into {run_dir} from {checkpoint}: the checkpoint is not this "
+            f"run's and {run_dir} already holds a run ({', '.join(found)}); nothing was "
+            "changed. Resume into a new folder with train.name=NAME, or continue this run "
+            "with --resume auto"
+        )
+
+
 def move_aside(run_dir: str | Path) -> Path | None:
     """Rename a non-empty ``run_dir`` to ``<name>.old-N`` (the first free N) for
     ``--overwrite``, so starting over never deletes a run; returns the new path, or None

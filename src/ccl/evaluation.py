@@ -14,7 +14,7 @@ Every expected video is accounted for: a missing or unreadable one is an error u
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from ccl.cpu_allocator import configure_cpu_allocator
 from ccl.data.sampling import EpochSampler
 from ccl.models import build_model
 from ccl.runlock import lock_run_folder
-from ccl.runs import eval_path, features_path, run_contents
+from ccl.runs import checkpoint_label, eval_path, features_path, run_contents
 from ccl.runtime import autocast_context, resolve_device, stats_tensor, to_batch
 
 RECALL_KS = (1, 5, 10, 20, 50)
@@ -42,7 +42,7 @@ EVALUATE_LOCK_HINT = " or write the results elsewhere with --out DIR"
 @dataclass
 class EvalSettings:
     split: str = "testing"  # annotation subset of the queries
-    checkpoint: str = "best"  # best | last, when a run folder is given
+    checkpoint: str = "best"  # best | last, when a run folder is given (a file: its name)
     # retrieval gallery: the official training split (the training subset and the validation
     # videos held out of it, docs/METHOD.md §5.5), another subset or union; None: no retrieval
     gallery: str | None = "training+validation"
@@ -277,6 +277,8 @@ def evaluate(
     stores, e.g. for tests."""
     settings = settings or EvalSettings()
     ckpt_path = resolve_checkpoint(target, settings.checkpoint)
+    # labelled and filed by the checkpoint read: a file's results never replace another's
+    settings = replace(settings, checkpoint=checkpoint_label(ckpt_path))
     if settings.out_dir is not None:
         out_dir = Path(settings.out_dir)
     else:

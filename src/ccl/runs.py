@@ -37,14 +37,22 @@ def split_file_name(split: str) -> str:
 
 
 def eval_path(run_dir: str | Path, split: str, checkpoint: str = "best") -> Path:
-    """Where ``ccl evaluate`` writes the results of ``checkpoint`` (``best`` or ``last``) on
-    subset ``split`` (``testing``/``test``/``validation``/...): ``eval_<split>.json`` for the
-    best checkpoint, ``eval_<split>_last.json`` for the last (``<split>`` by
-    :func:`split_file_name`). The one place these names are spelled."""
-    if checkpoint not in CHECKPOINT_KINDS:
-        raise ValueError(f"checkpoint must be one of {CHECKPOINT_KINDS}, got {checkpoint!r}")
+    """Where ``ccl evaluate`` writes the results of ``checkpoint`` on subset ``split``
+    (``testing``/``test``/``validation``/...): ``eval_<split>.json`` for the best checkpoint,
+    ``eval_<split>_<checkpoint>.json`` for any other (``last``, or the name of another
+    checkpoint file, :func:`checkpoint_label`; ``<split>`` by :func:`split_file_name`). The
+    one place these names are spelled."""
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", checkpoint):
+        raise ValueError(f"checkpoint must be a name (best, last, ...), got {checkpoint!r}")
     suffix = "" if checkpoint == "best" else f"_{checkpoint}"
     return Path(run_dir) / f"eval_{split_file_name(split)}{suffix}.json"
+
+
+def checkpoint_label(checkpoint: str | Path) -> str:
+    """What an evaluation of the checkpoint file ``checkpoint`` is labelled and filed as:
+    its name without ``.pt`` (``best.pt`` -> ``best``, ``last.pt`` -> ``last``,
+    ``epoch_0002.pt`` -> ``epoch_0002``), made safe for a file name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(checkpoint).stem).strip("_.") or "checkpoint"
 
 
 def features_path(run_dir: str | Path, split: str, checkpoint: str = "best") -> Path:

@@ -188,3 +188,34 @@ def test_resume_from_another_runs_checkpoint_never_replaces_a_run(
     assert main([*args, "train.name=victim", "train.epochs=2", "--resume", str(own)]) == 0
     assert load_checkpoint(own)["epoch"] == 2
     assert tree_hashes(base) == {k[5:]: v for k, v in before.items() if k.startswith("base/")}
+
+
+def test_a_resume_applies_the_settings_it_may_change_and_refuses_the_others(
+    tmp_path, capsys, tiny_run_overrides, tree_hashes
+):
+    args = ["train", "--preset", "smoke-baseline", *tiny_run_overrides]
+    args += [f"train.out_dir={tmp_path}", "train.name=X", "optim.milestones=1"]
+    assert main([*args, "optim.lr=0.05"]) == 0
+    run = tmp_path / "X"
+    before = tree_hashes(tmp_path)
+    resume = [*args, "train.epochs=2", "--resume", "auto"]
+    assert main([*resume, "optim.lr=0.05", "data.batch_size=2", "train.seed=7"]) == 2
+    err = capsys.readouterr().err
+    assert "data.batch_size 4 -> 2" in err and "train.seed 1 -> 7" in err, err
+    assert "cannot change mid-run" in err and "optim.lr" not in err
+    assert tree_hashes(tmp_path) == before
+
+    assert main([*resume, "optim.lr=0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "resume: optim.lr changed from 0.05 to 0.5" in out
+    assert "resume: train.epochs changed from 1 to 2" in out
+    epochs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in epochs if r["type"] == "epoch"]
+    # epoch records hold the rate after the epoch's schedule step (one milestone: x 0.1):
+    # epoch 2 trained at the new rate on the schedule, 0.5 x 0.1, not the restored 0.005
+    assert [r["lr/student"] for r in epochs] == [pytest.approx(0.005), pytest.approx(0.05)]
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.05)
+    assert state["scheduler"]["base_lrs"] == [0.5]
+    stored = json.loads((run / "config.json").read_text())
+    assert stored["optim"]["lr"] == state["config"]["optim"]["lr"] == 0.5

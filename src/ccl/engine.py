@@ -39,7 +39,7 @@ from ccl.objectives import Batch, Objective, ObjectiveOutput
 from ccl.objectives.build import build_objective
 from ccl.protocol import Protocol, check_annotations, forward_in_splits
 from ccl.protocol import resolve as resolve_protocol
-from ccl.resume import restore_progress, resume_checkpoint_path
+from ccl.resume import restore_progress, resume_changes, resume_checkpoint_path
 from ccl.runlock import RunLock, lock_run_folder
 from ccl.runs import (
     is_other_runs_checkpoint,
@@ -372,6 +372,7 @@ def build_run(cfg: Config, *, overwrite: bool = False, lock: RunLock | None = No
         refuse_resume_into_other_run(run_dir, cfg.train.resume)
     resume_path = resume_checkpoint_path(cfg, run_dir)
     saved = load_checkpoint(resume_path) if resume_path is not None else None
+    changes = resume_changes(cfg, saved.get("config"), resume_path) if saved else {}
     device, dist_info = _join_processes(cfg.train.device)
     protocol = resolve_protocol(cfg.train)
     if protocol.keep_last_batch and dist_info.enabled:
@@ -408,7 +409,9 @@ def build_run(cfg: Config, *, overwrite: bool = False, lock: RunLock | None = No
         module = compile_step(module)
 
     state = TrainingState(student, objective.heads, optimizer, scheduler, scaler)
-    progress = restore_progress(cfg, state, saved, resume_path, run_dir, main=dist_info.is_main)
+    progress = restore_progress(
+        cfg, state, saved, resume_path, run_dir, main=dist_info.is_main, changes=changes
+    )
     resumed_step = progress.step if saved is not None else None
     del saved  # the loaded checkpoint's tensors: restored, no longer needed
     if dist_info.is_main:

@@ -219,3 +219,23 @@ def test_a_resume_applies_the_settings_it_may_change_and_refuses_the_others(
     assert state["scheduler"]["base_lrs"] == [0.5]
     stored = json.loads((run / "config.json").read_text())
     assert stored["optim"]["lr"] == state["config"]["optim"]["lr"] == 0.5
+
+
+def test_ctrl_c_ends_a_training_with_one_line_and_exit_130(tmp_path, tiny_run_overrides):
+    import signal
+
+    args = [*tiny_run_overrides, f"train.out_dir={tmp_path}", "train.name=i", "train.epochs=500"]
+    proc = _ccl("train", "--preset", "smoke-baseline", *args)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("epoch 1/"):
+            break
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, rest
+    assert "Traceback" not in rest and "KeyboardInterrupt" not in rest, rest
+    last = rest.strip().splitlines()[-1]
+    assert last.startswith("ccl train: interrupted") and "--resume auto" in last, rest
+    assert not (tmp_path / "i" / LOCK_FILE).exists()  # released on the way out
+    assert load_checkpoint(tmp_path / "i" / "checkpoints" / "last.pt")["epoch"] >= 1

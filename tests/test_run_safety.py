@@ -239,3 +239,27 @@ def test_ctrl_c_ends_a_training_with_one_line_and_exit_130(tmp_path, tiny_run_ov
     assert last.startswith("ccl train: interrupted") and "--resume auto" in last, rest
     assert not (tmp_path / "i" / LOCK_FILE).exists()  # released on the way out
     assert load_checkpoint(tmp_path / "i" / "checkpoints" / "last.pt")["epoch"] >= 1
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("optim.lr=inf", "optim.lr"),
+        ("optim.head_lr=inf", "optim.head_lr"),
+        ("objective.audio_temperature=inf", "objective.audio_temperature"),
+        ("objective.image_temperature=nan", "objective.image_temperature"),
+        ("data.mean=nan,0.4,0.4", "data.mean"),
+        ("data.std=0.2,inf,0.2", "data.std"),
+        ("student.arch=r9d", "student.arch"),
+        ("image_teacher.arch=vgg", "image_teacher.arch"),
+        ("train.device=tpu9", "train.device"),
+    ],
+)
+def test_every_value_is_validated_before_any_folder_is_made(
+    tmp_path, capsys, tiny_run_overrides, override, key
+):
+    args = ["train", "--preset", "smoke-baseline", *tiny_run_overrides]
+    assert main([*args, f"train.out_dir={tmp_path / 'runs'}", override]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"invalid config: {key} must be" in err, err
+    assert list(tmp_path.iterdir()) == []

@@ -2,7 +2,8 @@
 
 A run folder (``<train.out_dir>/<train.name>``) holds ``config.json``, ``metrics.jsonl`` and
 ``checkpoints/``; ``ccl evaluate`` adds ``eval_<split>.json`` (best checkpoint),
-``eval_<split>_last.json`` (last checkpoint) and the saved features beside them.
+``eval_<split>_last.json`` (last checkpoint), ``eval_<split>_<name>.json`` (any other
+checkpoint file) and the saved features beside them.
 :func:`load_run` reads all of it into a :class:`Run` (checkpoints are listed, never loaded),
 with notes on what is missing, unfinished or stale.
 
@@ -27,7 +28,6 @@ from ccl.runlock import LOCK_FILE
 
 RUN_FILES = ("config.json", "metrics.jsonl")
 CONFIG_FILE, METRICS_FILE = RUN_FILES
-CHECKPOINT_KINDS = ("best", "last")
 
 
 def split_file_name(split: str) -> str:

@@ -336,7 +336,9 @@ def test_resume_auto_without_a_usable_checkpoint_stops_and_keeps_best(
 
 
 def test_resume_refuses_data_with_other_classes(tmp_path, tree_hashes):
-    from ccl.checkpoint import ClassMismatchError
+    """Other data settings are refused by name; data of other classes under the same
+    settings (annotations moved, then replaced) by the class check."""
+    from ccl.checkpoint import ClassMismatchError, save_checkpoint
 
     train(_cfg("baseline", tmp_path, "train.name=X", "train.epochs=1"))
     before = tree_hashes(tmp_path)
@@ -348,6 +350,14 @@ def test_resume_refuses_data_with_other_classes(tmp_path, tree_hashes):
         "train.resume=auto",
         "data.synthetic_classes=3",
     )
+    with pytest.raises(ValueError, match=r"data.synthetic_classes 4 -> 3 \(these cannot change"):
+        train(cfg)
+    assert tree_hashes(tmp_path) == before
+    last = tmp_path / "X" / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    state["config"]["data"]["synthetic_classes"] = 3  # same settings, a checkpoint of 4 classes
+    save_checkpoint(state, last)
+    before = tree_hashes(tmp_path)
     with pytest.raises(ClassMismatchError, match=r"class 3 \('class_03'\) is only in checkpoint"):
         train(cfg)
     assert tree_hashes(tmp_path) == before

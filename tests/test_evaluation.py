@@ -258,3 +258,34 @@ def test_retrieval_gallery_is_the_official_training_split(run_dir, tmp_path):
     ann.write_text(json.dumps(data))
     with pytest.raises(ValueError, match=r"gallery 'training\+validation' holds 4 of the query"):
         evaluate(run_dir, _settings(split="validation", **common))
+
+
+def test_an_evaluation_is_labelled_and_filed_by_the_checkpoint_it_read(
+    tmp_path, train_tiny_run, monkeypatch, capsys
+):
+    """``ccl evaluate RUN/checkpoints/last.pt`` is last.pt's evaluation: printed, labelled
+    and filed as ``last``; any other checkpoint file under its own name; none replaces
+    another checkpoint's results."""
+    import functools
+
+    import ccl.evaluation as ev
+    from ccl.cli import main
+
+    run = train_tiny_run(tmp_path, "train.epochs=2", "train.save_every=1")
+    queries = FakeWindows(6, 3)
+    monkeypatch.setattr(ev, "evaluate", functools.partial(evaluate, datasets={"testing": queries}))
+    args = ["--gallery", "none", "--workers", "0"]
+    assert main(["evaluate", str(run), "--checkpoint", "best", *args]) == 0
+    best = (run / "eval_test.json").read_text()
+    assert json.loads(best)["checkpoint_kind"] == "best"
+    ckpts = run / "checkpoints"
+    for name, label in [("last.pt", "last"), ("epoch_0001.pt", "epoch_0001")]:
+        capsys.readouterr()
+        assert main(["evaluate", str(ckpts / name), *args]) == 0
+        out = capsys.readouterr().out
+        path = run / f"eval_test_{label}.json"
+        assert out.startswith(f"{label}: ") and str(path) in out, out
+        report = json.loads(path.read_text())
+        assert report["checkpoint_kind"] == label and report["checkpoint"] == str(ckpts / name)
+        assert (run / f"eval_test_{label}_features.npz").is_file()
+    assert (run / "eval_test.json").read_text() == best  # best.pt's results untouched

@@ -216,3 +216,23 @@ def test_bad_arguments_are_one_line_errors(run_dir, videos, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "either video files or --subset" in err and "must be a .npz" in err
     assert not Path(out).exists()
+
+
+def test_predict_json_never_replaces_an_input_or_a_foreign_file(
+    run_dir, videos, tmp_path, capsys, tree_hashes
+):
+    video = tmp_path / "in.mkv"
+    shutil.copy(videos / "short.mkv", video)
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"mine": 1}\n')
+    before = tree_hashes(tmp_path)
+    predict = ["predict", str(run_dir), str(video), "--json"]
+    for target, why in [(video, "is one of the inputs"), (notes, "is not a ccl predict result")]:
+        assert main([*predict, str(target)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(target) in err and why in err, err
+    assert tree_hashes(tmp_path) == before
+    out = tmp_path / "pred.json"
+    assert main([*predict, str(out)]) == 0
+    assert main(["predict", str(run_dir), str(video), str(video), "--json", str(out)]) == 0
+    assert len(json.loads(out.read_text())) == 2  # its own earlier output is replaced

@@ -312,5 +312,7 @@ def test_eval_file_names(tmp_path: Path) -> None:
     assert eval_path(tmp_path, "test", "last") == tmp_path / "eval_test_last.json"
     assert eval_path(tmp_path, "validation") == tmp_path / "eval_validation.json"
     assert features_path(tmp_path, "testing", "last") == tmp_path / "eval_test_last_features.npz"
-    with pytest.raises(ValueError, match="checkpoint must be one of"):
-        eval_path(tmp_path, "testing", "epoch_3")
+    # any other checkpoint file is filed under its own name
+    assert eval_path(tmp_path, "testing", "epoch_3") == tmp_path / "eval_test_epoch_3.json"
+    with pytest.raises(ValueError, match="checkpoint must be a name"):
+        eval_path(tmp_path, "testing", "../x")

@@ -1,5 +1,6 @@
 """Atomic file writes: a temporary file in the target's folder, fsynced and renamed over
-the target, so a crash leaves the previous file or the new one, never half of one; and the
+the target, so a crash leaves the previous file or the new one, never half of one; the
+check that an output replaces neither an input nor a file some other program wrote; and the
 SHA-256 digest that records which file a result was made from. Torch-free (``ccl report``
 and the CLI's light commands use it without importing torch)."""
 
@@ -8,9 +9,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -104,3 +106,42 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file (same real path, or hard links of one file)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_replaceable_json(
+    path: str | Path,
+    *,
+    inputs: Iterable[str | Path] = (),
+    is_own: Callable[[Any], bool],
+    kind: str,
+    option: str,
+) -> None:
+    """Refuse (``ValueError`` naming ``path``) to write a command's JSON output ``path``
+    over one of the command's ``inputs``, over a folder, or over an existing file that is
+    not this command's output: one whose parsed JSON ``is_own`` does not recognise (by keys
+    the command always writes). ``kind`` names the output ("an annotation JSON"),
+    ``option`` the flag that chose the path ("--out"). Reads only."""
+    path = Path(path)
+    for src in inputs:
+        if same_file(path, src):
+            raise ValueError(f"{path} is one of the inputs; choose another {option}")
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder; give the file to write")
+    if not path.exists():
+        return
+    try:
+        ours = bool(is_own(json.loads(path.read_text(encoding="utf-8"))))
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        raise ValueError(f"{option} {path} exists and is not {kind}; refusing to overwrite it")

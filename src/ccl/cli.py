@@ -28,6 +28,12 @@ from ccl.errors import USER_ERRORS, describe_error
 # The command modules, in the order ``ccl --help`` lists them.
 COMMANDS = (train, evaluate, presets, demo, prepare, pretrain, predict, report, synth)
 
+# What an interrupted command (Ctrl-C) adds to its one line: how to go on.
+INTERRUPT_HINTS = {
+    "train": "; its last checkpoint is kept: continue with the same command and --resume auto",
+}
+INTERRUPTED = 130  # the shell's exit status of a process ended by SIGINT
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``ccl`` parser with every command's subparser."""
@@ -46,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. Errors of input and environment (bad values, files, folders,
     checkpoints, runs: ``ValueError``, ``OSError``, ``RuntimeError`` and the project's
-    subclasses of them) end as one line on stderr and exit code 2, never a traceback."""
+    subclasses of them) end as one line on stderr and exit code 2, never a traceback; Ctrl-C
+    (``KeyboardInterrupt``) ends as one line saying what was interrupted and how to go on,
+    exit code 130."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
@@ -60,6 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as err:
         print(f"ccl {args.command}: error: {describe_error(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        hint = INTERRUPT_HINTS.get(args.command, "")
+        print(f"\nccl {args.command}: interrupted{hint}", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

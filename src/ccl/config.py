@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ccl.models.teachers import KINETICS_MEAN, KINETICS_STD
+from ccl.models.r2plus1d import ARCH_BLOCKS
+from ccl.models.teachers import IMAGE_TEACHER_ARCHS, KINETICS_MEAN, KINETICS_STD
 from ccl.objectives.registry import (
     AUDIO,
     BASELINE,
@@ -224,15 +227,21 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
 
     def at_least(key: str, low: float, optional: bool = False) -> None:
         v = value(key)
-        ok = (optional and v is None) or (v is not None and v >= low)
+        ok = (optional and v is None) or (v is not None and math.isfinite(v) and v >= low)
         need(ok, key, f">= {low}" + (" or none" if optional else ""))
 
     def positive(key: str, optional: bool = False) -> None:
         v = value(key)
-        ok = (optional and v is None) or (v is not None and v > 0)
+        ok = (optional and v is None) or (v is not None and math.isfinite(v) and v > 0)
         need(ok, key, "> 0" + (" or none" if optional else ""))
 
     o, opt, d, tr = cfg.objective, cfg.optim, cfg.data, cfg.train
+    need(cfg.student.arch in ARCH_BLOCKS, "student.arch", f"one of {', '.join(ARCH_BLOCKS)}")
+    need(
+        cfg.image_teacher.arch in IMAGE_TEACHER_ARCHS,
+        "image_teacher.arch",
+        f"one of {', '.join(IMAGE_TEACHER_ARCHS)}",
+    )
     positive("student.width")
     at_least("student.feature_dim", 1, optional=True)
     at_least("image_teacher.input_size", 1, optional=True)
@@ -267,8 +276,16 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
         "data.crop_scale",
         "two values lo,hi with 0 < lo <= hi <= 1",
     )
-    need(len(d.mean) == 3, "data.mean", "three values (R,G,B)")
-    need(len(d.std) == 3 and all(v > 0 for v in d.std), "data.std", "three values > 0")
+    need(
+        len(d.mean) == 3 and all(math.isfinite(v) for v in d.mean),
+        "data.mean",
+        "three finite values (R,G,B)",
+    )
+    need(
+        len(d.std) == 3 and all(math.isfinite(v) and v > 0 for v in d.std),
+        "data.std",
+        "three finite values > 0",
+    )
     for key in ("data.synthetic_classes", "data.synthetic_train", "data.synthetic_val"):
         at_least(key, 1)
     at_least("data.audio_dim", 1)
@@ -278,6 +295,11 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
         "a folder name (no path separators)",
     )
     need(bool(tr.out_dir), "train.out_dir", "a folder")
+    need(
+        re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", tr.device) is not None,
+        "train.device",
+        "auto, cpu, mps, cuda or cuda:N",
+    )
     at_least("train.epochs", 1)
     for key in ("train.log_every", "train.save_every", "train.val_every"):
         at_least(key, 0)

@@ -29,6 +29,12 @@ class DistInfo:
         return self.world_size > 1
 
 
+def launched_as_main() -> bool:
+    """Whether this process is rank 0 of a torchrun launch, or a plain launch: read from
+    the environment, so it answers before the process group exists."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def init_from_env(device_type: str) -> DistInfo:
     """Join the process group torchrun describes in the environment (gloo on CPU, NCCL on
     CUDA); a plain ``python`` launch is one process and initialises nothing."""

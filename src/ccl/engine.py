@@ -9,7 +9,6 @@ from __future__ import annotations
 import bisect
 import math
 import time
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,6 @@ from ccl.checkpoint import (
     Progress,
     TrainingState,
     check_classes,
-    find_resume_checkpoint,
     load_checkpoint,
     remove_stale_temporaries,
 )
@@ -35,15 +33,25 @@ from ccl.cpu_allocator import configure_cpu_allocator
 from ccl.data.sampling import EpochSampler, SkipUnreadable
 from ccl.errors import NonFiniteLossError
 from ccl.loaders import epoch_loader, guard_workers
-from ccl.logs import JsonlLog, reset_log_after
+from ccl.logs import JsonlLog
 from ccl.models import R2Plus1D, StudentOutput, build_model
 from ccl.objectives import Batch, Objective, ObjectiveOutput
 from ccl.objectives.build import build_objective
 from ccl.protocol import Protocol, check_annotations, forward_in_splits
 from ccl.protocol import resolve as resolve_protocol
-from ccl.runs import move_aside, refuse_existing_run
+from ccl.resume import restore_progress, resume_changes, resume_checkpoint_path
+from ccl.runlock import RunLock, lock_run_folder
+from ccl.runs import (
+    is_other_runs_checkpoint,
+    move_aside,
+    refuse_existing_run,
+    refuse_resume_into_other_run,
+)
 from ccl.runtime import autocast_context, resolve_device, seed_everything, stats_tensor, to_batch
 from ccl.tblog import TensorBoardLog, require_tensorboard
+
+TRAIN_LOCK_HINT = " or use another train.name"
+"""The way on that a refused second ``ccl train`` of a run folder in use is told."""
 
 # ----------------------------------------------------------------------------- builders
 
@@ -325,30 +333,43 @@ def train(cfg: Config, *, overwrite: bool = False) -> RunResult:
 
     A run folder that already holds a run is only continued (``train.resume``) or, with
     ``overwrite``, moved aside to ``<name>.old-N`` first; otherwise this refuses before
-    writing anything (:class:`ccl.runs.RunExistsError`)."""
-    run = build_run(cfg, overwrite=overwrite)
-    last = None
-    for epoch in range(run.progress.epoch, cfg.train.epochs):
-        record = train_one_epoch(run, epoch)
-        if _validates_after(cfg, epoch):
-            last = validate(run)
-            record.update({f"val/{k}": v for k, v in last.items()})
-            _keep_if_best(run, last, epoch)
-        run.log.write(record)
-        run.save_checkpoint("last.pt")
-        if cfg.train.save_every and (epoch + 1) % cfg.train.save_every == 0:
-            run.save_checkpoint(f"epoch_{epoch + 1:04d}.pt")
-        if run.main:
-            print(_epoch_summary(record, cfg.train.epochs), flush=True)
-    run.log.close()
+    writing anything (:class:`ccl.runs.RunExistsError`). The run folder's lock
+    (:mod:`ccl.runlock`) is held from before the first check to the end, so a second writer
+    is refused (:class:`ccl.errors.RunInUseError`) and never mixes its files in."""
+    cfg.validate()
+    run_dir = Path(cfg.train.out_dir) / cfg.train.name
+    # one writer per run folder: rank 0 (or the only process) holds its lock throughout
+    main = distributed.launched_as_main()
+    lock = lock_run_folder(run_dir, "ccl train", TRAIN_LOCK_HINT) if main else None
+    try:
+        run = build_run(cfg, overwrite=overwrite, lock=lock)
+        last = None
+        for epoch in range(run.progress.epoch, cfg.train.epochs):
+            record = train_one_epoch(run, epoch)
+            if _validates_after(cfg, epoch):
+                last = validate(run)
+                record.update({f"val/{k}": v for k, v in last.items()})
+                _keep_if_best(run, last, epoch)
+            run.log.write(record)
+            run.save_checkpoint("last.pt")
+            if cfg.train.save_every and (epoch + 1) % cfg.train.save_every == 0:
+                run.save_checkpoint(f"epoch_{epoch + 1:04d}.pt")
+            if run.main:
+                print(_epoch_summary(record, cfg.train.epochs), flush=True)
+        run.log.close()
+    finally:
+        if lock is not None:
+            lock.release()
     return RunResult(run_dir=run.run_dir, best=run.progress.best, last=last)
 
 
-def build_run(cfg: Config, *, overwrite: bool = False) -> TrainingRun:
+def build_run(cfg: Config, *, overwrite: bool = False, lock: RunLock | None = None) -> TrainingRun:
     """Everything :func:`train` needs, in a fixed order (the networks' initial weights are
     drawn from the seeded generators in that order): the checks that can refuse (read only,
     on every rank), the run folder, the data, the networks, the optimiser, the state resumed
-    from a checkpoint (``train.resume``) and the log."""
+    from a checkpoint (``train.resume``) and the log. ``lock``: the run folder's lock, which
+    the caller holds (main process); ``overwrite`` moves it with the old run and takes the
+    new folder's."""
     cfg.validate()
     run_dir = Path(cfg.train.out_dir) / cfg.train.name
     if overwrite and cfg.train.resume is not None:
@@ -356,8 +377,11 @@ def build_run(cfg: Config, *, overwrite: bool = False) -> TrainingRun:
     # The checks that can refuse read only, on every rank, before anything is written.
     if cfg.train.resume is None and not overwrite:
         refuse_existing_run(run_dir)
-    resume_path = _resume_path(cfg, run_dir)
+    elif cfg.train.resume not in (None, "auto"):
+        refuse_resume_into_other_run(run_dir, cfg.train.resume)
+    resume_path = resume_checkpoint_path(cfg, run_dir)
     saved = load_checkpoint(resume_path) if resume_path is not None else None
+    changes = resume_changes(cfg, saved.get("config"), resume_path) if saved else {}
     device, dist_info = _join_processes(cfg.train.device)
     protocol = resolve_protocol(cfg.train)
     if protocol.keep_last_batch and dist_info.enabled:
@@ -368,7 +392,7 @@ def build_run(cfg: Config, *, overwrite: bool = False) -> TrainingRun:
     if cfg.train.tensorboard:
         require_tensorboard()  # before anything is written, on every rank
     if dist_info.is_main:
-        _prepare_folder(run_dir, overwrite)
+        _prepare_folder(run_dir, overwrite, lock)
 
     seed_everything(cfg.train.seed)
     torch.use_deterministic_algorithms(cfg.train.deterministic)
@@ -394,7 +418,9 @@ def build_run(cfg: Config, *, overwrite: bool = False) -> TrainingRun:
         module = compile_step(module)
 
     state = TrainingState(student, objective.heads, optimizer, scheduler, scaler)
-    progress = _restore_progress(cfg, state, saved, resume_path, run_dir, main=dist_info.is_main)
+    progress = restore_progress(
+        cfg, state, saved, resume_path, run_dir, main=dist_info.is_main, changes=changes
+    )
     resumed_step = progress.step if saved is not None else None
     del saved  # the loaded checkpoint's tensors: restored, no longer needed
     if dist_info.is_main:
@@ -408,6 +434,10 @@ def build_run(cfg: Config, *, overwrite: bool = False) -> TrainingRun:
     steps_per_epoch = _steps_per_epoch(len(train_set), cfg, protocol.keep_last_batch)
     # the step counter follows the epochs and batches trained
     progress.step = progress.epoch * steps_per_epoch + progress.batch_in_epoch
+    if resume_path is not None and is_other_runs_checkpoint(resume_path, run_dir):
+        # where a run started from another run's checkpoint began: its log's first line
+        log.write({"type": "resumed", "from": str(resume_path), "epoch": progress.epoch,
+                   "step": progress.step})  # fmt: skip
     return TrainingRun(
         cfg=cfg,
         run_dir=run_dir,
@@ -585,11 +615,14 @@ def _join_processes(device_name: str) -> tuple[torch.device, distributed.DistInf
     return device, dist_info
 
 
-def _prepare_folder(run_dir: Path, overwrite: bool) -> None:
-    """Move a previous run aside (``overwrite``), make the checkpoint folder and remove the
-    temporaries an interrupted save left in it."""
+def _prepare_folder(run_dir: Path, overwrite: bool, lock: RunLock | None) -> None:
+    """Move a previous run aside (``overwrite``, under its lock, which then passes to the
+    fresh folder), make the checkpoint folder and remove the temporaries an interrupted save
+    left in it (only under the lock: a live run's temporary is never touched)."""
     moved = move_aside(run_dir) if overwrite else None
     if moved is not None:
+        if lock is not None:
+            lock.take_over(moved, lock_run_folder(run_dir, "ccl train", TRAIN_LOCK_HINT))
         print(f"--overwrite: the previous run in {run_dir} was moved to {moved}")
     ckpt_dir = run_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -626,34 +659,6 @@ def _build_networks(
     return student, objective
 
 
-def _restore_progress(
-    cfg: Config,
-    state: TrainingState,
-    saved: dict[str, Any] | None,
-    resume_path: Path | None,
-    run_dir: Path,
-    *,
-    main: bool,
-) -> Progress:
-    """Where the run starts: the ``saved`` checkpoint restored into ``state`` and the RNGs,
-    or epoch 0. The log is cut back to match (main process only)."""
-    log_path = run_dir / "metrics.jsonl"
-    if saved is None:
-        if main and cfg.train.resume == "auto":
-            # no checkpoint to continue from: a log is all a killed first epoch left, of
-            # steps that were never saved
-            reset_log_after(log_path, 0, 0)
-        return Progress(0, 0, 0, epoch_sums=defaultdict(float), epoch_counts=defaultdict(int))
-    progress = state.restore(saved, source=resume_path or "checkpoint")
-    progress.epoch_sums = defaultdict(float, progress.epoch_sums)
-    progress.epoch_counts = defaultdict(int, progress.epoch_counts)
-    if main:
-        reset_log_after(log_path, progress.epoch, progress.step)
-        where = f"epoch {progress.epoch + 1}, batch {progress.batch_in_epoch}"
-        print(f"resumed from {resume_path}: {where}")
-    return progress
-
-
 def _loader(dataset: Dataset, cfg: Config, sampler: EpochSampler, epoch: int) -> DataLoader:
     return epoch_loader(
         dataset,
@@ -674,11 +679,3 @@ def _steps_per_epoch(num_samples: int, cfg: Config, keep_last_batch: bool) -> in
 
 def _lrs(optimizer: torch.optim.Optimizer) -> dict[str, float]:
     return {f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(optimizer.param_groups)}
-
-
-def _resume_path(cfg: Config, run_dir: Path) -> Path | None:
-    if cfg.train.resume is None:
-        return None
-    if cfg.train.resume == "auto":
-        return find_resume_checkpoint(run_dir)
-    return Path(cfg.train.resume)

@@ -18,6 +18,7 @@ __all__ = [
     "NonFiniteLossError",
     "ReportError",
     "RunExistsError",
+    "RunInUseError",
     "SettingsMismatchError",
     "USER_ERRORS",
     "WeightsError",
@@ -52,6 +53,10 @@ class SettingsMismatchError(ValueError):
 
 class RunExistsError(RuntimeError):
     """A fresh start was asked for in a folder that already holds a run."""
+
+
+class RunInUseError(RuntimeError):
+    """A run folder another live process is writing (its lock is held); names that process."""
 
 
 class NonFiniteLossError(RuntimeError):

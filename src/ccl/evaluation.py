@@ -14,7 +14,7 @@ Every expected video is accounted for: a missing or unreadable one is an error u
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +30,19 @@ from ccl.config import Config
 from ccl.cpu_allocator import configure_cpu_allocator
 from ccl.data.sampling import EpochSampler
 from ccl.models import build_model
-from ccl.runs import eval_path, features_path
+from ccl.runlock import lock_run_folder
+from ccl.runs import checkpoint_label, eval_path, features_path, run_contents
 from ccl.runtime import autocast_context, resolve_device, stats_tensor, to_batch
 
 RECALL_KS = (1, 5, 10, 20, 50)
+EVALUATE_LOCK_HINT = " or write the results elsewhere with --out DIR"
+"""The way on that an evaluation refused by a run folder in use is told."""
 
 
 @dataclass
 class EvalSettings:
     split: str = "testing"  # annotation subset of the queries
-    checkpoint: str = "best"  # best | last, when a run folder is given
+    checkpoint: str = "best"  # best | last, when a run folder is given (a file: its name)
     # retrieval gallery: the official training split (the training subset and the validation
     # videos held out of it, docs/METHOD.md §5.5), another subset or union; None: no retrieval
     gallery: str | None = "training+validation"
@@ -268,10 +271,33 @@ def evaluate(
     ``eval_<split>[_last].json`` (and :func:`ccl.runs.features_path`'s test features) next
     to the run, or into ``settings.out_dir``, and returns the report.
     Refuses, before any forward pass, an annotation file whose classes are not the
-    checkpoint's and an output folder it cannot write to. ``datasets`` (subset -> dataset
-    with ``videos``/``windows``) replaces the prepared stores, e.g. for tests."""
+    checkpoint's, an output folder it cannot write to, and a run folder another process
+    is writing (its lock, :mod:`ccl.runlock`, is held while the results are made there).
+    ``datasets`` (subset -> dataset with ``videos``/``windows``) replaces the prepared
+    stores, e.g. for tests."""
     settings = settings or EvalSettings()
     ckpt_path = resolve_checkpoint(target, settings.checkpoint)
+    # labelled and filed by the checkpoint read: a file's results never replace another's
+    settings = replace(settings, checkpoint=checkpoint_label(ckpt_path))
+    if settings.out_dir is not None:
+        out_dir = Path(settings.out_dir)
+    else:
+        in_run = ckpt_path.parent.name == "checkpoints"
+        out_dir = ckpt_path.parent.parent if in_run else ckpt_path.parent
+    lock = None
+    if distributed.info().is_main and run_contents(out_dir):
+        lock = lock_run_folder(out_dir, "ccl evaluate", EVALUATE_LOCK_HINT)
+    try:
+        return _evaluate(ckpt_path, out_dir, settings, datasets)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _evaluate(
+    ckpt_path: Path, out_dir: Path, settings: EvalSettings, datasets: dict[str, Any] | None
+) -> dict[str, Any]:
+    """:func:`evaluate` of one checkpoint file into ``out_dir``."""
     state = load_checkpoint(ckpt_path)
     cfg = Config.from_dict(state["config"])
     classes = list(state["classes"])
@@ -282,11 +308,6 @@ def evaluate(
     student.load_state_dict(state["student"])
     student.to(device)
     mean, std = stats_tensor(cfg.data.mean, device), stats_tensor(cfg.data.std, device)
-    if settings.out_dir is not None:
-        out_dir = Path(settings.out_dir)
-    else:
-        in_run = ckpt_path.parent.name == "checkpoints"
-        out_dir = ckpt_path.parent.parent if in_run else ckpt_path.parent
     json_path = eval_path(out_dir, settings.split, settings.checkpoint)
     if distributed.info().is_main:
         _writable_folder(out_dir)

@@ -189,6 +189,16 @@ def top_k(probs: torch.Tensor, classes: Sequence[str], k: int) -> list[dict[str,
     return [{"label": classes[i], "prob": float(p)} for p, i in zip(values, indices.tolist())]
 
 
+def is_predictions_json(data: Any) -> bool:
+    """Whether parsed JSON is a ``ccl predict --json`` output: a non-empty list of objects
+    with ``video`` and ``top`` (the keys every entry has)."""
+    return (
+        isinstance(data, list)
+        and bool(data)
+        and all(isinstance(e, dict) and "video" in e and "top" in e for e in data)
+    )
+
+
 def embed_stores(
     model: TrainedStudent,
     subset: str,

@@ -2,7 +2,8 @@
 
 A run folder (``<train.out_dir>/<train.name>``) holds ``config.json``, ``metrics.jsonl`` and
 ``checkpoints/``; ``ccl evaluate`` adds ``eval_<split>.json`` (best checkpoint),
-``eval_<split>_last.json`` (last checkpoint) and the saved features beside them.
+``eval_<split>_last.json`` (last checkpoint), ``eval_<split>_<name>.json`` (any other
+checkpoint file) and the saved features beside them.
 :func:`load_run` reads all of it into a :class:`Run` (checkpoints are listed, never loaded),
 with notes on what is missing, unfinished or stale.
 
@@ -23,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from ccl.errors import ReportError, RunExistsError
+from ccl.runlock import LOCK_FILE
 
 RUN_FILES = ("config.json", "metrics.jsonl")
 CONFIG_FILE, METRICS_FILE = RUN_FILES
-CHECKPOINT_KINDS = ("best", "last")
 
 
 def split_file_name(split: str) -> str:
@@ -36,14 +37,22 @@ def split_file_name(split: str) -> str:
 
 
 def eval_path(run_dir: str | Path, split: str, checkpoint: str = "best") -> Path:
-    """Where ``ccl evaluate`` writes the results of ``checkpoint`` (``best`` or ``last``) on
-    subset ``split`` (``testing``/``test``/``validation``/...): ``eval_<split>.json`` for the
-    best checkpoint, ``eval_<split>_last.json`` for the last (``<split>`` by
-    :func:`split_file_name`). The one place these names are spelled."""
-    if checkpoint not in CHECKPOINT_KINDS:
-        raise ValueError(f"checkpoint must be one of {CHECKPOINT_KINDS}, got {checkpoint!r}")
+    """Where ``ccl evaluate`` writes the results of ``checkpoint`` on subset ``split``
+    (``testing``/``test``/``validation``/...): ``eval_<split>.json`` for the best checkpoint,
+    ``eval_<split>_<checkpoint>.json`` for any other (``last``, or the name of another
+    checkpoint file, :func:`checkpoint_label`; ``<split>`` by :func:`split_file_name`). The
+    one place these names are spelled."""
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", checkpoint):
+        raise ValueError(f"checkpoint must be a name (best, last, ...), got {checkpoint!r}")
     suffix = "" if checkpoint == "best" else f"_{checkpoint}"
     return Path(run_dir) / f"eval_{split_file_name(split)}{suffix}.json"
+
+
+def checkpoint_label(checkpoint: str | Path) -> str:
+    """What an evaluation of the checkpoint file ``checkpoint`` is labelled and filed as:
+    its name without ``.pt`` (``best.pt`` -> ``best``, ``last.pt`` -> ``last``,
+    ``epoch_0002.pt`` -> ``epoch_0002``), made safe for a file name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(checkpoint).stem).strip("_.") or "checkpoint"
 
 
 def features_path(run_dir: str | Path, split: str, checkpoint: str = "best") -> Path:
@@ -75,12 +84,34 @@ def refuse_existing_run(run_dir: str | Path) -> None:
         )
 
 
+def is_other_runs_checkpoint(checkpoint: str | Path, run_dir: str | Path) -> bool:
+    """Whether ``checkpoint`` lies outside ``run_dir`` (a start from another run's state)."""
+    return Path(run_dir).resolve() not in Path(checkpoint).resolve().parents
+
+
+def refuse_resume_into_other_run(run_dir: str | Path, checkpoint: str | Path) -> None:
+    """Raise :class:`RunExistsError` naming both when ``checkpoint`` (``--resume PATH``) is
+    not inside ``run_dir`` and ``run_dir`` already holds a run: continuing another run's
+    checkpoint there would replace this run's checkpoints, config and log. Into an empty or
+    new folder it is a start from that checkpoint. Reads only."""
+    if not is_other_runs_checkpoint(checkpoint, run_dir):
+        return
+    found = run_contents(run_dir)
+    if found:
+        raise RunExistsError(
+            f"cannot resume into {run_dir} from {checkpoint}: the checkpoint is not this "
+            f"run's and {run_dir} already holds a run ({', '.join(found)}); nothing was "
+            "changed. Resume into a new folder with train.name=NAME, or continue this run "
+            "with --resume auto"
+        )
+
+
 def move_aside(run_dir: str | Path) -> Path | None:
     """Rename a non-empty ``run_dir`` to ``<name>.old-N`` (the first free N) for
     ``--overwrite``, so starting over never deletes a run; returns the new path, or None
-    when there was nothing to move."""
+    when there was nothing to move (its lock file alone is nothing)."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+    if not run_dir.is_dir() or all(p.name == LOCK_FILE for p in run_dir.iterdir()):
         return None
     n = 1
     while (target := run_dir.with_name(f"{run_dir.name}.old-{n}")).exists():

@@ -287,6 +287,24 @@ def test_outputs_that_are_inputs_are_refused(prepared, tmp_path: Path, capsys) -
     assert digest(tmp_path) == before and digest(stores) == stores_before
 
 
+def test_the_report_beside_out_replaces_only_an_earlier_report(prepared, tmp_path, capsys):
+    stores, _ = prepared
+    csv = tmp_path / "list.csv"
+    csv.write_text("v_Basketball_g01_c01,Basketball,train\n")
+    report = tmp_path / "list.report.json"
+    report.write_text('{"my": "own notes"}\n')
+    before = digest(tmp_path)
+    args = ["prepare", "annotations", "csv", "--csv", str(csv), "--videos", str(stores)]
+    args += ["--out", str(tmp_path / "list.json")]
+    assert ccl_main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{report} exists and is not the report" in err, err
+    assert digest(tmp_path) == before
+    report.unlink()
+    assert ccl_main(args) == 0 and ccl_main(args) == 0  # a re-run replaces its own report
+    assert json.loads(report.read_text())["dataset"] == "csv"
+
+
 def test_annotation_output_os_error_is_one_line(prepared, tmp_path: Path, capsys) -> None:
     stores, _ = prepared
     splits = write_ucf_splits(tmp_path / "splits")

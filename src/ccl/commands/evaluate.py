@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     kinds = ["best", "last"] if args.checkpoint == "both" else [args.checkpoint]
     if args.target.endswith(".pt"):
-        kinds = ["best"]  # a single file: its results are written as eval_<split>.json
+        kinds = ["best"]  # a single file: labelled and filed by its own name (best, last, ...)
     gallery = (
         None
         if args.gallery == "none"
@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
             out_dir=args.out,
         )
         report = evaluate(args.target, settings)
-        print(f"{kind}: {summary_line(report)} -> {report.get('path')}")
+        label = report["checkpoint_kind"]
+        print(f"{label}: {summary_line(report)} -> {report.get('path')}")
         for item in report["missing"]:
             print(f"  counted wrong: {item['video_id']}: {item['reason']}")
     return 0

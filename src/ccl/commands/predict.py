@@ -101,12 +101,21 @@ def _exit_status(command: str, failed: int, total: int) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    """Print (and with --json write) the top classes of each video file."""
-    from ccl.atomic import atomic_write
-    from ccl.predict import load_student, top_k
+    """Print (and with --json write) the top classes of each video file. ``--json`` never
+    replaces an input nor a file that is not an earlier ``ccl predict --json`` output."""
+    from ccl.atomic import atomic_write, check_replaceable_json
+    from ccl.predict import is_predictions_json, load_student, top_k
 
     if args.top < 1:
         raise ValueError(f"--top must be at least 1, got {args.top}")
+    if args.json:
+        check_replaceable_json(
+            args.json,
+            inputs=[*args.videos, args.target],
+            is_own=is_predictions_json,
+            kind="a ccl predict result",
+            option="--json",
+        )
     model = load_student(args.target, args.checkpoint, args.device)
     entries, failed = [], 0
     for result in _each_video("predict", model, args.videos, args.batch_size):

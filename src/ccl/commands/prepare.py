@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ccl.atomic import write_text_atomic
-from ccl.data.annotations import Annotations, check_val_fraction
+from ccl.atomic import check_replaceable_json, write_text_atomic
+from ccl.data.annotations import (
+    Annotations,
+    check_val_fraction,
+    is_annotation_json,
+    is_annotation_report,
+)
 from ccl.data.audio import AUDIO_MODEL_NAMES
 from ccl.data.media import DEFAULT_SHORT_SIDE
 from ccl.data.splits import build_activitynet, build_csv, build_ucf101, build_vggsound
@@ -99,34 +103,20 @@ def _inputs(args: argparse.Namespace) -> list[Path]:
     return [args.csv] + ([args.labels] if args.labels else [])
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
 def _check_outputs(out: Path, report_path: Path, inputs: list[Path]) -> None:
-    """Refuse outputs that would overwrite an input, a folder, or a file that is not an
-    annotation JSON (a re-run may replace its own earlier output, nothing else)."""
-    for target in (out, report_path):
-        for src in inputs:
-            if _same_file(target, src):
-                raise ValueError(f"{target} is one of the inputs; choose another --out")
-    if out.is_dir():
-        raise ValueError(f"--out {out} is a folder; give the annotation JSON file to write")
-    if out.exists():
-        try:
-            data = json.loads(out.read_text(encoding="utf-8"))
-            ours = isinstance(data, dict) and "labels" in data and "database" in data
-        except (OSError, ValueError):
-            ours = False
-        if not ours:
-            raise ValueError(
-                f"--out {out} exists and is not an annotation JSON; refusing to overwrite it"
-            )
+    """Refuse outputs that would overwrite an input, a folder, or a file this command did
+    not write (a re-run may replace its own earlier annotation JSON and report, nothing
+    else)."""
+    check_replaceable_json(
+        out, inputs=inputs, is_own=is_annotation_json, kind="an annotation JSON", option="--out"
+    )
+    check_replaceable_json(
+        report_path,
+        inputs=inputs,
+        is_own=is_annotation_report,
+        kind=f"the report of an annotation JSON (it is written beside --out {out})",
+        option="--out",
+    )
 
 
 def run_annotations(args: argparse.Namespace) -> int:

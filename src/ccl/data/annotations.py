@@ -91,6 +91,16 @@ class AnnotationReport:
         return asdict(self)
 
 
+def is_annotation_report(data: Any) -> bool:
+    """Whether parsed JSON is an :class:`AnnotationReport` (keys it always writes)."""
+    return isinstance(data, dict) and {"dataset", "counts", "missing_videos"} <= data.keys()
+
+
+def is_annotation_json(data: Any) -> bool:
+    """Whether parsed JSON is an annotation file (``labels`` and ``database``)."""
+    return isinstance(data, dict) and "labels" in data and "database" in data
+
+
 @dataclass
 class Annotations:
     """An annotation file in memory: ``to_json()`` gives the reference's schema."""

@@ -535,3 +535,41 @@ def test_compiled_step_gives_the_eager_losses_and_gradients(method, tmp_path):
         assert any(n.startswith("objective.heads") for n in grads)
     for name, g in eager_grads.items():
         torch.testing.assert_close(grads[name], g, rtol=1e-5, atol=1e-7, msg=name)
+
+
+@pytest.mark.parametrize("name", ["adamw", "sgd"])
+def test_fused_optimizer_step_equals_the_loop(name, tmp_path):
+    """optim.fused (torch's fused kernels, the default) makes the update of the loop of small
+    ops, up to floating-point order."""
+    from ccl.engine import build_optimizer
+
+    steps = {}
+    for fused in (False, True):
+        cfg = _cfg("ccl-ai", tmp_path, f"optim.name={name}", f"optim.fused={str(fused).lower()}")
+        torch.manual_seed(0)
+        student, objective = _networks(cfg)
+        optimizer, _ = build_optimizer(cfg, student, objective)
+        assert all(bool(g.get("fused")) == fused for g in optimizer.param_groups)
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        torch.manual_seed(1)
+        for _ in range(3):
+            for p in params:
+                p.grad = torch.randn_like(p)
+            optimizer.step()
+        steps[fused] = [p.detach().clone() for p in params]
+    for loop, fused in zip(steps[False], steps[True]):
+        torch.testing.assert_close(fused, loop, rtol=1e-5, atol=1e-6)
+
+
+def test_a_resume_may_switch_the_optimizer_kernels(tmp_path):
+    """A run saved with the loop of small ops resumes with the fused kernels (and back):
+    the kernel choice is the resuming run's, recorded in its config."""
+    first = train(_cfg("baseline", tmp_path, "train.epochs=1", "train.name=k", "optim.fused=false"))
+    resumed = train(
+        _cfg("baseline", tmp_path, "train.epochs=2", "train.name=k", "train.resume=auto")
+    )
+    assert resumed.run_dir == first.run_dir
+    state = load_checkpoint(resumed.run_dir / "checkpoints" / "last.pt")
+    assert state["epoch"] == 2 and state["config"]["optim"]["fused"] is True
+    assert all(g["fused"] for g in state["optimizer"]["param_groups"])
+    assert json.loads((resumed.run_dir / "config.json").read_text())["optim"]["fused"] is True

@@ -273,7 +273,12 @@ class TrainingState:
             raise CheckpointError(f"cannot resume from {source}: it has no {', '.join(missing)}")
         self.student.load_state_dict(state["student"])
         self.heads.load_state_dict(state["heads"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        # the kernel choice (optim.fused) is the resuming run's, not the saved one's (the
+        # same update): set before loading, so torch places the state as those kernels need
+        saved = state["optimizer"]
+        for group, current in zip(saved.get("param_groups", []), self.optimizer.param_groups):
+            group.update({k: current[k] for k in ("fused", "foreach") if k in current})
+        self.optimizer.load_state_dict(saved)
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])

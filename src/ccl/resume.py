@@ -46,6 +46,7 @@ CHANGEABLE_ON_RESUME = frozenset(
         "train.device",
         "train.compile",
         "data.workers",
+        "optim.fused",  # which kernels compute the same update
         # where the same inputs lie (a moved folder; the classes are checked on resume)
         "data.annotations",
         "data.frames_dir",

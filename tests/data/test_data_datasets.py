@@ -356,7 +356,8 @@ def test_reduced_decode_switch_reaches_training_and_evaluation(
     import ccl.evaluation
 
     seen = []
-    monkeypatch.setattr(ccl.evaluation, "evaluate", lambda _t, s: seen.append(s) or {"missing": []})
+    report = {"missing": [], "checkpoint_kind": "best"}
+    monkeypatch.setattr(ccl.evaluation, "evaluate", lambda _t, s: seen.append(s) or report)
     monkeypatch.setattr(ccl.evaluation, "summary_line", lambda _r: "")
     for flag in ("--reduced-decode", "--no-reduced-decode"):
         assert cli.main(["evaluate", "run.pt", flag]) == 0

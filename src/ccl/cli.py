@@ -15,6 +15,7 @@ from ccl import __version__
 from ccl.commands import (
     demo,
     evaluate,
+    export,
     predict,
     prepare,
     presets,
@@ -26,7 +27,7 @@ from ccl.commands import (
 from ccl.errors import USER_ERRORS, describe_error
 
 # The command modules, in the order ``ccl --help`` lists them.
-COMMANDS = (train, evaluate, presets, demo, prepare, pretrain, predict, report, synth)
+COMMANDS = (train, evaluate, presets, demo, prepare, pretrain, predict, export, report, synth)
 
 # What an interrupted command (Ctrl-C) adds to its one line: how to go on.
 INTERRUPT_HINTS = {

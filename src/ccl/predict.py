@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ from ccl.data.datasets import clip_offsets
 from ccl.data.media import DEFAULT_SHORT_SIDE, decode_video_frames
 from ccl.evaluation import resolve_checkpoint
 from ccl.models import build_model
+from ccl.package import PackagedStudent, load_package, looks_like_package
 from ccl.runtime import resolve_device, stats_tensor, to_batch
 
 
@@ -55,6 +56,35 @@ class TrainedStudent:
         raw = {"clip": clips, "label": torch.zeros(len(clips), dtype=torch.long)}
         out = self.student(to_batch(raw, self.device, self.mean, self.std).clip)
         return out.logits.float().cpu(), out.feature.float().cpu()
+
+    @property
+    def clip_frames(self) -> int:
+        return self.cfg.data.clip_frames
+
+    @property
+    def frame_stride(self) -> int:
+        return self.cfg.data.frame_stride
+
+    @property
+    def size(self) -> int:
+        return self.cfg.data.size
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.student.feature_dim)  # type: ignore[arg-type]
+
+
+class VideoModel(Protocol):
+    """What :func:`run_video` needs of a model: a run's :class:`TrainedStudent` or a model
+    package's :class:`ccl.package.PackagedStudent`."""
+
+    classes: list[str]
+    clip_frames: int
+    frame_stride: int
+    size: int
+    feature_dim: int
+
+    def forward(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def load_student(
@@ -79,6 +109,22 @@ def load_student(
         stats_tensor(cfg.data.mean, dev),
         stats_tensor(cfg.data.std, dev),
     )
+
+
+def load_model(
+    target: str | Path, checkpoint: str = "best", device: str = "auto"
+) -> TrainedStudent | PackagedStudent:
+    """The student of a model package folder (``ccl export``; ``checkpoint`` does not
+    apply), of a run folder or of a checkpoint file (:func:`load_student`)."""
+    path = Path(target)
+    if looks_like_package(path):
+        return load_package(path, resolve_device(device))
+    if path.is_dir() and not (path / "checkpoints").is_dir():
+        raise FileNotFoundError(
+            f"{path} is neither a run folder (no checkpoints/) nor a model package "
+            "(no preprocessing.json)"
+        )
+    return load_student(path, checkpoint, device)
 
 
 def video_windows(
@@ -141,16 +187,15 @@ class VideoResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def run_video(model: TrainedStudent, video: str | Path, batch_size: int = 16) -> VideoResult:
+def run_video(model: VideoModel, video: str | Path, batch_size: int = 16) -> VideoResult:
     """Probabilities and feature of one video file. Decoding problems become
     ``VideoResult.error``; a failure of the model itself propagates."""
-    data = model.cfg.data
     result = VideoResult(str(video))
     if not Path(video).is_file():
         result.error = "not a file" if Path(video).exists() else "no such file"
         return result
     windows = video_windows(
-        video, data.clip_frames, data.frame_stride, data.size, warnings=result.warnings
+        video, model.clip_frames, model.frame_stride, model.size, warnings=result.warnings
     )
     logits, feats, batch = [], [], []
     while True:
@@ -248,7 +293,9 @@ def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
 __all__ = [
     "TrainedStudent",
     "VideoResult",
+    "VideoModel",
     "embed_stores",
+    "load_model",
     "load_student",
     "run_video",
     "save_npz",

@@ -16,11 +16,11 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the command line is built without torch
-    from ccl.predict import TrainedStudent, VideoResult
+    from ccl.predict import VideoModel, VideoResult
 
 
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", help="run folder or checkpoint file")
+    p.add_argument("target", help="run folder, checkpoint file or model package (ccl export)")
     p.add_argument(
         "--checkpoint",
         default="best",
@@ -74,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _each_video(
-    command: str, model: TrainedStudent, videos: Sequence[str], batch_size: int
+    command: str, model: VideoModel, videos: Sequence[str], batch_size: int
 ) -> Iterator[VideoResult]:
     """``run_video`` over the files, with each warning and failure printed as it happens."""
     from ccl.predict import run_video
@@ -104,7 +104,7 @@ def run_predict(args: argparse.Namespace) -> int:
     """Print (and with --json write) the top classes of each video file. ``--json`` never
     replaces an input nor a file that is not an earlier ``ccl predict --json`` output."""
     from ccl.atomic import atomic_write, check_replaceable_json
-    from ccl.predict import is_predictions_json, load_student, top_k
+    from ccl.predict import is_predictions_json, load_model, top_k
 
     if args.top < 1:
         raise ValueError(f"--top must be at least 1, got {args.top}")
@@ -116,7 +116,7 @@ def run_predict(args: argparse.Namespace) -> int:
             kind="a ccl predict result",
             option="--json",
         )
-    model = load_student(args.target, args.checkpoint, args.device)
+    model = load_model(args.target, args.checkpoint, args.device)
     entries, failed = [], 0
     for result in _each_video("predict", model, args.videos, args.batch_size):
         if result.probs is None:
@@ -139,15 +139,20 @@ def run_embed(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ccl.data.annotations import subset_name
-    from ccl.predict import embed_stores, load_student, save_npz
+    from ccl.predict import TrainedStudent, embed_stores, load_model, save_npz
 
     from_stores = args.subset is not None or args.annotations or args.frames_dir
     if bool(args.videos) == bool(from_stores):
         raise ValueError("give either video files or --subset (with --annotations/--frames-dir)")
     if not str(args.out).endswith(".npz"):
         raise ValueError(f"--out must be a .npz file, got {args.out}")
-    model = load_student(args.target, args.checkpoint, args.device)
+    model = load_model(args.target, args.checkpoint, args.device)
     if from_stores:
+        if not isinstance(model, TrainedStudent):
+            raise ValueError(
+                f"{args.target}: frame stores (--subset) need a run folder or checkpoint, "
+                "not a model package; give video files"
+            )
         arrays, errors = embed_stores(
             model,
             subset_name(args.subset or "test"),
@@ -162,7 +167,7 @@ def run_embed(args: argparse.Namespace) -> int:
     else:
         results = list(_each_video("embed", model, args.videos, args.batch_size))
         done = [r for r in results if r.feature is not None]
-        dim = model.student.feature_dim  # type: ignore[union-attr]
+        dim = model.feature_dim
         arrays = {
             "features": np.stack([r.feature.numpy() for r in done]).astype(np.float32)
             if done

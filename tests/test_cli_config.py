@@ -85,6 +85,7 @@ def test_help_of_every_subcommand(capsys):
         "import-audio-features",
         "predict",
         "embed",
+        "export",
     } <= set(subcommands)
     for name in subcommands:
         with pytest.raises(SystemExit) as exc:

@@ -114,7 +114,7 @@ def build_datasets(cfg: Config) -> tuple[Dataset, Dataset, list[str]]:
     if cfg.train.protocol == "reference":
         check_annotations(d.annotations, d.val_subset)
     from ccl.data.audio import load_audio_embeddings
-    from ccl.data.datasets import ClipDataset
+    from ccl.data.datasets import ClipDataset, check_audio_coverage
 
     audio = load_audio_embeddings(d.audio_dir) if d.audio_dir else None
     if "audio" in cfg.objective.teachers and audio is None:
@@ -130,6 +130,8 @@ def build_datasets(cfg: Config) -> tuple[Dataset, Dataset, list[str]]:
     train = ClipDataset(
         d.annotations, d.frames_dir, "training", "train", scale=tuple(d.crop_scale), **common
     )
+    if "audio" in cfg.objective.teachers:
+        check_audio_coverage(train)
     val = ClipDataset(
         d.annotations, d.frames_dir, d.val_subset, "val", val_clips=d.val_clips, **common
     )

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,3 +92,75 @@ def test_a_small_share_of_training_videos_with_audio_warns_with_the_share(
         ]
     else:
         assert messages == []
+
+
+# A parent running the demo's job pool: every job says it started, then sleeps for minutes.
+_POOL_PARENT = """
+import sys, time
+from pathlib import Path
+from ccl.demo.jobs import run_jobs
+
+def hold(path):
+    Path(path).write_text("started")
+    time.sleep(600)
+
+if __name__ == "__main__":
+    run_jobs(hold, sys.argv[1:], len(sys.argv) - 1, share_threads=False)
+"""
+
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields 3.. of /proc/PID/stat (state, ppid, ..., start time at index 19)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _process_alive(pid: int, start: str) -> bool:
+    """Still running: the same start time (a pid may be reused), not a zombie."""
+    stat = _stat(pid)
+    return stat is not None and stat[19] == start and stat[0] not in ("Z", "X")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+def test_the_demo_job_pool_workers_die_with_their_parent(tmp_path, signum):
+    import ccl
+
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent(_POOL_PARENT))
+    marks = [tmp_path / f"job{i}.started" for i in range(2)]
+    env = dict(os.environ, PYTHONPATH=str(Path(ccl.__file__).parents[1]), OMP_NUM_THREADS="1")
+    parent = subprocess.Popen(
+        [sys.executable, str(script), *map(str, marks)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    workers: dict[int, str] = {}
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and parent.poll() is None:
+            if all(m.exists() for m in marks):
+                break
+            time.sleep(0.1)
+        assert parent.poll() is None and all(m.exists() for m in marks), "the jobs never ran"
+        for entry in Path("/proc").iterdir():
+            stat = _stat(int(entry.name)) if entry.name.isdigit() else None
+            if stat is not None and int(stat[1]) == parent.pid:
+                workers[int(entry.name)] = stat[19]
+        assert len(workers) >= 2, workers  # the two job workers (and the resource tracker)
+        os.kill(parent.pid, signum)
+        parent.wait()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(_process_alive(*w) for w in workers.items()):
+            time.sleep(0.1)
+        assert not [pid for pid, start in workers.items() if _process_alive(pid, start)]
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        for pid, start in workers.items():  # only processes this test started
+            if _process_alive(pid, start):
+                os.kill(pid, signal.SIGKILL)

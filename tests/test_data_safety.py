@@ -17,6 +17,9 @@ import pytest
 
 from ccl.cli import main
 
+sys.path.insert(0, str(Path(__file__).parent / "data"))
+from data_helpers import write_video  # noqa: E402
+
 CLASSES = ["class_00", "class_01"]
 
 
@@ -164,3 +167,56 @@ def test_the_demo_job_pool_workers_die_with_their_parent(tmp_path, signum):
         for pid, start in workers.items():  # only processes this test started
             if _process_alive(pid, start):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+@pytest.mark.parametrize("command", ["predict", "embed"])
+def test_a_batch_size_below_one_is_refused_naming_the_flag(tmp_path, capsys, command, value):
+    video = write_video(tmp_path / "v.avi", 2, 16, 16)
+    out = ["--out", str(tmp_path / "f.npz")] if command == "embed" else []
+    args = [command, str(tmp_path / "run"), str(video), "--batch-size", value, *out]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"ccl {command}: error: --batch-size must be at least 1, got {value}"
+
+
+@pytest.mark.parametrize("width, height", [(512, 8), (8, 512)])
+def test_frames_of_an_extremely_elongated_video_are_capped_with_a_note(
+    tmp_path, width, height
+):
+    from ccl.data.media import MAX_ASPECT, decode_video_frames
+    from ccl.data.prepare import prepare_videos
+
+    video = write_video(tmp_path / "src" / "K" / "thin.avi", 3, width, height)
+    notes: list[str] = []
+    frames = list(decode_video_frames(video, 240, notes=notes))
+    # the short side scaled to 240 would make the long side 15360 (23 MB a frame)
+    long_side = MAX_ASPECT * 240
+    want = (240, long_side, 3) if width > height else (long_side, 240, 3)
+    assert [f.shape for f in frames] == [want] * 3
+    w, h = want[1], want[0]
+    assert notes == [
+        f"frames are {width}x{height}, more elongated than 4:1: decoded at {w}x{h} (the long "
+        "side capped at 4x the short side 240), so their content is squeezed"
+    ]
+    notes.clear()
+    assert [f.shape for f in decode_video_frames(video, None, notes=notes)] == [
+        (height, width, 3)
+    ] * 3
+    assert notes == []  # native size: nothing capped
+    # a frame store of the video holds the same capped frames, its report says so
+    report = prepare_videos(tmp_path / "src", tmp_path / "stores", short_side=16, progress=False)
+    assert [w["warning"] for w in report.warnings] == [
+        f"frames are {width}x{height}, more elongated than 4:1: decoded at "
+        f"{64 if width > height else 16}x{16 if width > height else 64} (the long side capped "
+        "at 4x the short side 16), so their content is squeezed"
+    ]
+
+
+def test_a_frame_within_the_aspect_cap_is_resized_as_before(tmp_path):
+    from ccl.data.media import decode_video_frames
+
+    video = write_video(tmp_path / "wide.avi", 2, 64, 16)  # exactly 4:1
+    notes: list[str] = []
+    assert [f.shape for f in decode_video_frames(video, 32, notes=notes)] == [(32, 128, 3)] * 2
+    assert notes == []

@@ -43,6 +43,7 @@ from ccl.data.media import (
     VIDEO_EXTENSIONS,
     declared_frame_count,
     decode_soundtrack,
+    elongation_note,
     frame_to_rgb,
     frames_at_rate,
     is_still_image,
@@ -161,6 +162,11 @@ def _convert_one(job: dict[str, Any]) -> dict[str, Any]:
             source_fps = float(stream.average_rate) if stream.average_rate else 0.0
             out_fps = float(job["fps"]) if job["fps"] else source_fps
             declared = declared_frame_count(container, stream)
+            note = elongation_note(
+                stream.codec_context.width, stream.codec_context.height, job["short_side"]
+            )
+            if note is not None:
+                warnings.append(note)
             n_decoded = 0
 
             def decoded() -> Iterable[Any]:

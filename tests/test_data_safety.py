@@ -220,3 +220,53 @@ def test_a_frame_within_the_aspect_cap_is_resized_as_before(tmp_path):
     notes: list[str] = []
     assert [f.shape for f in decode_video_frames(video, 32, notes=notes)] == [(32, 128, 3)] * 2
     assert notes == []
+
+
+def test_a_resume_drops_damaged_log_lines_with_a_warning_naming_file_and_lines(
+    tmp_path, capsys, tiny_run_overrides
+):
+    args = ["train", "--preset", "smoke-baseline", *tiny_run_overrides]
+    args += [f"train.out_dir={tmp_path}", "train.name=X", "train.log_every=1"]
+    assert main(args) == 0
+    log = tmp_path / "X" / "metrics.jsonl"
+    good = log.read_bytes().splitlines()
+    assert len(good) == 3  # 2 steps, 1 epoch
+    damaged = [
+        *good[:2],
+        b'{"epoch": 1, "step": 2, "ce": 1.0}',  # no "type"
+        *good[2:],
+        b'{"type": "step", "epoch": 1, "step": 9, "ce": 1.\xff}',  # not UTF-8
+        b'{"type": "step", "epoch": 2, "st',  # cut by a kill
+    ]
+    log.write_bytes(b"\n".join(damaged))
+    capsys.readouterr()
+    assert main([*args, "train.epochs=2", "--resume", "auto"]) == 0
+    err = capsys.readouterr().err
+    warning = [line for line in err.splitlines() if "damaged" in line]
+    assert warning == [
+        f"warning: {log}: dropped 3 damaged lines (3, 5, 6): not a readable log record (cut "
+        "by a kill, or stray bytes); the other records are kept"
+    ], err
+    records = [json.loads(x) for x in log.read_text(encoding="utf-8").splitlines()]
+    assert [(r["type"], r["step"]) for r in records] == [
+        ("step", 1),
+        ("step", 2),
+        ("epoch", 2),
+        ("step", 3),
+        ("step", 4),
+        ("epoch", 4),
+    ]
+    assert log.read_bytes().splitlines()[:3] == good
+
+
+def test_damaged_log_lines_are_named_by_line(tmp_path):
+    from ccl.logs import parse_log_line, reset_log_after
+
+    assert parse_log_line(b'{"type": "epoch", "epoch": 1, "step": 3}') is not None
+    for raw in (b'{"epoch": 1}', b"[1]", b"\xff", b'{"type": "epoch", "step": 3}', b"{"):
+        assert parse_log_line(raw) is None, raw
+    log = tmp_path / "metrics.jsonl"
+    log.write_bytes(b'{"type": "step", "epoch": 1, "step": 1}\n\n\xfe\xff\n')
+    assert reset_log_after(log, 1, 1) == [3]
+    assert log.read_text() == '{"type": "step", "epoch": 1, "step": 1}\n'
+    assert reset_log_after(tmp_path / "none.jsonl", 0, 0) == []

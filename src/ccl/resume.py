@@ -12,13 +12,14 @@ any other difference is refused naming the key. So the stored config is always w
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from ccl.checkpoint import Progress, TrainingState, find_resume_checkpoint
 from ccl.config import Config
-from ccl.logs import reset_log_after
+from ccl.logs import describe_dropped_lines, reset_log_after
 
 
 def resume_checkpoint_path(cfg: Config, run_dir: Path) -> Path | None:
@@ -135,7 +136,9 @@ def restore_progress(
     if main:
         for key, (old, new) in changes.items():
             print(f"resume: {key} changed from {old!r} to {new!r} (applied from here on)")
-        reset_log_after(log_path, progress.epoch, progress.step)
+        damaged = reset_log_after(log_path, progress.epoch, progress.step)
+        if damaged:
+            print(describe_dropped_lines(log_path, damaged), file=sys.stderr)
         where = f"epoch {progress.epoch + 1}, batch {progress.batch_in_epoch}"
         print(f"resumed from {resume_path}: {where}")
     return progress

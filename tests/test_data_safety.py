@@ -270,3 +270,37 @@ def test_damaged_log_lines_are_named_by_line(tmp_path):
     assert reset_log_after(log, 1, 1) == [3]
     assert log.read_text() == '{"type": "step", "epoch": 1, "step": 1}\n'
     assert reset_log_after(tmp_path / "none.jsonl", 0, 0) == []
+
+
+def test_a_full_disk_while_drawing_a_figure_names_it_and_leaves_nothing_partial(
+    tmp_path, capsys, monkeypatch
+):
+    import errno
+
+    import ccl.atomic
+
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    config = {"objective": {"method": "baseline", "teachers": []}, "train": {"name": "r1"}}
+    (run / "config.json").write_text(json.dumps(config))
+    epochs = [
+        {"type": "epoch", "epoch": e, "step": 10 * e, "train/acc": 0.2 * e, "val/top1": 0.1 * e}
+        for e in (1, 2)
+    ]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in epochs))
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(ccl.atomic.RecordingWriter, "write", full)
+    out = tmp_path / "report"
+    assert main(["report", str(run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"ccl report: error: {out / 'curves_r1.png'}: cannot write figure: "
+        "No space left on device (ENOSPC)"
+    )
+    assert list(out.iterdir()) == []  # no PNG, empty or partial, and no temporary
+    monkeypatch.undo()
+    assert main(["report", str(run), "--out", str(out)]) == 0
+    assert (out / "curves_r1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

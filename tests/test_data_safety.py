@@ -304,3 +304,48 @@ def test_a_full_disk_while_drawing_a_figure_names_it_and_leaves_nothing_partial(
     monkeypatch.undo()
     assert main(["report", str(run), "--out", str(out)]) == 0
     assert (out / "curves_r1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_checkpoint_of_pickled_objects_is_refused_without_torch_advice(tmp_path):
+    import torch
+
+    from ccl.checkpoint import load_checkpoint
+    from ccl.errors import CheckpointError
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "pickled.pt"
+    torch.save({"student": Evil()}, path)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    message = str(err.value)
+    assert message.startswith(f"cannot read checkpoint {path}: it holds pickled objects (")
+    assert "weights_only" not in message and "\x1b" not in message and "\n" not in message
+
+
+def test_a_folder_given_to_resume_is_refused_saying_what_to_give(
+    tmp_path, capsys, tiny_run_overrides, tree_hashes
+):
+    run = tmp_path / "r1"
+    (run / "checkpoints").mkdir(parents=True)
+    before = tree_hashes(tmp_path)
+    args = ["train", "--preset", "smoke-baseline", *tiny_run_overrides]
+    args += [f"train.out_dir={tmp_path}", "train.name=r1", "--resume", str(run)]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"ccl train: error: --resume {run} is a folder: give a checkpoint file (e.g. "
+        f"{run / 'checkpoints' / 'last.pt'}) or --resume auto"
+    )
+    assert tree_hashes(tmp_path) == before
+
+
+def test_prepare_videos_given_a_file_says_it_is_a_file(tmp_path, capsys):
+    video = write_video(tmp_path / "v.avi", 2, 16, 16)
+    assert main(["prepare", "videos", str(video), str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"ccl prepare: error: {video} is a file, not a video folder: give the folder of the "
+        "videos (one subfolder per class)"
+    )
+    assert not (tmp_path / "out").exists()

@@ -19,17 +19,25 @@ from typing import Any
 
 from ccl.checkpoint import Progress, TrainingState, find_resume_checkpoint
 from ccl.config import Config
+from ccl.errors import CheckpointError
 from ccl.logs import describe_dropped_lines, reset_log_after
 
 
 def resume_checkpoint_path(cfg: Config, run_dir: Path) -> Path | None:
     """The checkpoint ``cfg.train.resume`` names for ``run_dir``: None for a fresh start or
-    an ``auto`` resume that finds none, else the file."""
+    an ``auto`` resume that finds none, else the file. A folder given as the checkpoint is a
+    :class:`~ccl.errors.CheckpointError` saying what to give instead."""
     if cfg.train.resume is None:
         return None
     if cfg.train.resume == "auto":
         return find_resume_checkpoint(run_dir)
-    return Path(cfg.train.resume)
+    path = Path(cfg.train.resume)
+    if path.is_dir():
+        raise CheckpointError(
+            f"--resume {path} is a folder: give a checkpoint file (e.g. "
+            f"{path / 'checkpoints' / 'last.pt'}) or --resume auto"
+        )
+    return path
 
 
 CHANGEABLE_ON_RESUME = frozenset(

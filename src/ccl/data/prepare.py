@@ -280,6 +280,11 @@ def prepare_videos(
         OSError: ``dst`` or its report cannot be written (the error names the path).
     """
     src, dst = Path(src).resolve(), Path(dst).resolve()
+    if src.is_file():
+        raise NotADirectoryError(
+            f"{src} is a file, not a video folder: give the folder of the videos (one "
+            "subfolder per class)"
+        )
     if not src.is_dir():
         raise FileNotFoundError(f"video folder not found: {src}")
     if src == dst:

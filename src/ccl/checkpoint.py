@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -88,10 +89,23 @@ def load_weights(
         with allowed:
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure becomes one clear message
-        first_line = (str(err).strip().splitlines() or [""])[0]
-        raise WeightsError(
-            f"cannot read {what} {path}: {type(err).__name__}: {first_line}"
-        ) from err
+        raise WeightsError(f"cannot read {what} {path}: {torch_load_reason(err)}") from err
+
+
+def torch_load_reason(err: BaseException) -> str:
+    """One line for a failure of ``torch.load(weights_only=True)``: the error type and the
+    first line of its message; for a file holding pickled objects, which object, without
+    torch's advice to load it with ``weights_only=False`` (which could run its code)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()
+    if "weights_only" in text or "Weights only load failed" in text:
+        found = re.search(r"WeightsUnpickler error: ([^\n]*?)(?: was not an allowed|\.?\n|$)", text)
+        detail = f" ({found.group(1).strip()})" if found else ""
+        return (
+            f"it holds pickled objects{detail}, not only tensors and plain containers; ccl "
+            "never loads those, since loading them could run code"
+        )
+    first_line = (text.splitlines() or [""])[0]
+    return f"{type(err).__name__}: {first_line}"
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

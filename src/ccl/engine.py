@@ -114,7 +114,7 @@ def build_datasets(cfg: Config) -> tuple[Dataset, Dataset, list[str]]:
     if cfg.train.protocol == "reference":
         check_annotations(d.annotations, d.val_subset)
     from ccl.data.audio import load_audio_embeddings
-    from ccl.data.datasets import ClipDataset
+    from ccl.data.datasets import ClipDataset, check_audio_coverage
 
     audio = load_audio_embeddings(d.audio_dir) if d.audio_dir else None
     if "audio" in cfg.objective.teachers and audio is None:
@@ -130,6 +130,8 @@ def build_datasets(cfg: Config) -> tuple[Dataset, Dataset, list[str]]:
     train = ClipDataset(
         d.annotations, d.frames_dir, "training", "train", scale=tuple(d.crop_scale), **common
     )
+    if "audio" in cfg.objective.teachers:
+        check_audio_coverage(train)
     val = ClipDataset(
         d.annotations, d.frames_dir, d.val_subset, "val", val_clips=d.val_clips, **common
     )
@@ -375,11 +377,11 @@ def build_run(cfg: Config, *, overwrite: bool = False, lock: RunLock | None = No
     if overwrite and cfg.train.resume is not None:
         raise ValueError("--overwrite starts the run over; it cannot be combined with --resume")
     # The checks that can refuse read only, on every rank, before anything is written.
+    resume_path = resume_checkpoint_path(cfg, run_dir)
     if cfg.train.resume is None and not overwrite:
         refuse_existing_run(run_dir)
     elif cfg.train.resume not in (None, "auto"):
         refuse_resume_into_other_run(run_dir, cfg.train.resume)
-    resume_path = resume_checkpoint_path(cfg, run_dir)
     saved = load_checkpoint(resume_path) if resume_path is not None else None
     changes = resume_changes(cfg, saved.get("config"), resume_path) if saved else {}
     device, dist_info = _join_processes(cfg.train.device)

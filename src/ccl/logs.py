@@ -1,7 +1,8 @@
 """A training run's ``metrics.jsonl``: one JSON object per logged step and per epoch.
 
 :class:`JsonlLog` appends the records (and mirrors them to TensorBoard when asked);
-:func:`reset_log_after` trims a log back to a checkpoint when a run resumes.
+:func:`reset_log_after` trims a log back to a checkpoint when a run resumes, dropping
+damaged lines (:func:`parse_log_line`) with a warning (:func:`describe_dropped_lines`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ccl.atomic import write_text_atomic
+from ccl.runs import is_number
 from ccl.tblog import TensorBoardLog
 
 
@@ -38,19 +40,58 @@ class JsonlLog:
             self.tensorboard.close()
 
 
-def reset_log_after(path: Path, epoch: int, step: int) -> None:
+def parse_log_line(raw: bytes) -> dict[str, Any] | None:
+    """One record of a ``metrics.jsonl`` line, or None when the line is damaged: not UTF-8,
+    not a JSON object, without a ``type``, or with a ``step`` or (other than a step record)
+    an ``epoch`` that is not a number."""
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError is one too
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("type"), str):
+        return None
+    if not is_number(record.get("step", 0)):
+        return None
+    if record["type"] != "step" and not is_number(record.get("epoch")):
+        return None
+    return record
+
+
+def reset_log_after(path: Path, epoch: int, step: int) -> list[int]:
     """On resume, drop log records written after the checkpoint at (``epoch``, ``step``) (a
     killed run may have logged steps it never saved), so the log reads as one uninterrupted
-    run. Lines cut by the kill are dropped too."""
+    run. Damaged lines (:func:`parse_log_line`: a line cut by the kill, stray bytes) are
+    dropped too; their 1-based line numbers are returned, for the caller's warning."""
     if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by the kill
-        if record.get("step", 0) <= step and (record["type"] == "step" or record["epoch"] <= epoch):
-            kept.append(line)
+        return []
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(path)) from err
+    kept, damaged = [], []
+    for lineno, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        record = parse_log_line(raw)
+        if record is None:
+            damaged.append(lineno)
+        elif record.get("step", 0) <= step and (
+            record["type"] == "step" or record["epoch"] <= epoch
+        ):
+            kept.append(raw.decode("utf-8"))
     # atomically: a crash while rewriting must not cost the run its whole log
     write_text_atomic(path, "".join(k + "\n" for k in kept))
+    return damaged
+
+
+def describe_dropped_lines(path: Path, lines: list[int], shown: int = 10) -> str:
+    """One line of warning for the damaged ``lines`` of the log at ``path`` that a resume
+    dropped (the first ``shown`` line numbers, then a count)."""
+    listed = ", ".join(map(str, lines[:shown])) + (
+        f" and {len(lines) - shown} more" if len(lines) > shown else ""
+    )
+    plural = "s" if len(lines) != 1 else ""
+    return (
+        f"warning: {path}: dropped {len(lines)} damaged line{plural} ({listed}): not a "
+        "readable log record (cut by a kill, or stray bytes); the other records are kept"
+    )

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ccl.atomic import atomic_write
 from ccl.runs import Run, eval_path, is_number
 
 DPI = 120
@@ -36,7 +37,10 @@ def _new_figure(width: float, height: float) -> Any:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI)
+    """Write the figure atomically (:func:`ccl.atomic.atomic_write`): a failure (full disk)
+    names ``path`` and leaves neither a partial nor an empty file."""
+    with atomic_write(path, what="figure") as f:
+        fig.savefig(f, dpi=DPI, format=path.suffix.lstrip(".") or "png")
     return path
 
 

@@ -143,7 +143,7 @@ def video_windows(
     span = frames * stride  # window starts are multiples of the span (window_starts)
     chunk: list[np.ndarray] = []
     decoded = 0
-    frames_iter = decode_video_frames(video, store_short_side)
+    frames_iter = decode_video_frames(video, store_short_side, notes=warnings)
     while True:
         try:
             frame = next(frames_iter)
@@ -189,7 +189,9 @@ class VideoResult:
 
 def run_video(model: VideoModel, video: str | Path, batch_size: int = 16) -> VideoResult:
     """Probabilities and feature of one video file. Decoding problems become
-    ``VideoResult.error``; a failure of the model itself propagates."""
+    ``VideoResult.error``; a failure of the model itself propagates. ``batch_size``: windows
+    per forward pass, at least 1."""
+    check_batch_size(batch_size)
     result = VideoResult(str(video))
     if not Path(video).is_file():
         result.error = "not a file" if Path(video).exists() else "no such file"
@@ -219,6 +221,13 @@ def run_video(model: VideoModel, video: str | Path, batch_size: int = 16) -> Vid
     result.feature = metrics.aggregate_features(window_feats, one_video, 1)[0]
     result.windows = len(window_logits)
     return result
+
+
+def check_batch_size(batch_size: int, flag: str = "--batch-size") -> None:
+    """Raise ``ValueError`` naming ``flag`` unless ``batch_size`` is at least 1 (0 or less
+    would score every window of a video in one forward pass)."""
+    if batch_size < 1:
+        raise ValueError(f"{flag} must be at least 1, got {batch_size}")
 
 
 def _reason(err: BaseException) -> str:
@@ -259,6 +268,7 @@ def embed_stores(
     videos that could not be embedded."""
     from ccl.evaluation import EvalSettings, forward_windows, subset_dataset, video_results
 
+    check_batch_size(batch_size)
     settings = EvalSettings(annotations=annotations, frames_dir=frames_dir, allow_missing=True)
     dataset = subset_dataset(model.cfg, settings, subset)
     windows = forward_windows(
@@ -294,6 +304,7 @@ __all__ = [
     "TrainedStudent",
     "VideoResult",
     "VideoModel",
+    "check_batch_size",
     "embed_stores",
     "load_model",
     "load_student",

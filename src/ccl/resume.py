@@ -12,23 +12,32 @@ any other difference is refused naming the key. So the stored config is always w
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from ccl.checkpoint import Progress, TrainingState, find_resume_checkpoint
 from ccl.config import Config
-from ccl.logs import reset_log_after
+from ccl.errors import CheckpointError
+from ccl.logs import describe_dropped_lines, reset_log_after
 
 
 def resume_checkpoint_path(cfg: Config, run_dir: Path) -> Path | None:
     """The checkpoint ``cfg.train.resume`` names for ``run_dir``: None for a fresh start or
-    an ``auto`` resume that finds none, else the file."""
+    an ``auto`` resume that finds none, else the file. A folder given as the checkpoint is a
+    :class:`~ccl.errors.CheckpointError` saying what to give instead."""
     if cfg.train.resume is None:
         return None
     if cfg.train.resume == "auto":
         return find_resume_checkpoint(run_dir)
-    return Path(cfg.train.resume)
+    path = Path(cfg.train.resume)
+    if path.is_dir():
+        raise CheckpointError(
+            f"--resume {path} is a folder: give a checkpoint file (e.g. "
+            f"{path / 'checkpoints' / 'last.pt'}) or --resume auto"
+        )
+    return path
 
 
 CHANGEABLE_ON_RESUME = frozenset(
@@ -135,7 +144,9 @@ def restore_progress(
     if main:
         for key, (old, new) in changes.items():
             print(f"resume: {key} changed from {old!r} to {new!r} (applied from here on)")
-        reset_log_after(log_path, progress.epoch, progress.step)
+        damaged = reset_log_after(log_path, progress.epoch, progress.step)
+        if damaged:
+            print(describe_dropped_lines(log_path, damaged), file=sys.stderr)
         where = f"epoch {progress.epoch + 1}, batch {progress.batch_in_epoch}"
         print(f"resumed from {resume_path}: {where}")
     return progress

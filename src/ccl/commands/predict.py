@@ -104,8 +104,9 @@ def run_predict(args: argparse.Namespace) -> int:
     """Print (and with --json write) the top classes of each video file. ``--json`` never
     replaces an input nor a file that is not an earlier ``ccl predict --json`` output."""
     from ccl.atomic import atomic_write, check_replaceable_json
-    from ccl.predict import is_predictions_json, load_model, top_k
+    from ccl.predict import check_batch_size, is_predictions_json, load_model, top_k
 
+    check_batch_size(args.batch_size)
     if args.top < 1:
         raise ValueError(f"--top must be at least 1, got {args.top}")
     if args.json:
@@ -139,8 +140,9 @@ def run_embed(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ccl.data.annotations import subset_name
-    from ccl.predict import TrainedStudent, embed_stores, load_model, save_npz
+    from ccl.predict import TrainedStudent, check_batch_size, embed_stores, load_model, save_npz
 
+    check_batch_size(args.batch_size)
     from_stores = args.subset is not None or args.annotations or args.frames_dir
     if bool(args.videos) == bool(from_stores):
         raise ValueError("give either video files or --subset (with --annotations/--frames-dir)")

@@ -445,4 +445,50 @@ class ClipDataset(Dataset):
         }
 
 
-__all__ = ["ClipDataset", "VideoRecord", "clip_offsets", "even_starts", "window_starts"]
+# Below this share of training videos with an audio embedding, training with the audio
+# teacher warns: the folder most likely belongs to other data (README, "Training").
+MIN_AUDIO_SHARE = 0.5
+
+
+def check_audio_coverage(dataset: ClipDataset, min_share: float = MIN_AUDIO_SHARE) -> float:
+    """The share of ``dataset``'s videos that have an audio embedding, for a run with the
+    audio teacher. Raises ``ValueError`` naming the audio folder and the annotations when no
+    video has one (the audio terms would skip every sample: a baseline under another name);
+    warns in one line with the share when it is below ``min_share``."""
+    if dataset.audio is None:
+        raise ValueError("the audio teacher needs data.audio_dir=DIR of per-video embeddings")
+    total = len(dataset.videos)
+    covered = total - len(dataset.audio_missing)
+    where = dataset.audio.source
+    if covered == 0:
+        raise ValueError(
+            f"{where}: no audio embedding for any of the {total} {dataset.subset} videos of "
+            f"{dataset.annotation_path} (file names must be the video ids, e.g. "
+            f"{dataset.videos[0].video_id}.npy); the audio teacher would teach nothing: "
+            "give the audio folder of these videos"
+        )
+    share = covered / total
+    if share < min_share:
+        log.warning(
+            "only %.0f%% of the %s videos of %s (%d of %d) have an audio embedding in "
+            "%s (below %.0f%%): the audio teacher teaches only those",
+            100 * share,
+            dataset.subset,
+            dataset.annotation_path,
+            covered,
+            total,
+            where,
+            100 * min_share,
+        )
+    return share
+
+
+__all__ = [
+    "MIN_AUDIO_SHARE",
+    "ClipDataset",
+    "VideoRecord",
+    "check_audio_coverage",
+    "clip_offsets",
+    "even_starts",
+    "window_starts",
+]

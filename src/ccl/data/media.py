@@ -27,6 +27,11 @@ corpus): the rate PANNs was trained at."""
 DEFAULT_SHORT_SIDE = 240
 """Short side of decoded frames unless asked otherwise (the reference's 240p frames)."""
 
+MAX_ASPECT = 4
+"""Long side of a resized frame, at most, in multiples of its short side: a more elongated
+video (an 8000x8 file) has its frames squeezed to this ratio, so a decoded frame stays within
+960x240 at the default short side instead of 240000x240 (3.9 GB for a window of 16)."""
+
 VIDEO_EXTENSIONS = (
     ".avi",
     ".mp4",
@@ -55,9 +60,23 @@ IMAGE_CODECS = frozenset(
 def _output_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
     if not short_side or short_side <= 0:
         return width, height
+    cap = MAX_ASPECT * short_side
     if width >= height:
-        return max(1, round(width * short_side / height)), short_side
-    return short_side, max(1, round(height * short_side / width))
+        return min(cap, max(1, round(width * short_side / height))), short_side
+    return short_side, min(cap, max(1, round(height * short_side / width)))
+
+
+def elongation_note(width: int, height: int, short_side: int | None) -> str | None:
+    """What resizing to ``short_side`` does to ``width`` x ``height`` frames more elongated
+    than :data:`MAX_ASPECT` (their long side is capped), or None when nothing is capped."""
+    if not short_side or short_side <= 0 or max(width, height) <= MAX_ASPECT * min(width, height):
+        return None
+    out_w, out_h = _output_size(width, height, short_side)
+    return (
+        f"frames are {width}x{height}, more elongated than {MAX_ASPECT}:1: decoded at "
+        f"{out_w}x{out_h} (the long side capped at {MAX_ASPECT}x the short side {short_side}), "
+        "so their content is squeezed"
+    )
 
 
 def frame_to_rgb(frame: av.VideoFrame, short_side: int | None) -> np.ndarray:
@@ -130,20 +149,28 @@ def is_still_image(container: Any, stream: Any, n_decoded: int) -> bool:
 
 
 def decode_video_frames(
-    video: str | Path, short_side: int | None = DEFAULT_SHORT_SIDE, threads: int = 0
+    video: str | Path,
+    short_side: int | None = DEFAULT_SHORT_SIDE,
+    threads: int = 0,
+    notes: list[str] | None = None,
 ) -> Iterator[np.ndarray]:
     """RGB uint8 (H, W, 3) frames of a video file, displayed orientation, short side
     resized to ``short_side`` exactly as :func:`ccl.data.prepare.prepare_videos` stores
     them (so ``ccl predict`` on the file sees what evaluation of its frame store sees, less
-    the JPEG round trip). Raises ``ValueError`` for a file without a video stream, and
-    PyAV's errors for one FFmpeg cannot open or decode."""
+    the JPEG round trip), the long side at most :data:`MAX_ASPECT` times the short side
+    (:func:`elongation_note`, appended to ``notes`` once). Raises ``ValueError`` for a file
+    without a video stream, and PyAV's errors for one FFmpeg cannot open or decode."""
     with av.open(str(video), mode="r") as container:
         if not container.streams.video:
             raise ValueError("no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.thread_count = threads
-        for frame in container.decode(stream):
+        for k, frame in enumerate(container.decode(stream)):
+            if k == 0 and notes is not None:
+                note = elongation_note(frame.width, frame.height, short_side)
+                if note is not None:
+                    notes.append(note)
             yield frame_to_rgb(frame, short_side)
 
 
@@ -206,11 +233,13 @@ def resample_array(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
 __all__ = [
     "DEFAULT_SHORT_SIDE",
     "IMAGE_CODECS",
+    "MAX_ASPECT",
     "SAMPLE_RATE",
     "VIDEO_EXTENSIONS",
     "declared_frame_count",
     "decode_soundtrack",
     "decode_video_frames",
+    "elongation_note",
     "frame_to_rgb",
     "frames_at_rate",
     "is_still_image",

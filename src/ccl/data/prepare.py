@@ -15,20 +15,16 @@ A video that cannot be read does not stop the run; it is listed with the reason 
 container declares (truncated files). A still image (one frame of an image codec, e.g. a
 PNG renamed ``.mp4``) is refused unless ``allow_still_images``.
 
-Worker processes die with the parent (``PR_SET_PDEATHSIG`` on Linux, a parent-watching
-thread elsewhere), so killing a run leaves no orphans.
+Worker processes die with the parent (:func:`ccl.workers.die_with_parent`), so killing a run
+leaves no orphans.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import json
 import multiprocessing
 import os
-import signal
-import sys
-import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -47,6 +43,7 @@ from ccl.data.media import (
     VIDEO_EXTENSIONS,
     declared_frame_count,
     decode_soundtrack,
+    elongation_note,
     frame_to_rgb,
     frames_at_rate,
     is_still_image,
@@ -61,6 +58,7 @@ from ccl.data.store import (
     write_store_audio,
 )
 from ccl.errors import SettingsMismatchError
+from ccl.workers import die_with_parent
 
 REPORT_NAME = "prepare_report.json"
 # decoded frames may fall short of the declared count by this share (rounding of durations)
@@ -130,35 +128,6 @@ def store_path_for(video: Path, src: Path, dst: Path) -> Path:
     return (dst / video.relative_to(src)).with_suffix(STORE_SUFFIX)
 
 
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Worker initializer: end this worker when the process that started it dies (killed,
-    crashed), instead of leaving an orphan waiting for jobs forever. Linux: the kernel sends
-    SIGKILL (``PR_SET_PDEATHSIG``); other POSIX systems: a thread polls the parent id."""
-    armed = False
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            armed = libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
-        except (OSError, AttributeError):
-            armed = False
-    if os.name != "posix":
-        return  # Windows ends pool workers through their broken pipes to the parent
-    if os.getppid() != parent_pid:  # the parent died before the signal was armed
-        os._exit(1)
-    if armed:
-        return
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="ccl-watch-parent", daemon=True).start()
-
-
 def _soundtrack(video: Path) -> tuple[np.ndarray | None, str | None]:
     """The video's soundtrack (:func:`~ccl.data.media.decode_soundtrack`), or (None, reason)
     when it has none or it cannot be decoded: a store keeps its frames either way."""
@@ -193,6 +162,11 @@ def _convert_one(job: dict[str, Any]) -> dict[str, Any]:
             source_fps = float(stream.average_rate) if stream.average_rate else 0.0
             out_fps = float(job["fps"]) if job["fps"] else source_fps
             declared = declared_frame_count(container, stream)
+            note = elongation_note(
+                stream.codec_context.width, stream.codec_context.height, job["short_side"]
+            )
+            if note is not None:
+                warnings.append(note)
             n_decoded = 0
 
             def decoded() -> Iterable[Any]:
@@ -306,6 +280,11 @@ def prepare_videos(
         OSError: ``dst`` or its report cannot be written (the error names the path).
     """
     src, dst = Path(src).resolve(), Path(dst).resolve()
+    if src.is_file():
+        raise NotADirectoryError(
+            f"{src} is a file, not a video folder: give the folder of the videos (one "
+            "subfolder per class)"
+        )
     if not src.is_dir():
         raise FileNotFoundError(f"video folder not found: {src}")
     if src == dst:
@@ -415,7 +394,7 @@ def prepare_videos(
             with ProcessPoolExecutor(
                 min(workers, len(jobs)),
                 mp_context=ctx,
-                initializer=_die_with_parent,
+                initializer=die_with_parent,
                 initargs=(os.getpid(),),
             ) as pool:
                 futures = {pool.submit(_convert_one, job): job for job in jobs}

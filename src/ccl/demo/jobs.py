@@ -19,6 +19,8 @@ from typing import TypeVar
 
 import torch
 
+from ccl.workers import die_with_parent
+
 S = TypeVar("S")
 R = TypeVar("R")
 
@@ -47,8 +49,15 @@ def worker_setup(threads: int | None, log: Path | None = None) -> Iterator[None]
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:
-    """Worker processes started fresh (spawn): safe with CUDA and with torch's threads."""
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    """Worker processes started fresh (spawn): safe with CUDA and with torch's threads.
+    They die with this process (:func:`~ccl.workers.die_with_parent`): a demo killed with
+    SIGKILL or SIGTERM leaves no worker training on as an orphan."""
+    return ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=die_with_parent,
+        initargs=(os.getpid(),),
+    )
 
 
 def run_jobs(

@@ -42,7 +42,7 @@ PROBE_ROWS = (("audio", "audio teacher, linear probe"), ("image", "image teacher
 # Test top-1 of two trainings of one method on the same benchmark: the standard deviation
 # over 8 training seeds, per method (docs/DEMO.md, "Training noise"); quoted under a table
 # that has one run per method, since such a table cannot separate methods.
-RUN_TO_RUN_SD = "3.5-6"
+RUN_TO_RUN_SD = "2.9-6.8"
 
 Hits = dict[str, dict[str, float] | None]
 """Per test video, 1.0 / 0.0 under ``top1`` and ``r1`` (:func:`video_hits`)."""

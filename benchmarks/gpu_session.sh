@@ -5,7 +5,7 @@
 #   2. `ccl demo --device cuda`: the GPU scale, seeds 1-5 side by side, wall clock and table
 #      (cut off after 7 minutes; the goal is at most 5).
 # Everything lands in $OUT (gpu_check.md / .log, demo_gpu.log, demo_gpu/); record the
-# figures with the device name in docs/PERFORMANCE.md, docs/DEMO.md ("GPU scale") and README.
+# figures with the device name in a dated record in docs/results/ and docs/PERFORMANCE.md.
 #
 #   OUT=/some/folder bash benchmarks/gpu_session.sh
 set -uo pipefail

@@ -6,7 +6,7 @@ run. Ends with one line per method:
 
     method=<name> median_s=<seconds> ratio_to_baseline=<ratio>
 
-Example (the figure in the README): python benchmarks/train_step.py --batch 8 --frames 16
+Example: python benchmarks/train_step.py --batch 8 --frames 16
 --size 112 --arch r2plus1d-10 --steps 5
 
 ``--compile`` compiles the student alone; ``--compile-step`` compiles what ``train.compile``

@@ -63,8 +63,9 @@ def test_single_backward_gives_the_gradients_the_reference_steps_with(teachers, 
 
 @pytest.mark.parametrize("teachers", TEACHER_SETS)
 def test_heads_do_not_learn_from_the_students_loss(teachers):
-    """What L_v's backward leaves on the heads (grad L_head + grad L_v, cleared unused by the
-    reference) is the ``joint`` rule, and it differs from what the reference rule gives."""
+    """What L_v's backward leaves on the heads (grad L_head + grad L_v: the ``joint`` rule, how
+    the reference's current release steps them) differs from what the reference rule (its
+    first release, heads from L_head only) gives."""
     student, objective, batch = _setup(teachers)
     applied, left = ccl_reference_step(student, objective, batch, teachers)
     reference = _our_grads(student, objective, batch)

@@ -19,6 +19,14 @@ from ccl.runlock import LOCK_FILE, lock_run_folder
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
+def _default_sigint() -> None:
+    # a test run started in the background by a non-interactive shell inherits SIGINT
+    # ignored, and Python then never raises KeyboardInterrupt: give the child the default
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _ccl(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "ccl.cli", *args],
@@ -26,6 +34,7 @@ def _ccl(*args: str) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
         env=ENV,
+        preexec_fn=_default_sigint,
     )
 
 

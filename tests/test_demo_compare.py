@@ -176,3 +176,21 @@ def test_device_cuda_without_a_gpu_is_one_clear_error(tmp_path, monkeypatch, cap
     assert main(["demo", "--device", "cuda", "--out", str(tmp_path / "demo")]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
     assert not (tmp_path / "demo").exists()  # nothing generated
+
+
+def test_a_diverged_seed_is_said_once_in_the_difference_table():
+    import math
+
+    base = {"v1": 1.0, "v2": 0.0}
+    hits = [
+        {
+            "baseline": {"top1": base, "r1": None},
+            "ccl/A": {"top1": {"v1": 1.0, "v2": 1.0}, "r1": None},
+        },
+        {"baseline": {"top1": base, "r1": None}},  # ccl/A diverged on seed 2
+    ]
+    results = {("baseline", c): [0.5, 0.5] for c in ("A", "I", "AI")}
+    results[("ccl", "A")] = [1.0, math.nan]
+    row = compare_table(results, ("baseline", "ccl"), (1, 2), hits).splitlines()[-1]
+    assert row.startswith("| CCL | +50.0 (1 seed) (1 diverged) |"), row
+    assert "left out" not in row

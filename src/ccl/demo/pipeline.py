@@ -58,13 +58,15 @@ from ccl.engine import RunResult, train
 from ccl.errors import NonFiniteLossError
 from ccl.evaluation import EvalSettings, evaluate, summary_line
 from ccl.objectives import registry
-from ccl.objectives.registry import BASELINE
 from ccl.report import build_report
-from ccl.runs import METRICS_FILE, eval_path, features_path, read_metrics
+from ccl.runs import METRICS_FILE, eval_path, features_path, method_label, read_metrics
 
 METHODS = tuple(registry.MAIN_RUNS)  # baseline, ccl-a, ccl-i, ccl-ai
-# the label each method's row has in tables and reports (baseline, CCL-A, CCL-I, CCL-AI)
-METHOD_LABELS = {m: BASELINE if m == BASELINE else m.upper() for m in METHODS}
+# the label each method's row has in tables, as ``ccl report`` labels its runs
+METHOD_LABELS = {
+    run: method_label({"method": method, "teachers": list(teachers)})
+    for run, (method, teachers) in registry.MAIN_RUNS.items()
+}
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from ccl.demo.synth import ScaleConfig
+    from ccl.demo.synth_scales import ScaleConfig
 
 KINDS: tuple[str, ...] = (
     "square",

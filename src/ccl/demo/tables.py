@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from ccl.objectives.registry import BASELINE
 from ccl.stats import SeedInterval, paired_differences, seed_interval
 
-BASELINE = "baseline"
 TABLE_COLUMNS = (
     ("top1", "top-1"),
     ("top5", "top-5"),
@@ -172,7 +172,8 @@ def difference(
         mine = (rep.hits.get(method) or {}).get(key)
         base = (rep.hits.get(baseline) or {}).get(key)
         if mine is None or base is None:
-            left_out += method in rep.numbers or baseline in rep.numbers
+            # both trained in this replicate, one without hits: it diverged
+            left_out += method in rep.numbers and baseline in rep.numbers
             continue
         try:
             _, diffs = paired_differences(mine, base)

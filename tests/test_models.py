@@ -51,6 +51,35 @@ def test_forward_shapes_and_strides():
     assert wide(torch.randn(1, 3, 8, 32, 32)).feature.shape == (1, 512)
 
 
+def test_expanded_feature_layer():
+    """``feature_layer="expand"``: the last stage keeps its width, a 1x1x1 conv + BN + ReLU
+    reaches ``feature_dim``; the feature is a pooled ReLU output like the wide stage's."""
+    torch.manual_seed(0)
+    model = build_student("r2plus1d-10", 7, width=0.25, feature_dim=512, feature_layer="expand")
+    assert model.conv5.block1.conv2.temporal_conv.weight.shape[0] == 128
+    assert model.expand[0].weight.shape == (512, 128, 1, 1, 1)
+    assert model.linear.weight.shape == (7, 512)
+    out = model(torch.randn(3, 3, 8, 32, 32))
+    assert out.feature.shape == (3, 512) and out.logits.shape == (3, 7)
+    assert (out.feature >= 0).all()
+    # the same as the layers applied by hand
+    model.eval()
+    clip = torch.randn(2, 3, 8, 32, 32)
+    x = model.relu1(model.bn1(model.conv1(clip)))
+    x = model.conv5(model.conv4(model.conv3(model.conv2(x))))
+    by_hand = torch.relu(model.expand[1](model.expand[0](x))).mean(dim=(2, 3, 4))
+    torch.testing.assert_close(model(clip).feature, by_hand)
+    wide = build_student("r2plus1d-10", 7, width=0.25, feature_dim=512)
+    n_params = sum(p.numel() for p in model.parameters())
+    assert n_params < sum(p.numel() for p in wide.parameters()) / 8
+    # the default layer and a feature_dim equal to the stage's width add nothing
+    assert "expand.0.weight" not in wide.state_dict()
+    same = build_student("r2plus1d-10", 7, width=0.25, feature_dim=128, feature_layer="expand")
+    assert isinstance(same.expand, torch.nn.Identity)
+    with pytest.raises(ValueError, match="feature_layer"):
+        build_student("r2plus1d-10", 7, feature_layer="projection")
+
+
 def test_bad_arch_is_an_error():
     with pytest.raises(ValueError, match="r2plus1d-10"):
         build_student("r3d-18", 10)

@@ -38,6 +38,9 @@ class StudentConfig:
     arch: str = "r2plus1d-10"
     width: float = 1.0
     feature_dim: int | None = None  # None: the architecture's own (512 x width)
+    # how a narrow student reaches feature_dim (ccl.models.R2Plus1D): "last-stage" widens the
+    # last stage, "expand" adds a 1x1x1 convolution after it (X3D's head)
+    feature_layer: Literal["last-stage", "expand"] = "last-stage"
 
 
 @dataclass
@@ -143,7 +146,9 @@ class TrainConfig:
     grad_norm_every: int = 0
     progress: bool = True
     compile: bool = False  # torch.compile student, teachers and objective (one graph)
-    channels_last: bool = False  # channels_last_3d memory format (faster convs on GPU)
+    # channels_last_3d memory format: faster convs on GPUs, and on CPUs for the demo's student
+    # (docs/PERFORMANCE.md); evaluation uses the run's setting too
+    channels_last: bool = False
     sync_bn: bool = False  # SyncBatchNorm across processes (CUDA + torchrun only)
     deterministic: bool = False  # torch.use_deterministic_algorithms
     tensorboard: bool = False  # also log metrics to runs/<name>/tensorboard/ (needs ccl[tb])
@@ -361,13 +366,17 @@ def _smoke(method: str, teachers: tuple[str, ...]) -> Config:
 
 def _demo(method: str, teachers: tuple[str, ...]) -> Config:
     """The embedded demo (``ccl demo``): prepared synthetic videos, demo teachers, a narrow
-    student at 8x32x32; about 3 minutes per method on a 2-core CPU. AdamW rather than the
-    reference's SGD: in the few hundred steps a CPU affords, SGD from scratch barely leaves
-    chance (docs/DEMO.md). ``ccl demo`` sets the data and teacher paths."""
+    student at 8x32x32. AdamW rather than the reference's SGD: in the few hundred steps a CPU
+    affords, SGD from scratch barely leaves chance (docs/DEMO.md). ``ccl demo`` sets the data
+    and teacher paths."""
     cfg = _ucf51(method, teachers)
     cfg.train.name = "demo-" + (BASELINE if method == BASELINE else "ccl-" + _suffix(teachers))
     cfg.student.width = 0.25
-    cfg.student.feature_dim = 512  # the teachers' width
+    cfg.student.feature_dim = 512  # the teachers' width ...
+    # ... reached by a 1x1x1 expansion after a 128-wide last stage: widening that stage to
+    # 512 costs 9x the parameters and 1.6x the step (docs/PERFORMANCE.md)
+    cfg.student.feature_layer = "expand"
+    cfg.train.channels_last = True  # 1.3x for this student on a CPU (docs/PERFORMANCE.md)
     cfg.image_teacher.arch = "resnet18"
     cfg.image_teacher.input_size = 32  # the demo teacher's training size
     cfg.data.clip_frames = 8

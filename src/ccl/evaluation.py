@@ -307,6 +307,8 @@ def _evaluate(
     student = build_model(cfg.student, len(classes))
     student.load_state_dict(state["student"])
     student.to(device)
+    if cfg.train.channels_last:  # the memory format it trained in: the faster one for it
+        student.to(memory_format=torch.channels_last_3d)
     mean, std = stats_tensor(cfg.data.mean, device), stats_tensor(cfg.data.std, device)
     json_path = eval_path(out_dir, settings.split, settings.checkpoint)
     if distributed.info().is_main:

@@ -15,5 +15,9 @@ def build_model(student: StudentConfig, num_classes: int) -> R2Plus1D:
     """The student of a ``student`` config section with ``num_classes`` outputs
     (untrained)."""
     return build_student(
-        student.arch, num_classes, width=student.width, feature_dim=student.feature_dim
+        student.arch,
+        num_classes,
+        width=student.width,
+        feature_dim=student.feature_dim,
+        feature_layer=student.feature_layer,
     )

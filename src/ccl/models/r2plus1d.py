@@ -101,10 +101,19 @@ class StudentOutput(NamedTuple):
     feature: torch.Tensor  # (B, feature_dim), globally average-pooled
 
 
+FEATURE_LAYERS = ("last-stage", "expand")
+
+
 class R2Plus1D(nn.Module):
     """R(2+1)D: stem (3,7,7)/(1,2,2), four stages of widths 64-128-256-512 (times
     ``width``), stride 2 in space and time in stages 3-5, global average pool, linear head.
-    ``feature_dim`` overrides the last stage's width (the pooled feature's size)."""
+
+    ``feature_dim`` sets the pooled feature's size, which the composition and contrastive
+    terms compare with a teacher's feature (so a narrow student must still match a teacher's
+    width). ``feature_layer="last-stage"`` widens the last stage to ``feature_dim``;
+    ``"expand"`` keeps the last stage ``512 x width`` wide and adds a 1x1x1 convolution, BN
+    and ReLU to ``feature_dim`` before the pool (X3D's head, Feichtenhofer, CVPR 2020): the
+    feature is still a pooled ReLU output, at a small part of the wide stage's cost."""
 
     def __init__(
         self,
@@ -112,40 +121,59 @@ class R2Plus1D(nn.Module):
         blocks: tuple[int, int, int, int] = (1, 1, 1, 1),
         width: float = 1.0,
         feature_dim: int | None = None,
+        feature_layer: str = "last-stage",
     ) -> None:
         super().__init__()
         if len(blocks) != 4 or min(blocks) < 1:
             raise ValueError(f"blocks must be four positive counts, got {blocks}")
         if width <= 0:
             raise ValueError(f"width must be positive, got {width}")
+        if feature_layer not in FEATURE_LAYERS:
+            raise ValueError(f"feature_layer must be in {FEATURE_LAYERS}, got {feature_layer!r}")
         c1, c2, c3, c4 = (max(1, round(c * width)) for c in (64, 128, 256, 512))
-        if feature_dim is not None:
-            # A narrow student whose pooled feature still matches a teacher's width (the
-            # composition and contrastive terms compare them directly).
-            c4 = feature_dim
-        self.feature_dim = c4
+        expand = feature_dim is not None and feature_layer == "expand" and feature_dim != c4
+        last_stage = feature_dim if feature_dim is not None and not expand else c4
+        self.feature_dim = feature_dim if feature_dim is not None else c4
         self.conv1 = SpatioTemporalConv(3, c1, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3))
         self.bn1 = nn.BatchNorm3d(c1)
         self.relu1 = nn.ReLU(inplace=True)
         self.conv2 = ResStage(c1, c1, blocks[0], downsample=False)
         self.conv3 = ResStage(c1, c2, blocks[1], downsample=True)
         self.conv4 = ResStage(c2, c3, blocks[2], downsample=True)
-        self.conv5 = ResStage(c3, c4, blocks[3], downsample=True)
+        self.conv5 = ResStage(c3, last_stage, blocks[3], downsample=True)
+        self.expand: nn.Module = nn.Identity()
+        if expand:
+            self.expand = nn.Sequential(
+                nn.Conv3d(last_stage, self.feature_dim, 1, bias=False),
+                nn.BatchNorm3d(self.feature_dim),
+                nn.ReLU(inplace=True),
+            )
         self.pool = nn.AdaptiveAvgPool3d(1)
-        self.linear = nn.Linear(c4, num_classes)
+        self.linear = nn.Linear(self.feature_dim, num_classes)
 
     def forward(self, clip: torch.Tensor) -> StudentOutput:
         """``clip``: (B, 3, T, H, W) normalised float tensor."""
         x = self.relu1(self.bn1(self.conv1(clip)))
-        x = self.conv5(self.conv4(self.conv3(self.conv2(x))))
+        x = self.expand(self.conv5(self.conv4(self.conv3(self.conv2(x)))))
         feature = self.pool(x).flatten(1)
         return StudentOutput(logits=self.linear(feature), feature=feature)
 
 
 def build_student(
-    arch: str, num_classes: int, *, width: float = 1.0, feature_dim: int | None = None
+    arch: str,
+    num_classes: int,
+    *,
+    width: float = 1.0,
+    feature_dim: int | None = None,
+    feature_layer: str = "last-stage",
 ) -> R2Plus1D:
     """Build a student by name: ``r2plus1d-10`` (the reference's "depth 18"), ``-18``, ``-34``."""
     if arch not in ARCH_BLOCKS:
         raise ValueError(f"unknown student arch {arch!r}; choose from {sorted(ARCH_BLOCKS)}")
-    return R2Plus1D(num_classes, ARCH_BLOCKS[arch], width=width, feature_dim=feature_dim)
+    return R2Plus1D(
+        num_classes,
+        ARCH_BLOCKS[arch],
+        width=width,
+        feature_dim=feature_dim,
+        feature_layer=feature_layer,
+    )

@@ -13,7 +13,8 @@ convert it again (atomically, as above).
 A video that cannot be read does not stop the run; it is listed with the reason in
 ``dst/prepare_report.json``, as are videos that decoded to fewer frames than their
 container declares (truncated files). A still image (one frame of an image codec, e.g. a
-PNG renamed ``.mp4``) is refused unless ``allow_still_images``.
+PNG renamed ``.mp4``) is refused unless ``allow_still_images``. Videos are read by
+:class:`ccl.data.media.VideoReader`, as ``ccl predict`` reads them.
 
 Worker processes die with the parent (:func:`ccl.workers.die_with_parent`), so killing a run
 leaves no orphans.
@@ -32,7 +33,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import av
 import h5py
 import numpy as np
 from tqdm import tqdm
@@ -41,12 +41,10 @@ from ccl.atomic import write_text_atomic
 from ccl.data.media import (
     DEFAULT_SHORT_SIDE,
     VIDEO_EXTENSIONS,
-    declared_frame_count,
+    VideoReader,
+    check_video_path,
     decode_soundtrack,
-    elongation_note,
-    frame_to_rgb,
-    frames_at_rate,
-    is_still_image,
+    describe_media_failure,
 )
 from ccl.data.store import (
     DEFAULT_JPEG_QUALITY,
@@ -61,8 +59,6 @@ from ccl.errors import SettingsMismatchError
 from ccl.workers import die_with_parent
 
 REPORT_NAME = "prepare_report.json"
-# decoded frames may fall short of the declared count by this share (rounding of durations)
-_FRAME_COUNT_SLACK = 0.02
 
 
 @dataclass
@@ -141,95 +137,58 @@ def _convert_one(job: dict[str, Any]) -> dict[str, Any]:
     """Worker: convert one video. Never raises; returns a result record."""
     video, store = Path(job["video"]), Path(job["store"])
     result: dict[str, Any] = {"source": str(video), "store": str(store), "status": "failed"}
-    if job.get("replace") is None and store_is_complete(store, job["audio"]):
-        result["status"] = "skipped"
-        if job["audio"]:
-            with h5py.File(store, "r") as f:
-                if not bool(f.attrs["has_audio"]):
-                    result["no_audio"] = "no usable soundtrack (recorded in an earlier run)"
-        return result
     tmp = temp_path_for(store)
     try:
+        check_video_path(video)
+        if job.get("replace") is None and store_is_complete(store, job["audio"]):
+            result["status"] = "skipped"
+            if job["audio"]:
+                with h5py.File(store, "r") as f:
+                    if not bool(f.attrs["has_audio"]):
+                        result["no_audio"] = "no usable soundtrack (recorded in an earlier run)"
+            return result
         store.parent.mkdir(parents=True, exist_ok=True)
-        warnings = []
-        with av.open(str(video), mode="r") as container:
-            if not container.streams.video:
-                result["reason"] = "no video stream"
-                return result
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            stream.thread_count = job["threads"]
-            source_fps = float(stream.average_rate) if stream.average_rate else 0.0
-            out_fps = float(job["fps"]) if job["fps"] else source_fps
-            declared = declared_frame_count(container, stream)
-            note = elongation_note(
-                stream.codec_context.width, stream.codec_context.height, job["short_side"]
+        with (
+            VideoReader(
+                video,
+                short_side=job["short_side"],
+                fps=job["fps"],
+                threads=job["threads"],
+                allow_still_images=job["still_images"],
+            ) as reader,
+            h5py.File(tmp, "w") as f,
+        ):
+            writer = FrameWriter(f, job["jpeg_quality"])
+            for rgb in reader.frames():
+                writer.add(rgb)
+            writer.flush()
+            f.attrs.update(
+                {
+                    "fps": reader.out_fps,
+                    "source_fps": reader.source_fps,
+                    "n_frames": writer.n,
+                    "height": writer.height,
+                    "width": writer.width,
+                    "jpeg_quality": job["jpeg_quality"],
+                    "source": str(video),
+                    "short_side": job["short_side"] or 0,
+                }
             )
-            if note is not None:
-                warnings.append(note)
-            n_decoded = 0
-
-            def decoded() -> Iterable[Any]:
-                nonlocal n_decoded
-                for frame in container.decode(stream):
-                    n_decoded += 1
-                    yield frame
-
-            with h5py.File(tmp, "w") as f:
-                writer = FrameWriter(f, job["jpeg_quality"])
-                try:
-                    for frame in frames_at_rate(decoded(), stream, job["fps"]):
-                        writer.add(frame_to_rgb(frame, job["short_side"]))
-                except (av.error.FFmpegError, ValueError) as err:
-                    if writer.n_added == 0:
-                        raise
-                    warnings.append(
-                        f"decode error after {n_decoded} frames, kept those: "
-                        f"{type(err).__name__}: {err}"
-                    )
-                writer.flush()
-                if writer.n == 0:
-                    result["reason"] = "no video frames could be decoded"
-                    return result
-                if is_still_image(container, stream, n_decoded) and not job["still_images"]:
-                    result["reason"] = (
-                        f"a still image ({stream.codec_context.name}), not a video; "
-                        "pass --allow-still-images (allow_still_images=True) to store it as "
-                        "a 1-frame video"
-                    )
-                    return result
-                if declared and n_decoded < declared * (1 - _FRAME_COUNT_SLACK) - 1:
-                    warnings.append(
-                        f"only {n_decoded} of the {declared} frames the container declares "
-                        "could be decoded (truncated file?); kept those"
-                    )
-                f.attrs.update(
-                    {
-                        "fps": out_fps,
-                        "source_fps": source_fps,
-                        "n_frames": writer.n,
-                        "height": writer.height,
-                        "width": writer.width,
-                        "jpeg_quality": job["jpeg_quality"],
-                        "source": str(video),
-                        "short_side": job["short_side"] or 0,
-                    }
-                )
-                if job["audio"]:
-                    samples, reason = _soundtrack(video)
-                    write_store_audio(f, samples)
-                    if samples is None:
-                        result["no_audio"] = reason
+            if job["audio"]:
+                samples, reason = _soundtrack(video)
+                write_store_audio(f, samples)
+                if samples is None:
+                    result["no_audio"] = reason
         os.replace(tmp, store)
         result["status"] = "converted"
         result["n_frames"] = writer.n
         if job.get("replace"):
             result["reprepared"] = job["replace"]
-        if warnings:
-            result["warning"] = "; ".join(warnings)
+        if reader.warnings:
+            result["warning"] = "; ".join(reader.warnings)
         return result
     except Exception as err:  # noqa: BLE001 - one bad video never stops the run
-        result["reason"] = f"{type(err).__name__}: {err}".strip()
+        result["reason"] = describe_media_failure(err)
         return result
     finally:
         if tmp.exists():

@@ -6,10 +6,15 @@ written as a frame store (:mod:`ccl.data.store`, which describes the format); wi
 
 The source tree is mirrored (``src/Class/v.avi -> dst/Class/v.hdf5``). Each store is written
 under a hidden temporary name next to its final path and renamed atomically when complete,
-so an interrupted run can be resumed: complete stores are skipped, leftovers replaced.
-A complete store made with other settings (short side, frame rate, JPEG quality, audio) is
-never skipped as if it matched: the run refuses, naming it, unless ``reprepare`` asks to
-convert it again (atomically, as above).
+so an interrupted run can be resumed: complete stores are skipped, leftovers replaced. Each
+store records the identity of its source file (size, modification time, SHA-256 of its first
+and last MiB; :func:`ccl.data.store.source_identity`): a store whose source has changed
+since (other size or content) is converted again and listed in the report's
+``source_changed``, never skipped as complete. A store that records no identity (made before
+identities were recorded) is kept unchecked, counted in the report's ``unverified``;
+``reprepare`` converts it again. A complete store made with other settings (short side,
+frame rate, JPEG quality, audio) is never skipped as if it matched: the run refuses, naming
+it, unless ``reprepare`` asks to convert it again (atomically, as above).
 A video that cannot be read does not stop the run; it is listed with the reason in
 ``dst/prepare_report.json``, as are videos that decoded to fewer frames than their
 container declares (truncated files). A still image (one frame of an image codec, e.g. a
@@ -50,6 +55,9 @@ from ccl.data.store import (
     DEFAULT_JPEG_QUALITY,
     STORE_SUFFIX,
     FrameWriter,
+    recorded_source_identity,
+    source_change,
+    source_identity,
     store_is_complete,
     store_settings_mismatch,
     temp_path_for,
@@ -72,7 +80,11 @@ class PrepareReport:
     converted: list[str] = field(default_factory=list)
     # converted again because their store was made with other settings: {source, reason}
     reprepared: list[dict[str, str]] = field(default_factory=list)
+    # converted again because their source file changed since: {source, reason}
+    source_changed: list[dict[str, str]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    # skipped stores that record no source identity (made before it was recorded)
+    unverified: list[str] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)
     no_audio: list[str] = field(default_factory=list)
     warnings: list[dict[str, str]] = field(default_factory=list)
@@ -87,8 +99,16 @@ class PrepareReport:
         """One line: counts of converted / skipped / failed (/ without sound)."""
         line = (
             f"prepare: {self.n_found} videos, {len(self.converted)} converted, "
-            f"{len(self.skipped)} already complete, {len(self.failed)} failed"
+            f"{len(self.skipped)} already complete"
         )
+        if self.unverified:
+            line += (
+                f" ({len(self.unverified)} of them unchecked: made before source files were "
+                "recorded; --reprepare converts them again)"
+            )
+        line += f", {len(self.failed)} failed"
+        if self.source_changed:
+            line += f", {len(self.source_changed)} re-prepared because the source changed"
         if self.reprepared:
             line += f", {len(self.reprepared)} re-prepared with the new settings"
         if self.settings.get("audio"):
@@ -133,19 +153,42 @@ def _soundtrack(video: Path) -> tuple[np.ndarray | None, str | None]:
         return None, f"audio decode error: {type(err).__name__}: {err}"
 
 
+def _skip_or_why_not(job: dict[str, Any], identity: dict[str, Any], result: dict[str, Any]) -> bool:
+    """Whether the complete store of ``job`` can be kept (``result`` then says so); when its
+    source changed, ``result["source_changed"]`` says how, and when it records no source
+    and the job re-prepares, ``job["replace"]`` says so."""
+    store = Path(job["store"])
+    if job.get("replace") is not None or not store_is_complete(store, job["audio"]):
+        return False
+    recorded = recorded_source_identity(store)
+    if recorded is None and job["reprepare"]:
+        job["replace"] = "source file not recorded (made before source files were recorded)"
+        return False
+    changed = source_change(recorded, identity) if recorded is not None else None
+    if changed is not None:
+        result["source_changed"] = changed
+        return False
+    result["status"] = "skipped"
+    if recorded is None:
+        result["unverified"] = True
+    if job["audio"]:
+        with h5py.File(store, "r") as f:
+            if not bool(f.attrs["has_audio"]):
+                result["no_audio"] = "no usable soundtrack (recorded in an earlier run)"
+    return True
+
+
 def _convert_one(job: dict[str, Any]) -> dict[str, Any]:
-    """Worker: convert one video. Never raises; returns a result record."""
+    """Worker: convert one video, unless its complete store was made from this very source
+    file with these settings. Never raises; returns a result record whose status is
+    ``converted``, ``skipped`` or ``failed``."""
     video, store = Path(job["video"]), Path(job["store"])
     result: dict[str, Any] = {"source": str(video), "store": str(store), "status": "failed"}
     tmp = temp_path_for(store)
     try:
         check_video_path(video)
-        if job.get("replace") is None and store_is_complete(store, job["audio"]):
-            result["status"] = "skipped"
-            if job["audio"]:
-                with h5py.File(store, "r") as f:
-                    if not bool(f.attrs["has_audio"]):
-                        result["no_audio"] = "no usable soundtrack (recorded in an earlier run)"
+        identity = source_identity(video)
+        if _skip_or_why_not(job, identity, result):
             return result
         store.parent.mkdir(parents=True, exist_ok=True)
         with (
@@ -172,6 +215,7 @@ def _convert_one(job: dict[str, Any]) -> dict[str, Any]:
                     "jpeg_quality": job["jpeg_quality"],
                     "source": str(video),
                     "short_side": job["short_side"] or 0,
+                    **identity,
                 }
             )
             if job["audio"]:
@@ -225,8 +269,10 @@ def prepare_videos(
         jpeg_quality: JPEG quality of the stored frames (1-95).
         progress: show a tqdm progress bar.
         videos: convert only these files (paths under ``src``) instead of all found.
-        reprepare: convert again the complete stores made with other settings (listed in
-            the report's ``reprepared``); without it such stores make the run refuse.
+        reprepare: convert again the complete stores made with other settings, and those
+            that record no source identity (listed in the report's ``reprepared``); without
+            it stores of other settings make the run refuse, and those without an identity
+            are kept unchecked (the report's ``unverified``).
         allow_still_images: store a still image (one frame of an image codec) as a 1-frame
             video instead of failing it.
 
@@ -313,6 +359,7 @@ def prepare_videos(
                 "jpeg_quality": int(jpeg_quality),
                 "threads": threads,
                 "replace": replace,
+                "reprepare": reprepare,
                 "still_images": allow_still_images,
             }
         )
@@ -331,8 +378,14 @@ def prepare_videos(
             report.converted.append(res["source"])
             if "reprepared" in res:
                 report.reprepared.append({"source": res["source"], "reason": res["reprepared"]})
+            if "source_changed" in res:
+                report.source_changed.append(
+                    {"source": res["source"], "reason": res["source_changed"]}
+                )
         elif res["status"] == "skipped":
             report.skipped.append(res["source"])
+            if res.get("unverified"):
+                report.unverified.append(res["source"])
         else:
             report.failed.append({"source": res["source"], "reason": res.get("reason", "?")})
         if "no_audio" in res:
@@ -370,10 +423,10 @@ def prepare_videos(
                     bar.update()
     finally:
         bar.close()
-        for lst in (report.converted, report.skipped, report.no_audio):
+        for lst in (report.converted, report.skipped, report.unverified, report.no_audio):
             lst.sort()
-        report.failed.sort(key=lambda r: r["source"])
-        report.reprepared.sort(key=lambda r: r["source"])
+        for records in (report.failed, report.reprepared, report.source_changed):
+            records.sort(key=lambda r: r["source"])
         report.warnings.sort(key=lambda r: r["source"])
         report.seconds = round(time.perf_counter() - start, 3)
         report.write(dst / REPORT_NAME)

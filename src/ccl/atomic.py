@@ -91,6 +91,18 @@ def _named(err: OSError, path: Path, what: str) -> OSError:
     return type(err)(err.errno, f"cannot write {what}: {reason}", str(path))
 
 
+def is_disk_full(err: BaseException) -> bool:
+    """Whether ``err``, or an error it was raised from, is a full disk or an exhausted quota
+    (``ENOSPC``, ``EDQUOT``; h5py's write errors carry the errno too)."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    return False
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write ``text`` (UTF-8) atomically (:func:`atomic_write`): a failure (disk full,
     read-only folder) leaves the previous file as it was, no temporary file, and an

@@ -21,6 +21,10 @@ container declares (truncated files). A still image (one frame of an image codec
 PNG renamed ``.mp4``) is refused unless ``allow_still_images``. Videos are read by
 :class:`ccl.data.media.VideoReader`, as ``ccl predict`` reads them.
 
+A full disk (``ENOSPC``) stops the run: the store being written is removed, no further video
+is started, the report is written if it still fits, and an ``OSError`` names the output
+folder and "no space left on device".
+
 Worker processes die with the parent (:func:`ccl.workers.die_with_parent`), so killing a run
 leaves no orphans.
 """
@@ -33,7 +37,8 @@ import multiprocessing
 import os
 import time
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +47,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from ccl.atomic import write_text_atomic
+from ccl.atomic import is_disk_full, write_text_atomic
 from ccl.data.media import (
     DEFAULT_SHORT_SIDE,
     VIDEO_EXTENSIONS,
@@ -88,6 +93,8 @@ class PrepareReport:
     failed: list[dict[str, str]] = field(default_factory=list)
     no_audio: list[str] = field(default_factory=list)
     warnings: list[dict[str, str]] = field(default_factory=list)
+    # why the run stopped before its end (a full disk), else empty
+    stopped: str = ""
     seconds: float = 0.0
 
     @property
@@ -181,7 +188,7 @@ def _skip_or_why_not(job: dict[str, Any], identity: dict[str, Any], result: dict
 def _convert_one(job: dict[str, Any]) -> dict[str, Any]:
     """Worker: convert one video, unless its complete store was made from this very source
     file with these settings. Never raises; returns a result record whose status is
-    ``converted``, ``skipped`` or ``failed``."""
+    ``converted``, ``skipped``, ``failed`` or ``disk_full`` (nothing of the store kept)."""
     video, store = Path(job["video"]), Path(job["store"])
     result: dict[str, Any] = {"source": str(video), "store": str(store), "status": "failed"}
     tmp = temp_path_for(store)
@@ -232,7 +239,11 @@ def _convert_one(job: dict[str, Any]) -> dict[str, Any]:
             result["warning"] = "; ".join(reader.warnings)
         return result
     except Exception as err:  # noqa: BLE001 - one bad video never stops the run
-        result["reason"] = describe_media_failure(err)
+        if is_disk_full(err):
+            result["status"] = "disk_full"
+            result["reason"] = "no space left on device (its partial store was removed)"
+        else:
+            result["reason"] = describe_media_failure(err)
         return result
     finally:
         if tmp.exists():
@@ -240,6 +251,16 @@ def _convert_one(job: dict[str, Any]) -> dict[str, Any]:
                 tmp.unlink()
             except OSError:
                 pass
+
+
+def _crashed(job: dict[str, Any], err: BaseException) -> dict[str, Any]:
+    """The result of a job whose worker process died."""
+    return {
+        "source": job["video"],
+        "store": job["store"],
+        "status": "failed",
+        "reason": f"worker process failed: {type(err).__name__}: {err}",
+    }
 
 
 def prepare_videos(
@@ -282,7 +303,9 @@ def prepare_videos(
     Raises:
         SettingsMismatchError: complete stores in ``dst`` were made with other settings and
             ``reprepare`` is False; nothing was changed.
-        OSError: ``dst`` or its report cannot be written (the error names the path).
+        OSError: ``dst`` or its report cannot be written (the error names the path); the
+            disk filled up (``errno.ENOSPC``, naming ``dst``; the report is written when it
+            fits).
     """
     src, dst = Path(src).resolve(), Path(dst).resolve()
     if src.is_file():
@@ -373,8 +396,12 @@ def prepare_videos(
             "choose another output folder"
         )
 
+    disk_full: list[str] = []  # sources whose store did not fit on the disk
+    handled: set[str] = set()  # stores converted or kept
+
     def handle(res: dict[str, Any]) -> None:
         if res["status"] == "converted":
+            handled.add(res["store"])
             report.converted.append(res["source"])
             if "reprepared" in res:
                 report.reprepared.append({"source": res["source"], "reason": res["reprepared"]})
@@ -383,10 +410,13 @@ def prepare_videos(
                     {"source": res["source"], "reason": res["source_changed"]}
                 )
         elif res["status"] == "skipped":
+            handled.add(res["store"])
             report.skipped.append(res["source"])
             if res.get("unverified"):
                 report.unverified.append(res["source"])
         else:
+            if res["status"] == "disk_full":
+                disk_full.append(res["source"])
             report.failed.append({"source": res["source"], "reason": res.get("reason", "?")})
         if "no_audio" in res:
             report.no_audio.append(res["source"])
@@ -400,37 +430,75 @@ def prepare_videos(
             for job in jobs:
                 handle(_convert_one(job))
                 bar.update()
+                if disk_full:
+                    break
         else:
             # spawn: FFmpeg and HDF5 hold threads and locks that must not cross a fork
             ctx = multiprocessing.get_context("spawn")
+            n_procs = min(workers, len(jobs))
             with ProcessPoolExecutor(
-                min(workers, len(jobs)),
-                mp_context=ctx,
-                initializer=die_with_parent,
-                initargs=(os.getpid(),),
+                n_procs, mp_context=ctx, initializer=die_with_parent, initargs=(os.getpid(),)
             ) as pool:
-                futures = {pool.submit(_convert_one, job): job for job in jobs}
-                for fut in as_completed(futures):
-                    try:
-                        res = fut.result()
-                    except Exception as err:  # noqa: BLE001 - a crashed worker process
-                        res = {
-                            "source": futures[fut]["video"],
-                            "status": "failed",
-                            "reason": f"worker process failed: {type(err).__name__}: {err}",
-                        }
-                    handle(res)
-                    bar.update()
+                # one job per process at a time: after a full disk no other video starts
+                queue, running = list(reversed(jobs)), {}
+                while running or (queue and not disk_full):
+                    while queue and not disk_full and len(running) < n_procs:
+                        job = queue.pop()
+                        try:
+                            running[pool.submit(_convert_one, job)] = job
+                        except BrokenProcessPool as err:
+                            handle(_crashed(job, err))
+                            bar.update()
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        job = running.pop(fut)
+                        try:
+                            res = fut.result()
+                        except Exception as err:  # noqa: BLE001 - a crashed worker process
+                            res = _crashed(job, err)
+                        handle(res)
+                        bar.update()
     finally:
         bar.close()
+        for job in jobs:  # a worker that died leaves its temporary store
+            if job["store"] not in handled:
+                temp_path_for(Path(job["store"])).unlink(missing_ok=True)
         for lst in (report.converted, report.skipped, report.unverified, report.no_audio):
             lst.sort()
         for records in (report.failed, report.reprepared, report.source_changed):
             records.sort(key=lambda r: r["source"])
         report.warnings.sort(key=lambda r: r["source"])
         report.seconds = round(time.perf_counter() - start, 3)
-        report.write(dst / REPORT_NAME)
+        left = len(jobs) - len(report.converted) - len(report.skipped) - len(report.failed)
+        if disk_full:
+            report.stopped = (
+                f"no space left on device in {dst} while writing the store of {disk_full[0]}; "
+                f"{left} videos not started"
+            )
+            try:
+                report.write(dst / REPORT_NAME)
+                where = f"report: {dst / REPORT_NAME}"
+            except OSError:
+                where = f"{REPORT_NAME} did not fit either"
+        else:
+            report.write(dst / REPORT_NAME)
+    if disk_full:
+        raise OSError(
+            errno.ENOSPC,
+            f"no space left on device while writing the store of {_relative(disk_full[0], src)} "
+            f"(its partial store was removed); {len(report.converted)} converted before, "
+            f"{left} videos not started ({where}). Free some space and run again to go on",
+            str(dst),
+        )
     return report
+
+
+def _relative(path: str, root: Path) -> str:
+    """``path`` relative to ``root`` when it lies under it."""
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return path
 
 
 __all__ = [

@@ -64,6 +64,13 @@ def test_prepare_refuses_and_warns_in_the_shared_words(media):
     assert sorted(Path(p).name for p in report.converted) == ["cut.avi", "good.mkv"]
 
 
+def test_prepare_names_a_symlink_loop_given_by_name(media, tmp_path):
+    folder, _ = media
+    loop = folder / "loop.mp4"
+    report = prepare_videos(folder.parent, tmp_path / "dst", videos=[loop], progress=False)
+    assert report.failed == [{"source": str(loop), "reason": LOOP}]
+
+
 @pytest.mark.parametrize("name, message", [("photo.mp4", None), ("loop.mp4", LOOP)])
 def test_the_reader_refuses_with_one_error_type(media, name, message):
     folder, report = media

@@ -346,7 +346,7 @@ def prepare_videos(
     report = PrepareReport(src=str(src), dst=str(dst), settings=settings)
     start = time.perf_counter()
 
-    files = [Path(v).resolve() for v in videos] if videos is not None else find_videos(src)
+    files = [_resolved(v) for v in videos] if videos is not None else find_videos(src)
     jobs, owners = [], {}
     mismatched: list[tuple[Path, str]] = []
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -491,6 +491,14 @@ def prepare_videos(
             str(dst),
         )
     return report
+
+
+def _resolved(path: str | Path) -> Path:
+    """``path`` resolved; a symlink loop as an absolute path (its job names the loop)."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError):  # RuntimeError: Python < 3.13's symlink loop
+        return Path(os.path.abspath(path))
 
 
 def _relative(path: str, root: Path) -> str:

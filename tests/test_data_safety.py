@@ -349,3 +349,31 @@ def test_prepare_videos_given_a_file_says_it_is_a_file(tmp_path, capsys):
         "videos (one subfolder per class)"
     )
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_files_written_atomically_get_the_permissions_of_ordinary_ones(tmp_path, umask):
+    import stat
+
+    from ccl.atomic import write_text_atomic
+    from ccl.checkpoint import save_checkpoint
+
+    kept = tmp_path / "kept.json"
+    kept.write_text("{}")
+    kept.chmod(0o640)
+    old = os.umask(umask)
+    try:
+        with open(tmp_path / "metrics.jsonl", "a") as f:  # how the training log is written
+            f.write("{}\n")
+        write_text_atomic(tmp_path / "config.json", "{}")
+        save_checkpoint({"epoch": 1}, tmp_path / "last.pt")
+        write_text_atomic(kept, '{"new": 1}')  # replaced: keeps the mode it had
+    finally:
+        os.umask(old)
+
+    def mode(name):
+        return stat.S_IMODE((tmp_path / name).stat().st_mode)
+
+    assert mode("metrics.jsonl") == 0o666 & ~umask
+    assert mode("config.json") == mode("last.pt") == 0o666 & ~umask
+    assert mode("kept.json") == 0o640 and kept.read_text() == '{"new": 1}'

@@ -132,7 +132,7 @@ def test_killed_run_resumes_from_last_good_checkpoint(tmp_path):
     assert load_checkpoint(result.run_dir / "checkpoints" / "last.pt")["epoch"] == epochs_done + 1
 
 
-def test_truncated_checkpoint_is_reported_and_skipped(tmp_path):
+def test_truncated_checkpoint_is_reported_and_skipped(tmp_path, capsys):
     result = train(_cfg("baseline", tmp_path, "train.epochs=2", "train.save_every=1"))
     last = result.run_dir / "checkpoints" / "last.pt"
     last.write_bytes(last.read_bytes()[:1000])
@@ -140,7 +140,13 @@ def test_truncated_checkpoint_is_reported_and_skipped(tmp_path):
         load_checkpoint(last)
     from ccl.checkpoint import find_resume_checkpoint
 
+    capsys.readouterr()
     assert find_resume_checkpoint(result.run_dir).name == "epoch_0002.pt"
+    captured = capsys.readouterr()
+    assert captured.out == ""  # a warning goes to stderr, once
+    assert captured.err.count("\n") == 1
+    warning = f"warning: skipping unusable checkpoint: cannot read checkpoint {last}"
+    assert captured.err.startswith(warning)
 
 
 def test_pickled_object_checkpoint_is_refused(tmp_path):

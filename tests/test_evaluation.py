@@ -260,6 +260,25 @@ def test_retrieval_gallery_is_the_official_training_split(run_dir, tmp_path):
         evaluate(run_dir, _settings(split="validation", **common))
 
 
+def test_a_gallery_holding_the_queries_is_refused_before_any_forward_pass(
+    run_dir, monkeypatch
+):
+    import ccl.evaluation
+
+    passes = []
+    monkeypatch.setattr(
+        ccl.evaluation, "forward_windows", lambda *a, **k: passes.append(1) or {}
+    )
+    queries, gallery = FakeWindows(7, 4, seed=1), FakeWindows(9, 4, seed=1)  # ids v1_0..
+    with pytest.raises(ValueError, match=r"gallery 'training' holds 7 of the query videos"):
+        evaluate(
+            run_dir,
+            _settings(gallery="training"),
+            datasets={"testing": queries, "training": gallery},
+        )
+    assert passes == []
+
+
 def test_an_evaluation_is_labelled_and_filed_by_the_checkpoint_it_read(
     tmp_path, train_tiny_run, monkeypatch, capsys
 ):

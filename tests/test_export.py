@@ -4,6 +4,8 @@ and ``ccl embed`` run with the same results as the run folder."""
 
 import importlib.util
 import json
+import os
+import stat
 import sys
 from pathlib import Path
 
@@ -145,6 +147,10 @@ def test_model_card_reports_the_evaluation(run_dir, tmp_path):
     assert "eval_test_sharp.json" in card and "recognition top1: 50.00" in card
     assert "retrieval recall: @1 25.00" in card and "confusion" not in card
     assert {p.name for p in out.iterdir()} == PACKAGE_FILES - {"model.onnx"}  # torchscript
+    umask = os.umask(0o022)
+    os.umask(umask)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [out, *out.iterdir()]}
+    assert modes == {"pkg": 0o777 & ~umask, **{p.name: 0o666 & ~umask for p in out.iterdir()}}
 
 
 @pytest.mark.skipif(not HAS_ONNX, reason="needs the export extra (onnx, onnxruntime)")

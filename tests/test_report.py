@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +174,8 @@ def _check_png(path: Path) -> None:
 
 def test_build_report(runs: list[Path], tmp_path: Path) -> None:
     out = tmp_path / "report"
-    with pytest.warns(UserWarning, match="skipped corrupt metrics line"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # damaged log lines are the report's warnings only
         report = build_report(runs, out)
     assert report.md_path == out / "report.md"
     assert report.json_path == out / "report.json"
@@ -285,10 +287,22 @@ def test_helpers(tmp_path: Path) -> None:
         '{"type": "epoch", "epoch": 2, "epo\n'
         '{"type": "epoch", "epoch": 1, "epoch_s": 2}\n'
     )
-    with pytest.warns(UserWarning, match=r"metrics\.jsonl:3: skipped corrupt"):
-        records, messages = read_metrics(path)
+    records, messages = read_metrics(path)
     assert [r["epoch_s"] for r in records] == [2]  # resumed epoch: the last record wins
-    assert len(messages) == 1
+    assert len(messages) == 1 and messages[0].startswith(f"{path}:3: skipped corrupt")
+
+
+def test_report_warnings_go_to_stderr_once(runs, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert cli.main(["report", *map(str, runs), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == f"report written to {out / 'report.md'}\n"
+    metrics = runs[1] / "metrics.jsonl"
+    lines = captured.err.splitlines()
+    assert [line.partition(" (")[0] for line in lines] == [
+        f"ccl report: warning: {metrics}:2: skipped corrupt metrics line",
+        f"ccl report: warning: {metrics}:3: skipped corrupt metrics line",
+    ]
 
 
 def test_gradient_norm_section(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import errno
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -56,13 +57,19 @@ def atomic_write(path: str | Path, *, what: str = "file") -> Iterator[BinaryIO]:
     fsynced and renamed over ``path`` when the block succeeds, removed when it fails. A
     crash leaves either the previous file or the new one, never half of one. A failed write
     (full disk, read-only folder) raises ``OSError`` naming ``path`` and the error code
-    (e.g. ENOSPC)."""
+    (e.g. ENOSPC). The file gets the permissions ``open(path, "w")`` would leave
+    (:func:`new_file_mode`), not the 0600 of a temporary file."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        mode = new_file_mode(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     except OSError as err:
         raise _named(err, path, what) from err
+    try:
+        os.fchmod(fd, mode)
+    except OSError:  # a file system without permissions (FAT): its default stands
+        pass
     writer = None
     try:
         with os.fdopen(fd, "wb") as f:
@@ -84,11 +91,47 @@ def atomic_write(path: str | Path, *, what: str = "file") -> Iterator[BinaryIO]:
         os.close(dir_fd)
 
 
+def current_umask() -> int:
+    """The process's umask (read from ``/proc/self/status`` where Linux has it, which,
+    unlike setting and restoring it, changes nothing another thread could see)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode(path: str | Path) -> int:
+    """Permission bits for a file written to ``path``: those of the file there now, else
+    0666 less the umask, as ``open(path, "w")`` gives them."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~current_umask()
+
+
 def _named(err: OSError, path: Path, what: str) -> OSError:
     """``err`` again, naming ``path`` and the symbolic error code (ENOSPC, EROFS, ...)."""
     code = errno.errorcode.get(err.errno or 0)
     reason = f"{err.strerror or err} ({code})" if code else str(err.strerror or err)
     return type(err)(err.errno, f"cannot write {what}: {reason}", str(path))
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether ``err``, or an error it was raised from, is a full disk or an exhausted quota
+    (``ENOSPC``, ``EDQUOT``; h5py's write errors carry the errno too)."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    return False
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

@@ -8,6 +8,7 @@ import contextlib
 import math
 import random
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -138,7 +139,7 @@ def find_resume_checkpoint(run_dir: str | Path) -> Path | None:
         try:
             load_checkpoint(candidate)
         except CheckpointError as err:
-            print(f"warning: skipping unusable checkpoint: {err}")
+            print(f"warning: skipping unusable checkpoint: {err}", file=sys.stderr)
             unusable.append(err)
             continue
         return candidate

@@ -15,6 +15,7 @@ __all__ = [
     "AnnotationFormatError",
     "CheckpointError",
     "ClassMismatchError",
+    "MediaError",
     "NonFiniteLossError",
     "ReportError",
     "RunExistsError",
@@ -45,6 +46,11 @@ class AnnotationFormatError(ValueError):
         where = f"{path}:{line}" if line is not None else str(path)
         super().__init__(f"{where}: {message}")
         self.path, self.line = str(path), line
+
+
+class MediaError(ValueError):
+    """A file that is not a usable video (missing, a symlink loop, a still image, no frames);
+    the message says what it is, the caller names the file."""
 
 
 class SettingsMismatchError(ValueError):

@@ -339,6 +339,9 @@ def _evaluate(
         return results
 
     queries = load(settings.split)
+    gallery = load(settings.gallery) if settings.gallery else None
+    if gallery is not None:
+        _check_disjoint(queries, gallery, settings)  # refused before any forward pass
     q = run(queries)
     expected = (
         _expected_labels(queries)
@@ -362,9 +365,7 @@ def _evaluate(
     n_expected = len(expected)
     recognition = _recognition(q, classes, expected, queries)
     retrieval, ranks = None, None
-    if settings.gallery:
-        gallery = load(settings.gallery)
-        _check_disjoint(queries, gallery, settings)
+    if gallery is not None and settings.gallery:
         g = run(gallery)
         retrieval, ranks = _retrieval(q, g, n_expected, settings.gallery)
         retrieval["gallery_subsets"] = _gallery_subsets(gallery, g)

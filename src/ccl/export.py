@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ccl.atomic import TMP_SUFFIX, sha256_file, write_text_atomic
+from ccl.atomic import TMP_SUFFIX, current_umask, sha256_file, write_text_atomic
 from ccl.checkpoint import load_checkpoint
 from ccl.config import Config
 from ccl.data.media import DEFAULT_SHORT_SIDE
@@ -368,6 +368,7 @@ def export_package(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=TMP_SUFFIX, dir=out.parent))
     try:
+        tmp.chmod(0o777 & ~current_umask())  # a folder's mode as mkdir gives it, not 0700
         if "torchscript" in formats:
             write_torchscript(model, example, tmp / TORCHSCRIPT_FILE)
         if "onnx" in formats:

@@ -2,13 +2,15 @@
 embed`` (the video-level features retrieval uses), without frame stores or annotations.
 
 A video file goes through the same steps as its frame store in ``ccl evaluate``: frames
-decoded with PyAV and resized to the store's short side (:func:`decode_video_frames`, as
-``ccl prepare videos`` does), cut into every non-overlapping window of ``data.clip_frames``
-frames (every ``data.frame_stride``-th; the last window loop-padded, :func:`clip_offsets`),
-each window resized to short side ``data.size`` and centre-cropped (:func:`eval_frames`),
-then softmax averaged over windows (:func:`metrics.aggregate_windows`) and features
-averaged and L2-normalised (:func:`metrics.aggregate_features`). Only the stores' JPEG
-round trip is missing, so both give the same probabilities within JPEG tolerance (tested).
+decoded with PyAV and resized to the store's short side (:class:`VideoReader`, as ``ccl
+prepare videos`` does, with its checks: a still image, a symlink loop or a truncated file is
+refused or warned about in prepare's words), cut into every non-overlapping window of
+``data.clip_frames`` frames (every ``data.frame_stride``-th; the last window loop-padded,
+:func:`clip_offsets`), each window resized to short side ``data.size`` and centre-cropped
+(:func:`eval_frames`), then softmax averaged over windows
+(:func:`metrics.aggregate_windows`) and features averaged and L2-normalised
+(:func:`metrics.aggregate_features`). Only the stores' JPEG round trip is missing, so both
+give the same probabilities within JPEG tolerance (tested).
 
 Frames are decoded one window at a time, so a long video never sits in memory. A video
 that cannot be decoded is reported with the reason and the others are still processed.
@@ -31,7 +33,7 @@ from ccl.checkpoint import load_checkpoint
 from ccl.config import Config
 from ccl.data import transforms as T
 from ccl.data.datasets import clip_offsets
-from ccl.data.media import DEFAULT_SHORT_SIDE, decode_video_frames
+from ccl.data.media import DEFAULT_SHORT_SIDE, VideoReader, describe_media_failure
 from ccl.evaluation import resolve_checkpoint
 from ccl.models import build_model
 from ccl.package import PackagedStudent, load_package, looks_like_package
@@ -134,38 +136,31 @@ def video_windows(
     size: int,
     store_short_side: int = DEFAULT_SHORT_SIDE,
     warnings: list[str] | None = None,
+    allow_still_images: bool = False,
 ) -> Iterator[torch.Tensor]:
     """Every non-overlapping window of a video file as a (3, T, size, size) uint8 clip,
     in order: the windows of ``ClipDataset(mode="test")`` over the file's frame store.
 
-    A decode error after at least one frame keeps the frames before it (as ``ccl prepare
-    videos`` does) and is appended to ``warnings``; before any frame it propagates."""
+    The file is read by :class:`~ccl.data.media.VideoReader`, as ``ccl prepare videos``
+    reads it: its refusals (``MediaError``) and PyAV's errors before the first frame
+    propagate; its warnings (a damaged tail kept up to the error, a truncated file) are
+    appended to ``warnings``."""
     span = frames * stride  # window starts are multiples of the span (window_starts)
     chunk: list[np.ndarray] = []
-    decoded = 0
-    frames_iter = decode_video_frames(video, store_short_side, notes=warnings)
-    while True:
+    with VideoReader(
+        video, short_side=store_short_side, allow_still_images=allow_still_images
+    ) as reader:
         try:
-            frame = next(frames_iter)
-        except StopIteration:
-            break
-        except Exception as err:  # noqa: BLE001 - a damaged tail: keep what decoded
-            if decoded == 0:
-                raise
+            for frame in reader.frames():
+                chunk.append(frame)
+                if len(chunk) == span:
+                    yield _window_clip(chunk, frames, stride, size)
+                    chunk = []
+        finally:
             if warnings is not None:
-                warnings.append(
-                    f"decode error after {decoded} frames, kept those: {type(err).__name__}: {err}"
-                )
-            break
-        decoded += 1
-        chunk.append(frame)
-        if len(chunk) == span:
-            yield _window_clip(chunk, frames, stride, size)
-            chunk = []
+                warnings.extend(reader.warnings)
     if chunk:
         yield _window_clip(chunk, frames, stride, size)
-    if decoded == 0:
-        raise ValueError("no video frames could be decoded")
 
 
 def _window_clip(chunk: list[np.ndarray], frames: int, stride: int, size: int) -> torch.Tensor:
@@ -187,24 +182,30 @@ class VideoResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def run_video(model: VideoModel, video: str | Path, batch_size: int = 16) -> VideoResult:
+def run_video(
+    model: VideoModel, video: str | Path, batch_size: int = 16, allow_still_images: bool = False
+) -> VideoResult:
     """Probabilities and feature of one video file. Decoding problems become
-    ``VideoResult.error``; a failure of the model itself propagates. ``batch_size``: windows
-    per forward pass, at least 1."""
+    ``VideoResult.error`` (:func:`~ccl.data.media.describe_media_failure`, the words of ``ccl
+    prepare videos``); a failure of the model itself propagates. ``batch_size``: windows per
+    forward pass, at least 1. ``allow_still_images``: score a still image as a 1-frame
+    video instead of refusing it."""
     check_batch_size(batch_size)
     result = VideoResult(str(video))
-    if not Path(video).is_file():
-        result.error = "not a file" if Path(video).exists() else "no such file"
-        return result
     windows = video_windows(
-        video, model.clip_frames, model.frame_stride, model.size, warnings=result.warnings
+        video,
+        model.clip_frames,
+        model.frame_stride,
+        model.size,
+        warnings=result.warnings,
+        allow_still_images=allow_still_images,
     )
     logits, feats, batch = [], [], []
     while True:
         try:
             clip = next(windows, None)
         except Exception as err:  # noqa: BLE001 - any decoder failure is this video's error
-            result.error = f"cannot decode: {_reason(err)}"
+            result.error = describe_media_failure(err)
             return result
         if clip is not None:
             batch.append(clip)
@@ -228,13 +229,6 @@ def check_batch_size(batch_size: int, flag: str = "--batch-size") -> None:
     would score every window of a video in one forward pass)."""
     if batch_size < 1:
         raise ValueError(f"{flag} must be at least 1, got {batch_size}")
-
-
-def _reason(err: BaseException) -> str:
-    """One line for a decoding failure; FFmpeg's message without the errno and path
-    (the path is already in the report)."""
-    message = getattr(err, "strerror", None) or str(err)
-    return f"{type(err).__name__}: {message}".strip()
 
 
 def top_k(probs: torch.Tensor, classes: Sequence[str], k: int) -> list[dict[str, Any]]:

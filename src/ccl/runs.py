@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -145,8 +144,8 @@ def method_label(objective: dict[str, Any]) -> str:
 def read_metrics(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """Epoch records of a ``metrics.jsonl`` (one per epoch, the last written wins, sorted).
 
-    Corrupt lines are skipped with a :mod:`warnings` warning naming the file and line; the
-    messages are returned too.
+    Corrupt lines are skipped; the messages naming the file and line are returned, for the
+    caller to show once (``ccl report`` prints them on stderr and lists them in its report).
     """
     messages: list[str] = []
     by_epoch: dict[int, dict[str, Any]] = {}
@@ -160,7 +159,6 @@ def read_metrics(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
                     raise ValueError("not a JSON object")
             except ValueError as err:
                 msg = f"{path}:{lineno}: skipped corrupt metrics line ({err})"
-                warnings.warn(msg, stacklevel=2)
                 messages.append(msg)
                 continue
             if record.get("type") == "epoch" and is_number(record.get("epoch")):

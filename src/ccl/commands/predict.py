@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the command line is built without torch
@@ -29,6 +29,12 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
+    p.add_argument(
+        "--allow-still-images",
+        action="store_true",
+        help="use a still image (one frame of an image codec) as a 1-frame video instead of "
+        "refusing it, as `ccl prepare videos --allow-still-images` does",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -73,14 +79,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_embed)
 
 
-def _each_video(
-    command: str, model: VideoModel, videos: Sequence[str], batch_size: int
-) -> Iterator[VideoResult]:
-    """``run_video`` over the files, with each warning and failure printed as it happens."""
+def _each_video(command: str, model: VideoModel, args: argparse.Namespace) -> Iterator[VideoResult]:
+    """``run_video`` over the files of ``args.videos``, with each warning and failure
+    printed as it happens."""
     from ccl.predict import run_video
 
-    for video in videos:
-        result = run_video(model, video, batch_size)
+    for video in args.videos:
+        result = run_video(model, video, args.batch_size, args.allow_still_images)
         for warning in result.warnings:
             print(f"ccl {command}: warning: {result.video}: {warning}", file=sys.stderr)
         if result.error is not None:
@@ -119,7 +124,7 @@ def run_predict(args: argparse.Namespace) -> int:
         )
     model = load_model(args.target, args.checkpoint, args.device)
     entries, failed = [], 0
-    for result in _each_video("predict", model, args.videos, args.batch_size):
+    for result in _each_video("predict", model, args):
         if result.probs is None:
             entries.append({"video": result.video, "top": [], "error": result.error})
             failed += 1
@@ -167,7 +172,7 @@ def run_embed(args: argparse.Namespace) -> int:
             _print_error("embed", name, reason)
         failed, total = len(errors), len(arrays["video_ids"]) + len(errors)
     else:
-        results = list(_each_video("embed", model, args.videos, args.batch_size))
+        results = list(_each_video("embed", model, args))
         done = [r for r in results if r.feature is not None]
         dim = model.feature_dim
         arrays = {

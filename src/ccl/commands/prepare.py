@@ -267,8 +267,10 @@ def register_prepare(subparsers: Any) -> None:
         help="decode videos into one HDF5 frame store per video",
         description="Decode every video under SRC (class sub-folders mirrored) into "
         "DST/<Class>/<video>.hdf5: JPEG frames, short side resized. Resumable; failures are "
-        "listed in DST/prepare_report.json and make the exit status 1. Existing stores made "
-        "with other settings make the run refuse, unless --reprepare.",
+        "listed in DST/prepare_report.json and make the exit status 1. A store whose source "
+        "file changed since is converted again. Existing stores made with other settings "
+        "make the run refuse, unless --reprepare. A full disk stops the run (exit status 2), "
+        "removing the store it was writing.",
     )
     v.add_argument("src", type=Path, help="folder of videos (read only)")
     v.add_argument("dst", type=Path, help="output folder of frame stores")

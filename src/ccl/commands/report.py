@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ccl.plots import TSNE_MAX_POINTS
@@ -31,12 +32,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Write the report; a run folder that cannot be read (``ReportError``) or an unwritable
-    ``--out`` ends as one line in :func:`ccl.cli.main`."""
+    """Write the report; its warnings (damaged log lines) go to stderr, one line each. A run
+    folder that cannot be read (``ReportError``) or an unwritable ``--out`` ends as one line
+    in :func:`ccl.cli.main`."""
     from ccl.report import build_report
 
     report = build_report(
         args.run_dirs, args.out, split=args.split, tsne_max_points=args.tsne_max_points
     )
+    for warning in report.data["warnings"]:
+        print(f"ccl report: warning: {warning}", file=sys.stderr)
     print(f"report written to {report.md_path}")
     return 0

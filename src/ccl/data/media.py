@@ -1,24 +1,32 @@
 """Reading media files with PyAV: video frames, soundtracks, resampling, probing.
 
-Any container FFmpeg reads is accepted. Frames come out as RGB uint8 (H, W, 3) in their
-displayed orientation, short side resized with bicubic interpolation (the size the frame
-stores hold, :mod:`ccl.data.store`). Soundtracks come out as mono float32 at
-:data:`SAMPLE_RATE`, the rate the PANNs audio teacher was trained at: resampled with
-``av.AudioResampler`` keeping the channels, then the channels averaged (librosa's mono
-downmix, used when PANNs was trained; FFmpeg's own stereo-to-mono matrix would scale by
-1/sqrt(2) per channel instead).
+Any container FFmpeg reads is accepted. Every command that decodes a video file (``ccl
+prepare videos``, ``ccl predict``, ``ccl embed``) opens it with :class:`VideoReader`, so a
+missing file, a symlink loop, a still image renamed ``.mp4`` or a truncated file is refused
+or warned about in the same words everywhere (:func:`describe_media_failure`). Frames come
+out as RGB uint8 (H, W, 3) in their displayed orientation, short side resized with bicubic
+interpolation (the size the frame stores hold, :mod:`ccl.data.store`). Soundtracks come out
+as mono float32 at :data:`SAMPLE_RATE`, the rate the PANNs audio teacher was trained at:
+resampled with ``av.AudioResampler`` keeping the channels, then the channels averaged
+(librosa's mono downmix, used when PANNs was trained; FFmpeg's own stereo-to-mono matrix
+would scale by 1/sqrt(2) per channel instead).
 
 This module imports neither torch nor h5py.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
+
+from ccl.errors import MediaError
 
 SAMPLE_RATE = 32_000
 """Audio rate of every soundtrack in the project (frame stores, embeddings, the demo's sound
@@ -48,6 +56,10 @@ VIDEO_EXTENSIONS = (
     ".ts",
 )
 # codecs of still images: a "video" of one such frame is a renamed picture
+FRAME_COUNT_SLACK = 0.02
+"""Share of the declared frame count that decoding may fall short by without a warning
+(rounding of durations); more missing frames warn of a truncated file."""
+
 IMAGE_CODECS = frozenset(
     "apng bmp dds dpx exr gif hdr jpeg2000 jpegls jpegxl mjpeg pam pbm pcx pfm pgm pgmyuv "
     "phm png ppm psd qoi sgi sunrast targa tiff webp xbm xpm xwd".split()
@@ -148,30 +160,158 @@ def is_still_image(container: Any, stream: Any, n_decoded: int) -> bool:
     return stream.codec_context.name in IMAGE_CODECS or fmt == "image2" or fmt.endswith("_pipe")
 
 
+def check_video_path(path: str | Path) -> None:
+    """Raise :class:`~ccl.errors.MediaError` saying why ``path`` cannot be a video file: no
+    such file, a broken symlink, a symlink loop, a folder, not a regular file, unreadable."""
+    name = os.fspath(path)
+    try:
+        mode = os.stat(name).st_mode
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise MediaError("a symlink loop (too many levels of symbolic links)") from None
+        if err.errno == errno.ENOENT and os.path.islink(name):
+            target = os.readlink(name)
+            raise MediaError(f"a broken symlink (to {target}, which does not exist)") from None
+        if err.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise MediaError("no such file") from None
+        raise MediaError(f"cannot read: {err.strerror or err}") from None
+    if stat.S_ISDIR(mode):
+        raise MediaError("a folder, not a file")
+    if not stat.S_ISREG(mode):
+        raise MediaError("not a regular file")
+
+
+def still_image_reason(codec: str) -> str:
+    """Why a still image (one frame of ``codec``) is refused as a video."""
+    return (
+        f"a still image ({codec}), not a video; pass --allow-still-images "
+        "(allow_still_images=True) to use it as a 1-frame video"
+    )
+
+
+def describe_media_failure(err: BaseException) -> str:
+    """One line for why a video file gave no frames, the same in every command (the caller
+    names the file): a :class:`~ccl.errors.MediaError`'s message; FFmpeg's errors as
+    ``cannot decode: <type>: <message>`` without their errno and path; others with their
+    type."""
+    if isinstance(err, MediaError):
+        return str(err)
+    if isinstance(err, av.error.FFmpegError):
+        message = getattr(err, "strerror", None) or str(err)
+        return f"cannot decode: {type(err).__name__}: {message}".strip()
+    return f"{type(err).__name__}: {err}".strip()
+
+
+class VideoReader:
+    """A video file opened for decoding and checked as every command checks one.
+
+    Opening raises :class:`~ccl.errors.MediaError` for a path that is no file
+    (:func:`check_video_path`) or a file without a video stream, and PyAV's errors for one
+    FFmpeg cannot open. :meth:`frames` yields RGB uint8 (H, W, 3) frames (:func:`frame_to_rgb`;
+    with ``fps`` resampled by :func:`frames_at_rate`); a decode error after the first frame
+    ends the video there with a warning, one before it propagates. When the frames are
+    exhausted it raises ``MediaError`` for no frame at all and for a still image (unless
+    ``allow_still_images``), and warns of frames missing against the declared count
+    (:data:`FRAME_COUNT_SLACK`). Warnings, elongated frames (:func:`elongation_note`)
+    included, collect in :attr:`warnings`. Use it as a context manager (closes the file)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        short_side: int | None = DEFAULT_SHORT_SIDE,
+        fps: float | None = None,
+        threads: int = 0,
+        allow_still_images: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.short_side, self.fps, self.allow_still_images = short_side, fps, allow_still_images
+        self.warnings: list[str] = []
+        self.n_decoded = 0
+        check_video_path(self.path)
+        self.container = av.open(str(self.path), mode="r")
+        try:
+            if not self.container.streams.video:
+                raise MediaError("no video stream")
+            self.stream = self.container.streams.video[0]
+            self.stream.thread_type = "AUTO"
+            self.stream.thread_count = threads
+            rate = self.stream.average_rate
+            self.source_fps = float(rate) if rate else 0.0
+            self.declared = declared_frame_count(self.container, self.stream)
+            context = self.stream.codec_context
+            note = elongation_note(context.width, context.height, short_side)
+            if note is not None:
+                self.warnings.append(note)
+        except BaseException:
+            self.container.close()
+            raise
+
+    @property
+    def out_fps(self) -> float:
+        """Frame rate of the frames :meth:`frames` yields."""
+        return float(self.fps) if self.fps else self.source_fps
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.container.close()
+
+    def _decoded(self) -> Iterator[Any]:
+        frames = self.container.decode(self.stream)
+        while True:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                return
+            except Exception as err:  # noqa: BLE001 - a damaged tail: keep what decoded
+                if self.n_decoded == 0:
+                    raise
+                self.warnings.append(
+                    f"decode error after {self.n_decoded} frames, kept those: "
+                    f"{type(err).__name__}: {err}"
+                )
+                return
+            self.n_decoded += 1
+            yield frame
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """The RGB frames, then the checks of the whole video (see the class)."""
+        for frame in frames_at_rate(self._decoded(), self.stream, self.fps):
+            yield frame_to_rgb(frame, self.short_side)
+        if self.n_decoded == 0:
+            raise MediaError("no video frames could be decoded")
+        if is_still_image(self.container, self.stream, self.n_decoded):
+            if not self.allow_still_images:
+                raise MediaError(still_image_reason(self.stream.codec_context.name))
+        elif self.declared and self.n_decoded < self.declared * (1 - FRAME_COUNT_SLACK) - 1:
+            self.warnings.append(
+                f"only {self.n_decoded} of the {self.declared} frames the container declares "
+                "could be decoded (truncated file?); kept those"
+            )
+
+
 def decode_video_frames(
     video: str | Path,
     short_side: int | None = DEFAULT_SHORT_SIDE,
     threads: int = 0,
     notes: list[str] | None = None,
+    allow_still_images: bool = False,
 ) -> Iterator[np.ndarray]:
-    """RGB uint8 (H, W, 3) frames of a video file, displayed orientation, short side
-    resized to ``short_side`` exactly as :func:`ccl.data.prepare.prepare_videos` stores
-    them (so ``ccl predict`` on the file sees what evaluation of its frame store sees, less
-    the JPEG round trip), the long side at most :data:`MAX_ASPECT` times the short side
-    (:func:`elongation_note`, appended to ``notes`` once). Raises ``ValueError`` for a file
-    without a video stream, and PyAV's errors for one FFmpeg cannot open or decode."""
-    with av.open(str(video), mode="r") as container:
-        if not container.streams.video:
-            raise ValueError("no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        stream.thread_count = threads
-        for k, frame in enumerate(container.decode(stream)):
-            if k == 0 and notes is not None:
-                note = elongation_note(frame.width, frame.height, short_side)
-                if note is not None:
-                    notes.append(note)
-            yield frame_to_rgb(frame, short_side)
+    """RGB uint8 (H, W, 3) frames of a video file by :class:`VideoReader`, displayed
+    orientation, short side resized to ``short_side`` exactly as
+    :func:`ccl.data.prepare.prepare_videos` stores them, the long side at most
+    :data:`MAX_ASPECT` times the short side; the reader's warnings are appended to
+    ``notes`` once the frames are exhausted."""
+    with VideoReader(
+        video, short_side=short_side, threads=threads, allow_still_images=allow_still_images
+    ) as reader:
+        try:
+            yield from reader.frames()
+        finally:
+            if notes is not None:
+                notes.extend(reader.warnings)
 
 
 # ----------------------------------------------------------------------------- audio
@@ -232,17 +372,22 @@ def resample_array(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
 
 __all__ = [
     "DEFAULT_SHORT_SIDE",
+    "FRAME_COUNT_SLACK",
     "IMAGE_CODECS",
     "MAX_ASPECT",
     "SAMPLE_RATE",
     "VIDEO_EXTENSIONS",
+    "VideoReader",
+    "check_video_path",
     "declared_frame_count",
     "decode_soundtrack",
     "decode_video_frames",
+    "describe_media_failure",
     "elongation_note",
     "frame_to_rgb",
     "frames_at_rate",
     "is_still_image",
     "resample_array",
     "resample_mono",
+    "still_image_reason",
 ]

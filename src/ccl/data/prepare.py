@@ -6,14 +6,24 @@ written as a frame store (:mod:`ccl.data.store`, which describes the format); wi
 
 The source tree is mirrored (``src/Class/v.avi -> dst/Class/v.hdf5``). Each store is written
 under a hidden temporary name next to its final path and renamed atomically when complete,
-so an interrupted run can be resumed: complete stores are skipped, leftovers replaced.
-A complete store made with other settings (short side, frame rate, JPEG quality, audio) is
-never skipped as if it matched: the run refuses, naming it, unless ``reprepare`` asks to
-convert it again (atomically, as above).
+so an interrupted run can be resumed: complete stores are skipped, leftovers replaced. Each
+store records the identity of its source file (size, modification time, SHA-256 of its first
+and last MiB; :func:`ccl.data.store.source_identity`): a store whose source has changed
+since (other size or content) is converted again and listed in the report's
+``source_changed``, never skipped as complete. A store that records no identity (made before
+identities were recorded) is kept unchecked, counted in the report's ``unverified``;
+``reprepare`` converts it again. A complete store made with other settings (short side,
+frame rate, JPEG quality, audio) is never skipped as if it matched: the run refuses, naming
+it, unless ``reprepare`` asks to convert it again (atomically, as above).
 A video that cannot be read does not stop the run; it is listed with the reason in
 ``dst/prepare_report.json``, as are videos that decoded to fewer frames than their
 container declares (truncated files). A still image (one frame of an image codec, e.g. a
-PNG renamed ``.mp4``) is refused unless ``allow_still_images``.
+PNG renamed ``.mp4``) is refused unless ``allow_still_images``. Videos are read by
+:class:`ccl.data.media.VideoReader`, as ``ccl predict`` reads them.
+
+A full disk (``ENOSPC``) stops the run: the store being written is removed, no further video
+is started, the report is written if it still fits, and an ``OSError`` names the output
+folder and "no space left on device".
 
 Worker processes die with the parent (:func:`ccl.workers.die_with_parent`), so killing a run
 leaves no orphans.
@@ -27,31 +37,32 @@ import multiprocessing
 import os
 import time
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import av
 import h5py
 import numpy as np
 from tqdm import tqdm
 
-from ccl.atomic import write_text_atomic
+from ccl.atomic import is_disk_full, write_text_atomic
 from ccl.data.media import (
     DEFAULT_SHORT_SIDE,
     VIDEO_EXTENSIONS,
-    declared_frame_count,
+    VideoReader,
+    check_video_path,
     decode_soundtrack,
-    elongation_note,
-    frame_to_rgb,
-    frames_at_rate,
-    is_still_image,
+    describe_media_failure,
 )
 from ccl.data.store import (
     DEFAULT_JPEG_QUALITY,
     STORE_SUFFIX,
     FrameWriter,
+    recorded_source_identity,
+    source_change,
+    source_identity,
     store_is_complete,
     store_settings_mismatch,
     temp_path_for,
@@ -61,8 +72,6 @@ from ccl.errors import SettingsMismatchError
 from ccl.workers import die_with_parent
 
 REPORT_NAME = "prepare_report.json"
-# decoded frames may fall short of the declared count by this share (rounding of durations)
-_FRAME_COUNT_SLACK = 0.02
 
 
 @dataclass
@@ -76,10 +85,16 @@ class PrepareReport:
     converted: list[str] = field(default_factory=list)
     # converted again because their store was made with other settings: {source, reason}
     reprepared: list[dict[str, str]] = field(default_factory=list)
+    # converted again because their source file changed since: {source, reason}
+    source_changed: list[dict[str, str]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    # skipped stores that record no source identity (made before it was recorded)
+    unverified: list[str] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)
     no_audio: list[str] = field(default_factory=list)
     warnings: list[dict[str, str]] = field(default_factory=list)
+    # why the run stopped before its end (a full disk), else empty
+    stopped: str = ""
     seconds: float = 0.0
 
     @property
@@ -91,8 +106,16 @@ class PrepareReport:
         """One line: counts of converted / skipped / failed (/ without sound)."""
         line = (
             f"prepare: {self.n_found} videos, {len(self.converted)} converted, "
-            f"{len(self.skipped)} already complete, {len(self.failed)} failed"
+            f"{len(self.skipped)} already complete"
         )
+        if self.unverified:
+            line += (
+                f" ({len(self.unverified)} of them unchecked: made before source files were "
+                "recorded; --reprepare converts them again)"
+            )
+        line += f", {len(self.failed)} failed"
+        if self.source_changed:
+            line += f", {len(self.source_changed)} re-prepared because the source changed"
         if self.reprepared:
             line += f", {len(self.reprepared)} re-prepared with the new settings"
         if self.settings.get("audio"):
@@ -137,99 +160,90 @@ def _soundtrack(video: Path) -> tuple[np.ndarray | None, str | None]:
         return None, f"audio decode error: {type(err).__name__}: {err}"
 
 
+def _skip_or_why_not(job: dict[str, Any], identity: dict[str, Any], result: dict[str, Any]) -> bool:
+    """Whether the complete store of ``job`` can be kept (``result`` then says so); when its
+    source changed, ``result["source_changed"]`` says how, and when it records no source
+    and the job re-prepares, ``job["replace"]`` says so."""
+    store = Path(job["store"])
+    if job.get("replace") is not None or not store_is_complete(store, job["audio"]):
+        return False
+    recorded = recorded_source_identity(store)
+    if recorded is None and job["reprepare"]:
+        job["replace"] = "source file not recorded (made before source files were recorded)"
+        return False
+    changed = source_change(recorded, identity) if recorded is not None else None
+    if changed is not None:
+        result["source_changed"] = changed
+        return False
+    result["status"] = "skipped"
+    if recorded is None:
+        result["unverified"] = True
+    if job["audio"]:
+        with h5py.File(store, "r") as f:
+            if not bool(f.attrs["has_audio"]):
+                result["no_audio"] = "no usable soundtrack (recorded in an earlier run)"
+    return True
+
+
 def _convert_one(job: dict[str, Any]) -> dict[str, Any]:
-    """Worker: convert one video. Never raises; returns a result record."""
+    """Worker: convert one video, unless its complete store was made from this very source
+    file with these settings. Never raises; returns a result record whose status is
+    ``converted``, ``skipped``, ``failed`` or ``disk_full`` (nothing of the store kept)."""
     video, store = Path(job["video"]), Path(job["store"])
     result: dict[str, Any] = {"source": str(video), "store": str(store), "status": "failed"}
-    if job.get("replace") is None and store_is_complete(store, job["audio"]):
-        result["status"] = "skipped"
-        if job["audio"]:
-            with h5py.File(store, "r") as f:
-                if not bool(f.attrs["has_audio"]):
-                    result["no_audio"] = "no usable soundtrack (recorded in an earlier run)"
-        return result
     tmp = temp_path_for(store)
     try:
+        check_video_path(video)
+        identity = source_identity(video)
+        if _skip_or_why_not(job, identity, result):
+            return result
         store.parent.mkdir(parents=True, exist_ok=True)
-        warnings = []
-        with av.open(str(video), mode="r") as container:
-            if not container.streams.video:
-                result["reason"] = "no video stream"
-                return result
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            stream.thread_count = job["threads"]
-            source_fps = float(stream.average_rate) if stream.average_rate else 0.0
-            out_fps = float(job["fps"]) if job["fps"] else source_fps
-            declared = declared_frame_count(container, stream)
-            note = elongation_note(
-                stream.codec_context.width, stream.codec_context.height, job["short_side"]
+        with (
+            VideoReader(
+                video,
+                short_side=job["short_side"],
+                fps=job["fps"],
+                threads=job["threads"],
+                allow_still_images=job["still_images"],
+            ) as reader,
+            h5py.File(tmp, "w") as f,
+        ):
+            writer = FrameWriter(f, job["jpeg_quality"])
+            for rgb in reader.frames():
+                writer.add(rgb)
+            writer.flush()
+            f.attrs.update(
+                {
+                    "fps": reader.out_fps,
+                    "source_fps": reader.source_fps,
+                    "n_frames": writer.n,
+                    "height": writer.height,
+                    "width": writer.width,
+                    "jpeg_quality": job["jpeg_quality"],
+                    "source": str(video),
+                    "short_side": job["short_side"] or 0,
+                    **identity,
+                }
             )
-            if note is not None:
-                warnings.append(note)
-            n_decoded = 0
-
-            def decoded() -> Iterable[Any]:
-                nonlocal n_decoded
-                for frame in container.decode(stream):
-                    n_decoded += 1
-                    yield frame
-
-            with h5py.File(tmp, "w") as f:
-                writer = FrameWriter(f, job["jpeg_quality"])
-                try:
-                    for frame in frames_at_rate(decoded(), stream, job["fps"]):
-                        writer.add(frame_to_rgb(frame, job["short_side"]))
-                except (av.error.FFmpegError, ValueError) as err:
-                    if writer.n_added == 0:
-                        raise
-                    warnings.append(
-                        f"decode error after {n_decoded} frames, kept those: "
-                        f"{type(err).__name__}: {err}"
-                    )
-                writer.flush()
-                if writer.n == 0:
-                    result["reason"] = "no video frames could be decoded"
-                    return result
-                if is_still_image(container, stream, n_decoded) and not job["still_images"]:
-                    result["reason"] = (
-                        f"a still image ({stream.codec_context.name}), not a video; "
-                        "pass --allow-still-images (allow_still_images=True) to store it as "
-                        "a 1-frame video"
-                    )
-                    return result
-                if declared and n_decoded < declared * (1 - _FRAME_COUNT_SLACK) - 1:
-                    warnings.append(
-                        f"only {n_decoded} of the {declared} frames the container declares "
-                        "could be decoded (truncated file?); kept those"
-                    )
-                f.attrs.update(
-                    {
-                        "fps": out_fps,
-                        "source_fps": source_fps,
-                        "n_frames": writer.n,
-                        "height": writer.height,
-                        "width": writer.width,
-                        "jpeg_quality": job["jpeg_quality"],
-                        "source": str(video),
-                        "short_side": job["short_side"] or 0,
-                    }
-                )
-                if job["audio"]:
-                    samples, reason = _soundtrack(video)
-                    write_store_audio(f, samples)
-                    if samples is None:
-                        result["no_audio"] = reason
+            if job["audio"]:
+                samples, reason = _soundtrack(video)
+                write_store_audio(f, samples)
+                if samples is None:
+                    result["no_audio"] = reason
         os.replace(tmp, store)
         result["status"] = "converted"
         result["n_frames"] = writer.n
         if job.get("replace"):
             result["reprepared"] = job["replace"]
-        if warnings:
-            result["warning"] = "; ".join(warnings)
+        if reader.warnings:
+            result["warning"] = "; ".join(reader.warnings)
         return result
     except Exception as err:  # noqa: BLE001 - one bad video never stops the run
-        result["reason"] = f"{type(err).__name__}: {err}".strip()
+        if is_disk_full(err):
+            result["status"] = "disk_full"
+            result["reason"] = "no space left on device (its partial store was removed)"
+        else:
+            result["reason"] = describe_media_failure(err)
         return result
     finally:
         if tmp.exists():
@@ -237,6 +251,16 @@ def _convert_one(job: dict[str, Any]) -> dict[str, Any]:
                 tmp.unlink()
             except OSError:
                 pass
+
+
+def _crashed(job: dict[str, Any], err: BaseException) -> dict[str, Any]:
+    """The result of a job whose worker process died."""
+    return {
+        "source": job["video"],
+        "store": job["store"],
+        "status": "failed",
+        "reason": f"worker process failed: {type(err).__name__}: {err}",
+    }
 
 
 def prepare_videos(
@@ -266,8 +290,10 @@ def prepare_videos(
         jpeg_quality: JPEG quality of the stored frames (1-95).
         progress: show a tqdm progress bar.
         videos: convert only these files (paths under ``src``) instead of all found.
-        reprepare: convert again the complete stores made with other settings (listed in
-            the report's ``reprepared``); without it such stores make the run refuse.
+        reprepare: convert again the complete stores made with other settings, and those
+            that record no source identity (listed in the report's ``reprepared``); without
+            it stores of other settings make the run refuse, and those without an identity
+            are kept unchecked (the report's ``unverified``).
         allow_still_images: store a still image (one frame of an image codec) as a 1-frame
             video instead of failing it.
 
@@ -277,7 +303,9 @@ def prepare_videos(
     Raises:
         SettingsMismatchError: complete stores in ``dst`` were made with other settings and
             ``reprepare`` is False; nothing was changed.
-        OSError: ``dst`` or its report cannot be written (the error names the path).
+        OSError: ``dst`` or its report cannot be written (the error names the path); the
+            disk filled up (``errno.ENOSPC``, naming ``dst``; the report is written when it
+            fits).
     """
     src, dst = Path(src).resolve(), Path(dst).resolve()
     if src.is_file():
@@ -318,7 +346,7 @@ def prepare_videos(
     report = PrepareReport(src=str(src), dst=str(dst), settings=settings)
     start = time.perf_counter()
 
-    files = [Path(v).resolve() for v in videos] if videos is not None else find_videos(src)
+    files = [_resolved(v) for v in videos] if videos is not None else find_videos(src)
     jobs, owners = [], {}
     mismatched: list[tuple[Path, str]] = []
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -354,6 +382,7 @@ def prepare_videos(
                 "jpeg_quality": int(jpeg_quality),
                 "threads": threads,
                 "replace": replace,
+                "reprepare": reprepare,
                 "still_images": allow_still_images,
             }
         )
@@ -367,14 +396,27 @@ def prepare_videos(
             "choose another output folder"
         )
 
+    disk_full: list[str] = []  # sources whose store did not fit on the disk
+    handled: set[str] = set()  # stores converted or kept
+
     def handle(res: dict[str, Any]) -> None:
         if res["status"] == "converted":
+            handled.add(res["store"])
             report.converted.append(res["source"])
             if "reprepared" in res:
                 report.reprepared.append({"source": res["source"], "reason": res["reprepared"]})
+            if "source_changed" in res:
+                report.source_changed.append(
+                    {"source": res["source"], "reason": res["source_changed"]}
+                )
         elif res["status"] == "skipped":
+            handled.add(res["store"])
             report.skipped.append(res["source"])
+            if res.get("unverified"):
+                report.unverified.append(res["source"])
         else:
+            if res["status"] == "disk_full":
+                disk_full.append(res["source"])
             report.failed.append({"source": res["source"], "reason": res.get("reason", "?")})
         if "no_audio" in res:
             report.no_audio.append(res["source"])
@@ -388,37 +430,83 @@ def prepare_videos(
             for job in jobs:
                 handle(_convert_one(job))
                 bar.update()
+                if disk_full:
+                    break
         else:
             # spawn: FFmpeg and HDF5 hold threads and locks that must not cross a fork
             ctx = multiprocessing.get_context("spawn")
+            n_procs = min(workers, len(jobs))
             with ProcessPoolExecutor(
-                min(workers, len(jobs)),
-                mp_context=ctx,
-                initializer=die_with_parent,
-                initargs=(os.getpid(),),
+                n_procs, mp_context=ctx, initializer=die_with_parent, initargs=(os.getpid(),)
             ) as pool:
-                futures = {pool.submit(_convert_one, job): job for job in jobs}
-                for fut in as_completed(futures):
-                    try:
-                        res = fut.result()
-                    except Exception as err:  # noqa: BLE001 - a crashed worker process
-                        res = {
-                            "source": futures[fut]["video"],
-                            "status": "failed",
-                            "reason": f"worker process failed: {type(err).__name__}: {err}",
-                        }
-                    handle(res)
-                    bar.update()
+                # one job per process at a time: after a full disk no other video starts
+                queue, running = list(reversed(jobs)), {}
+                while running or (queue and not disk_full):
+                    while queue and not disk_full and len(running) < n_procs:
+                        job = queue.pop()
+                        try:
+                            running[pool.submit(_convert_one, job)] = job
+                        except BrokenProcessPool as err:
+                            handle(_crashed(job, err))
+                            bar.update()
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        job = running.pop(fut)
+                        try:
+                            res = fut.result()
+                        except Exception as err:  # noqa: BLE001 - a crashed worker process
+                            res = _crashed(job, err)
+                        handle(res)
+                        bar.update()
     finally:
         bar.close()
-        for lst in (report.converted, report.skipped, report.no_audio):
+        for job in jobs:  # a worker that died leaves its temporary store
+            if job["store"] not in handled:
+                temp_path_for(Path(job["store"])).unlink(missing_ok=True)
+        for lst in (report.converted, report.skipped, report.unverified, report.no_audio):
             lst.sort()
-        report.failed.sort(key=lambda r: r["source"])
-        report.reprepared.sort(key=lambda r: r["source"])
+        for records in (report.failed, report.reprepared, report.source_changed):
+            records.sort(key=lambda r: r["source"])
         report.warnings.sort(key=lambda r: r["source"])
         report.seconds = round(time.perf_counter() - start, 3)
-        report.write(dst / REPORT_NAME)
+        left = len(jobs) - len(report.converted) - len(report.skipped) - len(report.failed)
+        if disk_full:
+            report.stopped = (
+                f"no space left on device in {dst} while writing the store of {disk_full[0]}; "
+                f"{left} videos not started"
+            )
+            try:
+                report.write(dst / REPORT_NAME)
+                where = f"report: {dst / REPORT_NAME}"
+            except OSError:
+                where = f"{REPORT_NAME} did not fit either"
+        else:
+            report.write(dst / REPORT_NAME)
+    if disk_full:
+        raise OSError(
+            errno.ENOSPC,
+            f"no space left on device while writing the store of {_relative(disk_full[0], src)} "
+            f"(its partial store was removed); {len(report.converted)} converted before, "
+            f"{left} videos not started ({where}). Free some space and run again to go on",
+            str(dst),
+        )
     return report
+
+
+def _resolved(path: str | Path) -> Path:
+    """``path`` resolved; a symlink loop as an absolute path (its job names the loop)."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError):  # RuntimeError: Python < 3.13's symlink loop
+        return Path(os.path.abspath(path))
+
+
+def _relative(path: str, root: Path) -> str:
+    """``path`` relative to ``root`` when it lies under it."""
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return path
 
 
 __all__ = [

@@ -5,16 +5,20 @@ A store holds the frames of one video in the reference's layout: dataset ``video
 index ``k - 1``. Attributes: ``fps``, ``n_frames``, ``height``, ``width``, ``jpeg_quality``,
 ``source``, ``source_fps``, ``short_side``; a store made with audio also has ``has_audio``
 and, when the video has sound, a float32 mono dataset ``audio`` (attribute
-``sample_rate``).
+``sample_rate``). A store made by ``ccl prepare videos`` also records the identity of its
+source file (:func:`source_identity`): ``source_size``, ``source_mtime_ns`` and
+``source_sha256``, the SHA-256 of the file's first and last MiB.
 
 A store is written under a hidden temporary name next to its final path
 (:func:`temp_path_for`) and renamed when complete, so a reader never sees half of one.
 :func:`store_is_complete` and :func:`store_settings_mismatch` tell whether an existing store
-can be kept; :func:`read_store_info` and :func:`read_store_audio` read one back.
+can be kept, :func:`source_change` whether its source file is still the one it was made from;
+:func:`read_store_info` and :func:`read_store_audio` read one back.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from collections.abc import Iterable
@@ -31,6 +35,10 @@ STORE_SUFFIX = ".hdf5"
 STORE_EXTENSIONS = (".hdf5", ".h5")  # suffixes read as frame stores
 DEFAULT_JPEG_QUALITY = 90
 _WRITE_CHUNK = 256  # frames buffered in memory before they are appended to the store
+IDENTITY_SAMPLE = 1 << 20
+"""Bytes hashed at each end of a source file for its identity (the whole file up to twice
+this size)."""
+SOURCE_IDENTITY_KEYS = ("source_size", "source_mtime_ns", "source_sha256")
 
 
 def temp_path_for(store: Path) -> Path:
@@ -55,6 +63,53 @@ def store_is_complete(path: Path, audio: bool = False) -> bool:
     except (OSError, KeyError, ValueError):
         return False
     return True
+
+
+def source_identity(path: str | Path) -> dict[str, Any]:
+    """The identity of a source file as a store records it: ``source_size`` (bytes),
+    ``source_mtime_ns`` and ``source_sha256``, the SHA-256 of its first and last
+    :data:`IDENTITY_SAMPLE` bytes (of the whole file when it is at most twice that)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        st = os.fstat(f.fileno())
+        digest.update(f.read(IDENTITY_SAMPLE))
+        if st.st_size > IDENTITY_SAMPLE:
+            f.seek(max(IDENTITY_SAMPLE, st.st_size - IDENTITY_SAMPLE))
+            digest.update(f.read(IDENTITY_SAMPLE))
+    return {
+        "source_size": int(st.st_size),
+        "source_mtime_ns": int(st.st_mtime_ns),
+        "source_sha256": digest.hexdigest(),
+    }
+
+
+def recorded_source_identity(path: str | Path) -> dict[str, Any] | None:
+    """The source identity a store recorded (:func:`source_identity`), or None when it
+    recorded none (stores written before identities were recorded, or not by ``prepare``)."""
+    with h5py.File(path, "r") as f:
+        if not all(key in f.attrs for key in SOURCE_IDENTITY_KEYS):
+            return None
+        return {
+            "source_size": int(f.attrs["source_size"]),
+            "source_mtime_ns": int(f.attrs["source_mtime_ns"]),
+            "source_sha256": str(f.attrs["source_sha256"]),
+        }
+
+
+def source_change(recorded: dict[str, Any], current: dict[str, Any]) -> str | None:
+    """How the source file ``current`` differs from the one a store ``recorded``, or None
+    when it is the same file: same size and same first and last MiB. The modification
+    time alone decides nothing (a copied, touched or identically regenerated file would
+    give the same store); it is named when the content differs."""
+    if recorded["source_size"] != current["source_size"]:
+        what = f"size {recorded['source_size']} -> {current['source_size']} bytes"
+    elif recorded["source_sha256"] != current["source_sha256"]:
+        what = "same size, other content"
+    else:
+        return None
+    if recorded["source_mtime_ns"] != current["source_mtime_ns"]:
+        what += ", modified since"
+    return f"source changed since its store was made ({what})"
 
 
 def _short_side_text(value: int | None) -> str:
@@ -249,9 +304,14 @@ __all__ = [
     "DEFAULT_JPEG_QUALITY",
     "STORE_EXTENSIONS",
     "STORE_SUFFIX",
+    "IDENTITY_SAMPLE",
+    "SOURCE_IDENTITY_KEYS",
     "FrameWriter",
     "read_store_audio",
     "read_store_info",
+    "recorded_source_identity",
+    "source_change",
+    "source_identity",
     "store_is_complete",
     "store_settings_mismatch",
     "temp_path_for",

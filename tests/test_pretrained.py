@@ -259,3 +259,20 @@ def test_train_starts_from_weights_and_refuses_bad_ones_before_writing(tmp_path,
     assert out.returncode == 2 and len(lines) == 1, out.stderr
     assert lines[0].startswith("ccl train: error: student.weights ") and str(wrong) in lines[0]
     assert not (tmp_path / "refused").exists()
+
+
+def test_a_torchvision_student_trains_and_exports(tmp_path, train_tiny_run):
+    """Evaluation, prediction and export rebuild the student from the run's config: a
+    torchvision student goes through them as the package's own does."""
+    from ccl.export import export_package
+    from ccl.package import load_package
+
+    run = train_tiny_run(
+        tmp_path,
+        "student.arch=torchvision.mc3_18",
+        "student.width=1",
+        "student.feature_dim=none",
+        "train.name=mc3",
+    )
+    package = export_package(run, tmp_path / "package", fmt="torchscript")
+    assert load_package(package, torch.device("cpu")).feature_dim == 512

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ccl.models.r2plus1d import ARCH_BLOCKS
-from ccl.models.teachers import IMAGE_TEACHER_ARCHS, KINETICS_MEAN, KINETICS_STD
+from ccl.models.build import student_archs
+from ccl.models.teachers import KINETICS_MEAN, KINETICS_STD, image_teacher_archs
 from ccl.objectives.registry import (
     AUDIO,
     BASELINE,
@@ -35,17 +35,25 @@ from ccl.objectives.registry import (
 
 @dataclass
 class StudentConfig:
+    # r2plus1d-10 (the reference's "depth 18"), -18, -34, or torchvision.NAME for one of
+    # torchvision's video models (r3d_18, s3d, mvit_v2_s, ...; docs/METHOD.md §2.1)
     arch: str = "r2plus1d-10"
     width: float = 1.0
     feature_dim: int | None = None  # None: the architecture's own (512 x width)
     # how a narrow student reaches feature_dim (ccl.models.R2Plus1D): "last-stage" widens the
     # last stage, "expand" adds a 1x1x1 convolution after it (X3D's head)
     feature_layer: Literal["last-stage", "expand"] = "last-stage"
+    # a state dict loaded before training (ccl.models.pretrained): a ccl checkpoint, a
+    # reference checkpoint, a bare state dict or torchvision's file for torchvision.NAME
+    weights: str | None = None
+    # train from this module on, the earlier ones frozen (the reference's --ft_begin_module,
+    # e.g. conv4; the classifier is always trained); None trains every module
+    finetune_from: str | None = None
 
 
 @dataclass
 class ImageTeacherConfig:
-    arch: str = "resnet34"
+    arch: str = "resnet34"  # any torchvision image classification model (docs/METHOD.md §2.2)
     weights: str | None = None  # a torchvision state-dict file
     allow_random: bool = False  # permit random weights (smoke tests only)
     frame_choice: Literal["batch-random", "sample-random", "center"] = "batch-random"
@@ -241,12 +249,16 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
         need(ok, key, "> 0" + (" or none" if optional else ""))
 
     o, opt, d, tr = cfg.objective, cfg.optim, cfg.data, cfg.train
-    need(cfg.student.arch in ARCH_BLOCKS, "student.arch", f"one of {', '.join(ARCH_BLOCKS)}")
+    archs = student_archs()
+    need(cfg.student.arch in archs, "student.arch", f"one of {', '.join(archs)}")
     need(
-        cfg.image_teacher.arch in IMAGE_TEACHER_ARCHS,
+        cfg.image_teacher.arch in image_teacher_archs(),
         "image_teacher.arch",
-        f"one of {', '.join(IMAGE_TEACHER_ARCHS)}",
+        "a torchvision image classifier (torchvision.models.list_models(module="
+        "torchvision.models)), e.g. resnet34, convnext_tiny, efficientnet_b0, vit_b_16",
     )
+    need(cfg.student.weights != "", "student.weights", "a file or none")
+    need(cfg.student.finetune_from != "", "student.finetune_from", "a module name or none")
     positive("student.width")
     at_least("student.feature_dim", 1, optional=True)
     at_least("image_teacher.input_size", 1, optional=True)

@@ -34,9 +34,10 @@ from ccl.data.sampling import EpochSampler, SkipUnreadable
 from ccl.errors import NonFiniteLossError
 from ccl.loaders import epoch_loader, guard_workers
 from ccl.logs import JsonlLog
-from ccl.models import R2Plus1D, StudentOutput, build_model
+from ccl.models import R2Plus1D, StudentOutput, build_model, prepare_student
 from ccl.objectives import Batch, Objective, ObjectiveOutput
 from ccl.objectives.build import build_objective
+from ccl.preflight import check_networks
 from ccl.protocol import Protocol, check_annotations, forward_in_splits
 from ccl.protocol import resolve as resolve_protocol
 from ccl.resume import restore_progress, resume_changes, resume_checkpoint_path
@@ -63,7 +64,9 @@ def build_optimizer(
     student and the heads, each with its own schedule: the student's MultiStep, the heads'
     constant (reference)."""
     o = cfg.optim
-    groups = [{"params": list(student.parameters()), "lr": o.lr, "name": "student"}]
+    # frozen parameters (student.finetune_from) stay out, as in the reference
+    trainable = [p for p in student.parameters() if p.requires_grad]
+    groups = [{"params": trainable, "lr": o.lr, "name": "student"}]
     head_params = [p for p in objective.heads.parameters() if p.requires_grad]
     if head_params:
         groups.append({"params": head_params, "lr": o.head_lr or o.lr, "name": "heads"})
@@ -384,6 +387,7 @@ def build_run(cfg: Config, *, overwrite: bool = False, lock: RunLock | None = No
         refuse_resume_into_other_run(run_dir, cfg.train.resume)
     saved = load_checkpoint(resume_path) if resume_path is not None else None
     changes = resume_changes(cfg, saved.get("config"), resume_path) if saved else {}
+    check_networks(cfg, resuming=saved is not None)  # clip sizes, student.weights, widths
     device, dist_info = _join_processes(cfg.train.device)
     protocol = resolve_protocol(cfg.train)
     if protocol.keep_last_batch and dist_info.enabled:
@@ -407,7 +411,9 @@ def build_run(cfg: Config, *, overwrite: bool = False, lock: RunLock | None = No
             current_from=cfg.data.annotations or "the synthetic data",
         )
     train_set = SkipUnreadable(train_set, cfg.data.on_error)
-    student, objective = _build_networks(cfg, len(classes), len(train_set), device, dist_info)
+    student, objective = _build_networks(
+        cfg, len(classes), len(train_set), device, dist_info, resuming=saved is not None
+    )
     optimizer, scheduler = build_optimizer(cfg, student, objective)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
     mean, std = stats_tensor(cfg.data.mean, device), stats_tensor(cfg.data.std, device)
@@ -638,10 +644,15 @@ def _build_networks(
     num_samples: int,
     device: torch.device,
     dist_info: distributed.DistInfo,
+    resuming: bool = False,
 ) -> tuple[nn.Module, Objective]:
     """The student and the objective (teachers and heads) on ``device``, freshly initialised
-    from the seeded generators, the student first."""
+    from the seeded generators, the student first; then ``student.weights`` (unless
+    ``resuming``: the checkpoint's replace them) and ``student.finetune_from``."""
     student = build_model(cfg.student, num_classes)
+    for note in prepare_student(student, cfg.student, load_weights_file=not resuming):
+        if dist_info.is_main:
+            print(note)
     if cfg.train.sync_bn and dist_info.enabled:
         student = nn.SyncBatchNorm.convert_sync_batchnorm(student)
     student = student.to(device)

@@ -5,15 +5,33 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ccl.models.r2plus1d import R2Plus1D, build_student
+from torch import nn
+
+from ccl.models.r2plus1d import ARCH_BLOCKS, build_student
+from ccl.models.torchvision_video import (
+    TORCHVISION_PREFIX,
+    TorchvisionStudent,
+    is_torchvision_arch,
+    torchvision_video_models,
+)
 
 if TYPE_CHECKING:  # for the annotation only: ccl.config sits above ccl.models
     from ccl.config import StudentConfig
 
 
-def build_model(student: StudentConfig, num_classes: int) -> R2Plus1D:
+def student_archs() -> list[str]:
+    """Every ``student.arch``: the reference's R(2+1)D depths and torchvision's video models
+    as ``torchvision.NAME``."""
+    return [*ARCH_BLOCKS, *(TORCHVISION_PREFIX + n for n in torchvision_video_models())]
+
+
+def build_model(student: StudentConfig, num_classes: int) -> nn.Module:
     """The student of a ``student`` config section with ``num_classes`` outputs
-    (untrained)."""
+    (untrained; ``student.weights`` is applied by :func:`ccl.models.prepare_student`, for
+    training only). Returns a :class:`ccl.models.R2Plus1D` or, for ``torchvision.NAME``, a
+    :class:`ccl.models.TorchvisionStudent`; both return a ``StudentOutput``."""
+    if is_torchvision_arch(student.arch):
+        return TorchvisionStudent(student.arch.removeprefix(TORCHVISION_PREFIX), num_classes)
     return build_student(
         student.arch,
         num_classes,

@@ -1,4 +1,5 @@
-"""Frozen teachers (docs/METHOD.md §2.2, §2.3): an ImageNet ResNet on one frame of the clip.
+"""Frozen teachers (docs/METHOD.md §2.2, §2.3): an ImageNet classifier (the reference's
+ResNet, or any torchvision image model) on one frame of the clip.
 The audio teacher's precomputed embeddings are data: :class:`ccl.data.audio.AudioEmbeddings`."""
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 KINETICS_MEAN = (0.4345, 0.4051, 0.3775)
 KINETICS_STD = (0.2768, 0.2713, 0.2737)
 
+# The ResNets of the reference and of the demo's teacher pretraining (ccl.demo.pretrain);
+# image_teacher.arch takes any torchvision image classifier (image_teacher_archs()).
 IMAGE_TEACHER_ARCHS = {
     "resnet18": torchvision.models.resnet18,
     "resnet34": torchvision.models.resnet34,
@@ -34,10 +37,55 @@ TORCHVISION_WEIGHT_FILES = {
     "resnet34": "resnet34-b627a593.pth",
     "resnet50": "resnet50-0676ba61.pth (or resnet50-11ad3fa6.pth)",
 }
+# the attributes that hold torchvision's classifiers: fc (ResNets, RegNets, GoogLeNet, ...),
+# classifier (ConvNeXt, EfficientNet, MobileNets, VGG, ...), heads (ViT), head (Swin)
+CLASSIFIER_ATTRIBUTES = ("fc", "classifier", "heads", "head")
+
+
+def image_teacher_archs() -> list[str]:
+    """Every ``image_teacher.arch``: torchvision's image classification models
+    (``torchvision.models.list_models(module=torchvision.models)``; SqueezeNet, which has no
+    linear classifier, is refused when built)."""
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def final_linear(net: nn.Module, arch: str = "model") -> str:
+    """The name of ``net``'s classifier: its last ``nn.Linear``, which in every torchvision
+    image classifier sits in ``fc``, ``classifier``, ``heads`` or ``head`` and runs last.
+    Its input is the teacher's feature."""
+    names = [n for n, m in net.named_modules() if isinstance(m, nn.Linear)]
+    if not names or names[-1].split(".")[0] not in CLASSIFIER_ATTRIBUTES:
+        raise ValueError(
+            f"torchvision's {arch} ends in no linear classifier (in "
+            f"{'/'.join(CLASSIFIER_ATTRIBUTES)}), so it has no penultimate feature to distil"
+        )
+    return names[-1]
+
+
+def image_trunk(arch: str) -> tuple[nn.Module, int, str]:
+    """torchvision's ``arch`` (random weights) with its final linear layer replaced by the
+    identity, so it returns the penultimate feature; returns (trunk, feature width,
+    the classifier's name)."""
+    if arch not in image_teacher_archs():
+        raise ValueError(
+            f"unknown image teacher {arch!r}: image_teacher.arch takes a torchvision image "
+            "classification model, torchvision.models.list_models(module=torchvision.models)"
+        )
+    builder = IMAGE_TEACHER_ARCHS.get(arch)
+    net = builder(weights=None) if builder is not None else torchvision.models.get_model(arch)
+    name = final_linear(net, arch)
+    parent_name, _, child = name.rpartition(".")
+    parent = net.get_submodule(parent_name) if parent_name else net
+    width = getattr(parent, child).in_features
+    setattr(parent, child, nn.Identity())
+    return net, width, name
 
 
 class ImageTeacher(nn.Module):
-    """A torchvision ResNet trunk without ``fc``, frozen, always in eval mode.
+    """A torchvision image classifier without its final linear layer (a ResNet in the
+    reference; any of :func:`image_teacher_archs`), frozen, always in eval mode. Its feature is
+    the penultimate layer's, the classifier's input, ``feature_dim`` wide (read from the
+    model: 512 for ResNet-18/34, 768 for ConvNeXt-T and ViT-B, 1280 for EfficientNet-B0).
 
     ``forward(clip)`` takes the student's normalised (B, 3, T, H, W) clip, picks one frame per
     sample and returns (B, D) pooled features without building an autograd graph.
@@ -61,32 +109,26 @@ class ImageTeacher(nn.Module):
         clip_std: tuple[float, float, float] = KINETICS_STD,
     ) -> None:
         super().__init__()
-        if arch not in IMAGE_TEACHER_ARCHS:
-            raise ValueError(
-                f"unknown image teacher {arch!r}; choose from {sorted(IMAGE_TEACHER_ARCHS)}"
-            )
         if frame_choice not in ("batch-random", "sample-random", "center"):
             raise ValueError(f"unknown frame choice {frame_choice!r}")
         if normalization not in ("clip", "imagenet"):
             raise ValueError(f"unknown teacher normalization {normalization!r}")
-        net = IMAGE_TEACHER_ARCHS[arch](weights=None)
+        net, self.feature_dim, classifier = image_trunk(arch)
         if weights is not None:
             # The classifier is discarded, so its size may differ from ImageNet's 1000
             # (teachers pre-trained on another label space, e.g. the demo's).
+            drop = classifier + "."
             state = {
                 k: v
                 for k, v in load_torchvision_weights(weights, arch).items()
-                if not k.startswith("fc.")
+                if not k.startswith(drop)
             }
             missing, unexpected = net.load_state_dict(state, strict=False)
-            missing = [k for k in missing if not k.startswith("fc.")]
             if missing or unexpected:
                 raise ValueError(
                     f"{weights} does not fit torchvision's {arch}: missing {missing[:4]}, "
                     f"unexpected {unexpected[:4]}"
                 )
-        self.feature_dim = net.fc.in_features
-        net.fc = nn.Identity()
         self.net = net
         self.frame_choice = frame_choice
         self.input_size = input_size
@@ -136,7 +178,7 @@ class ImageTeacher(nn.Module):
 
 
 def load_torchvision_weights(path: str | Path, arch: str) -> Mapping[str, torch.Tensor]:
-    """Read a torchvision ResNet state-dict file (published files load unchanged)."""
+    """Read a torchvision state-dict file (published files load unchanged)."""
     path = Path(path)
     state = load_weights(
         path,

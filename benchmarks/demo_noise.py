@@ -6,7 +6,7 @@ and how the best-on-validation epoch compares with the last one on validation. E
 
     ccl demo --runs 8 --out demo_noise && python benchmarks/demo_noise.py demo_noise
     ccl demo --seeds 1 2 3 4 5 6 7 8 --out demo_seeds
-    python benchmarks/demo_noise.py demo_seeds/seed_*
+    python benchmarks/demo_noise.py demo_seeds/seed_* --runs 1
 
 Prints one block per method; numbers in %.
 """
@@ -24,6 +24,12 @@ METHODS = {"baseline": "baseline", "ccl-a": "CCL-A", "ccl-i": "CCL-I", "ccl-ai":
 def method_of(run_dir: Path) -> str | None:
     name = run_dir.name.removeprefix("demo-").split("-run")[0]
     return METHODS.get(name)
+
+
+def run_index(run_dir: Path) -> int:
+    """1 for ``demo-<m>``, k for ``demo-<m>-run<k>``."""
+    _, sep, k = run_dir.name.partition("-run")
+    return int(k) if sep and k.isdigit() else 1
 
 
 def read_run(run_dir: Path) -> dict | None:
@@ -54,11 +60,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", type=Path, help="demo folders (with runs/)")
     parser.add_argument("--last-epochs", type=int, default=3, help="window for the val gain")
+    parser.add_argument("--runs", type=int, default=None,
+                        help="only runs 1..N of each folder (e.g. 1: one per benchmark seed)")
     args = parser.parse_args()
     runs: dict[str, list[dict]] = {label: [] for label in METHODS.values()}
     for folder in args.folders:
         for run_dir in sorted((folder / "runs").iterdir()):
             label = method_of(run_dir)
+            if args.runs is not None and run_index(run_dir) > args.runs:
+                continue
             found = read_run(run_dir) if label else None
             if found:
                 runs[label].append(found)

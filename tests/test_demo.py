@@ -220,7 +220,7 @@ def test_one_run_says_it_cannot_separate_methods():
     table = format_table([_replicate(1, 1, [0, 0, 1, 1], [1, 1, 1, 1])])
     assert "| +50.0 (1 run) | - |" in table
     assert "One run per method: these differences cannot separate methods" in table
-    assert f"differ by {RUN_TO_RUN_SD} points" in table
+    assert f"moves by {RUN_TO_RUN_SD} points between runs" in table
 
 
 def test_a_diverged_run_is_counted_and_left_out_of_the_difference():

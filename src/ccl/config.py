@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ccl.models.build import student_archs
 from ccl.models.teachers import KINETICS_MEAN, KINETICS_STD, image_teacher_archs
+from ccl.models.torchvision_video import student_archs
 from ccl.objectives.registry import (
     AUDIO,
     BASELINE,

@@ -7,22 +7,11 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
-from ccl.models.r2plus1d import ARCH_BLOCKS, build_student
-from ccl.models.torchvision_video import (
-    TORCHVISION_PREFIX,
-    TorchvisionStudent,
-    is_torchvision_arch,
-    torchvision_video_models,
-)
+from ccl.models.r2plus1d import build_student
+from ccl.models.torchvision_video import TORCHVISION_PREFIX, TorchvisionStudent, is_torchvision_arch
 
 if TYPE_CHECKING:  # for the annotation only: ccl.config sits above ccl.models
     from ccl.config import StudentConfig
-
-
-def student_archs() -> list[str]:
-    """Every ``student.arch``: the reference's R(2+1)D depths and torchvision's video models
-    as ``torchvision.NAME``."""
-    return [*ARCH_BLOCKS, *(TORCHVISION_PREFIX + n for n in torchvision_video_models())]
 
 
 def build_model(student: StudentConfig, num_classes: int) -> nn.Module:

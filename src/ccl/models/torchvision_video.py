@@ -16,7 +16,7 @@ import torch
 import torchvision
 from torch import nn
 
-from ccl.models.r2plus1d import StudentOutput
+from ccl.models.r2plus1d import ARCH_BLOCKS, StudentOutput
 
 TORCHVISION_PREFIX = "torchvision."
 
@@ -41,6 +41,12 @@ CLASSIFIER_NAMES = ("fc", "head", "classifier")
 def torchvision_video_models() -> list[str]:
     """torchvision's video classification models (``r3d_18``, ``s3d``, ``mvit_v2_s``, ...)."""
     return sorted(torchvision.models.list_models(module=torchvision.models.video))
+
+
+def student_archs() -> list[str]:
+    """Every ``student.arch``: the reference's R(2+1)D depths and torchvision's video models
+    as ``torchvision.NAME``."""
+    return [*ARCH_BLOCKS, *(TORCHVISION_PREFIX + n for n in torchvision_video_models())]
 
 
 def is_torchvision_arch(arch: str) -> bool:

@@ -331,6 +331,9 @@ def test_a_demo_folder_of_another_seed_or_other_settings_is_refused(tmp_path):
         prepare_demo_data(tmp_path, seed=2, scale="quick")
     with pytest.raises(ValueError, match="not seed 1 at scale 'demo'"):
         prepare_demo_data(tmp_path, seed=1, scale="demo")
+    # a benchmark whose info names no soundtracks holds the `events` ones
+    with pytest.raises(ValueError, match="with events soundtracks.*with families soundtracks"):
+        prepare_demo_data(tmp_path, seed=1, scale="quick")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["synth"]  # nothing else written
     info.write_text('{"seed": 1, "sca')  # truncated
     with pytest.raises(ValueError, match="synth_info.json is not readable JSON"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -13,8 +14,9 @@ import numpy as np
 import pytest
 
 from ccl.commands.synth import register as register_synth
-from ccl.demo import synth
+from ccl.demo import synth, synth_audio
 from ccl.demo.synth import SAMPLE_RATE, SCALES, SynthInfo, generate
+from ccl.demo.synth_audio import corpus_sound, sound_labels, soundtrack
 
 _NAME = re.compile(r"^v_([A-Za-z]+)_g(\d\d)_c(\d\d)\.avi$")
 
@@ -208,17 +210,91 @@ def test_related_and_unrelated_audio(quick: SynthInfo) -> None:
 
 def test_demo_design() -> None:
     demo = synth.class_names("demo")
-    audio = synth.class_audio("demo")
-    assert len(demo) == 12 and set(demo) == set(audio)
-    unrelated = [c for c in demo if audio[c] is None]
+    events = synth.class_audio("demo", "events")
+    assert len(demo) == 12 and set(demo) == set(events)
+    unrelated = [c for c in demo if events[c] is None]
     assert len(unrelated) == 5  # about 40 %, as the 21 of 51 UCF51 classes
-    used = {e for e in audio.values() if e is not None}
+    used = {e for e in events.values() if e is not None}
     assert used < set(synth.EVENTS)  # the sound corpus knows events the videos never use
-    related_events = [e for e in audio.values() if e is not None]
+    related_events = [e for e in events.values() if e is not None]
     assert len(set(related_events)) < len(related_events)  # two classes share an event
     assert set(synth.class_names("quick")) < set(demo)
-    quick_audio = synth.class_audio("quick")
-    assert all(quick_audio[c] == audio[c] for c in quick_audio)  # the same relation
+    for soundtracks in synth.SOUNDTRACKS:
+        audio, quick_audio = (synth.class_audio(s, soundtracks) for s in ("demo", "quick"))
+        assert all(quick_audio[c] == audio[c] for c in quick_audio)  # the same relation
+
+
+def test_families_follow_the_motion() -> None:
+    """``families``: the classes related to their audio are the same as with ``events``;
+    each sounds the family of its motion, every family is shared by two or three classes
+    (the attribute a teacher can relate them by), and the corpus knows every family and
+    events the videos never carry."""
+    families = synth.class_audio("demo")
+    events = synth.class_audio("demo", "events")
+    assert {c for c, f in families.items() if f is None} == {
+        c for c, e in events.items() if e is None
+    }
+    for c, family in families.items():
+        if family is not None:
+            assert family == synth.MOTION_FAMILY[_motion(c)]
+    shared = [list(families.values()).count(f) for f in set(families.values()) - {None}]
+    assert sorted(shared) == [2, 2, 3]
+    labels = sound_labels("families")
+    assert set(synth.MOTION_FAMILY.values()) < set(labels) and {"music", "ambient"} < set(labels)
+    assert sound_labels("events") == synth.SOUND_LABELS
+    with pytest.raises(ValueError, match="unknown soundtracks"):
+        synth.class_audio("demo", "speech")
+
+
+def _motion(name: str) -> str:
+    return next(m for m in synth.MOTIONS if name.endswith(m.capitalize()))
+
+
+def test_family_register_follows_the_kind() -> None:
+    """A family sounds higher for a kind of higher register: the spectral centroid of the
+    same family's sound rises with the register, whatever the draw."""
+
+    def centroid(x: np.ndarray) -> float:
+        power = np.abs(np.fft.rfft(x)) ** 2
+        f = np.fft.rfftfreq(len(x), 1 / SAMPLE_RATE)
+        return float((power * f).sum() / power.sum())
+
+    for family in ("impact", "scrape", "whirr"):
+        low, high = (
+            centroid(synth_audio._family(np.random.default_rng(4), family, 16000, r))
+            for r in (0.0, 24.0)
+        )
+        assert high > 2.0 * low, (family, low, high)
+
+
+def test_events_soundtracks_are_unchanged() -> None:
+    """``events`` draws exactly as it always did, so benchmarks written with it stay
+    reproducible: digests of a soundtrack and a corpus clip for fixed generators."""
+
+    def digest(x: np.ndarray) -> str:
+        return hashlib.sha256(np.round(x, 4).tobytes()).hexdigest()[:16]
+
+    chirp, info = soundtrack(np.random.default_rng(5), "chirp_up", 8000)
+    assert info == {"audio": "event", "event": "chirp_up", "snr_db": 14.54}
+    assert digest(chirp) == "867a5a9a78dbe25b"
+    assert digest(soundtrack(np.random.default_rng(5), None, 8000)[0]) == "0eb327923496d473"
+    assert digest(corpus_sound(np.random.default_rng(7), "hiss", 8000)) == "e9407f1649fb2ca5"
+
+
+def test_soundtracks_change_the_sound_not_the_pictures(tmp_path: Path, tiny_scale: str) -> None:
+    families = generate(tmp_path / "f", seed=2, scale=tiny_scale)
+    events = generate(tmp_path / "e", seed=2, scale=tiny_scale, soundtracks="events")
+    assert (families.soundtracks, events.soundtracks) == ("families", "events")
+    assert json.loads(events.info_file.read_text())["soundtracks"] == "events"
+    assert events.sound_label_names == list(synth.SOUND_LABELS)
+    assert families.sound_label_names == list(sound_labels("families"))
+    for v in families.videos:
+        fa, aa, *_ = _decode(families.videos_dir / v["file"])
+        fb, ab, *_ = _decode(events.videos_dir / v["file"])
+        np.testing.assert_array_equal(fa, fb)
+        assert aa.shape == ab.shape and not np.array_equal(aa, ab)
+        if v["audio"] == "event":  # the kind's register, jittered by at most a semitone
+            assert abs(v["register"] - synth.KIND_REGISTER["disc"]) <= 1.0
     cfg = SCALES["demo"]
     assert set(cfg.video_kinds) < set(synth.KINDS)
     # enough videos to decide and to separate methods (UCF split 1: 7 of 25 groups test)
@@ -276,7 +352,7 @@ def test_corpora(quick: SynthInfo) -> None:
     assert waves.shape == (cfg.n_sounds, int(cfg.sound_seconds * SAMPLE_RATE))
     assert waves.dtype == np.float32 and np.abs(waves).max() <= 1.0
     assert labels.dtype == np.int64
-    assert list(names) == list(synth.SOUND_LABELS) == quick.sound_label_names
+    assert list(names) == list(sound_labels("families")) == quick.sound_label_names
     assert set(np.unique(labels)) == set(range(len(names)))
     assert (np.sqrt((waves**2).mean(axis=1)) > 1e-3).all()
     assert quick.n_images == cfg.n_images and quick.n_sounds == cfg.n_sounds

@@ -16,9 +16,10 @@ def run(args: argparse.Namespace) -> int:
 
         resolve_device("cuda")  # no GPU: one clear error before anything is generated
     if args.quick:
-        scale = demo_scale("quick", args.device)
+        scale = demo_scale("quick", args.device, args.soundtracks)
     else:
-        scale = demo_scale("gpu" if args.device == "cuda" else "demo", args.device)
+        name = "gpu" if args.device == "cuda" else "demo"
+        scale = demo_scale(name, args.device, args.soundtracks)
     seeds = tuple(args.seeds) if args.seeds else None
     if seeds is None and scale.synth == "gpu":
         seeds = GPU_SEEDS
@@ -64,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``demo [--out DIR] [--seed S | --seeds S...] [--runs N] [--quick] [--compare | --tune]
-    [--device auto|cpu|cuda] [--jobs N] [section.key=value ...]``."""
+    [--device auto|cpu|cuda] [--soundtracks families|events] [--jobs N]
+    [section.key=value ...]``."""
     p = subparsers.add_parser(
         "demo",
         help="the whole pipeline on the embedded synthetic benchmark: each method trained 3 "
@@ -106,6 +108,14 @@ def register(subparsers: Any) -> None:
         help="cuda: the larger 'gpu' benchmark with 15 epochs per run and seeds 1-5 side by "
         "side on one GPU (docs/DEMO.md); cpu: everything on the CPU; auto (default): the "
         "demo, on a GPU when there is one",
+    )
+    p.add_argument(
+        "--soundtracks",
+        choices=("families", "events"),
+        default=None,
+        help="the benchmark's soundtracks: families (default: a related class sounds the "
+        "family of its motion at its kind's pitch) or events (an arbitrary event per class); "
+        "docs/DEMO.md, Soundtracks",
     )
     p.add_argument(
         "--jobs",

@@ -163,9 +163,12 @@ def read_synth_info(paths: DemoPaths) -> dict[str, Any]:
     return json.loads(paths.synth_info.read_text())
 
 
-def check_same_benchmark(paths: DemoPaths, seed: int, synth_scale: str) -> None:
-    """A demo folder is reused step by step: refuse one that holds another seed's or
-    scale's benchmark (its teachers and runs would be reported as this one's)."""
+def check_same_benchmark(
+    paths: DemoPaths, seed: int, synth_scale: str, soundtracks: str = "families"
+) -> None:
+    """A demo folder is reused step by step: refuse one that holds another seed's, scale's
+    or kind of soundtracks' benchmark (its teachers and runs would be reported as this
+    one's). A ``synth_info.json`` without ``soundtracks`` holds ``events``."""
     out, info_file = paths.root, paths.synth_info
     if not info_file.is_file():
         return
@@ -176,12 +179,13 @@ def check_same_benchmark(paths: DemoPaths, seed: int, synth_scale: str) -> None:
             f"{info_file} is not readable JSON ({err}): ccl demo cannot tell which benchmark "
             f"{out} holds, so give it another --out"
         ) from err
-    held = (info.get("seed"), info.get("scale"))
-    if held != (seed, synth_scale):
+    held = (info.get("seed"), info.get("scale"), info.get("soundtracks", "events"))
+    if held != (seed, synth_scale, soundtracks):
         raise ValueError(
-            f"{out} holds the demo benchmark of seed {held[0]} at scale {held[1]!r} "
-            f"({info_file}), not seed {seed} at scale {synth_scale!r}: ccl demo reuses what "
-            "its folder holds, so give it another --out"
+            f"{out} holds the demo benchmark of seed {held[0]} at scale {held[1]!r} with "
+            f"{held[2]} soundtracks ({info_file}), not seed {seed} at scale {synth_scale!r} "
+            f"with {soundtracks} soundtracks: ccl demo reuses what its folder holds, so give "
+            "it another --out"
         )
 
 

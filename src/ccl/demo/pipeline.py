@@ -85,6 +85,8 @@ class DemoScale:
     # training runs of each method on one benchmark (training seeds): the table's interval
     # is taken over them (docs/DEMO.md, "Training noise")
     runs: int = 1
+    # the benchmark's soundtracks (ccl.demo.synth_audio.SOUNDTRACKS)
+    soundtracks: str = "families"
 
 
 DEMO_SCALES = {
@@ -106,10 +108,15 @@ GPU_SEEDS = (1, 2, 3, 4, 5)
 RUN_SEED_STEP = 1000
 
 
-def demo_scale(scale: str | DemoScale, device: str | None = None) -> DemoScale:
+def demo_scale(
+    scale: str | DemoScale, device: str | None = None, soundtracks: str | None = None
+) -> DemoScale:
     """The :data:`DEMO_SCALES` entry of that name (or ``scale`` itself); ``device`` ("cpu",
-    "cuda") puts the teachers and every run on that device."""
+    "cuda") puts the teachers and every run on that device; ``soundtracks`` chooses the
+    benchmark's soundtracks (default: the scale's)."""
     found = DEMO_SCALES[scale] if isinstance(scale, str) else scale
+    if soundtracks is not None:
+        found = dataclasses.replace(found, soundtracks=soundtracks)
     if device in (None, "auto"):
         return found
     return dataclasses.replace(
@@ -139,11 +146,13 @@ def prepare_demo_data(
     paths.root.mkdir(parents=True, exist_ok=True)
     synth, frames = paths.synth, paths.frames
     scale = demo_scale(scale)
-    check_same_benchmark(paths, seed, scale.synth)
+    check_same_benchmark(paths, seed, scale.synth, scale.soundtracks)
     unrelated = step(
         "generate synthetic videos",
         paths.synth_info,
-        lambda: generate(synth, seed=seed, scale=scale.synth).unrelated_audio_classes,
+        lambda: generate(
+            synth, seed=seed, scale=scale.synth, soundtracks=scale.soundtracks
+        ).unrelated_audio_classes,
         lambda: read_synth_info(paths).get("unrelated_audio_classes", []),
     )
 
@@ -178,7 +187,7 @@ def prepare_demo_data(
         ),
     )
     step(
-        "pre-train the audio teacher (sound events)",
+        "pre-train the audio teacher (sound corpus)",
         paths.audio_teacher,
         lambda: pretrain_audio_teacher(
             synth / "corpora" / "audio",

@@ -10,12 +10,15 @@ The generative story (details in ``docs/DEMO.md``):
   group index ``gNN`` share the scene (background and light) in every class, like a place
   shared by many actions in UCF: a background never identifies a class, and the group-wise
   split puts unseen scenes in the test set.
-* **Soundtracks**: about 60 % of the classes carry a class-tied sound event (two of them share
-  one; the event is missing in some videos; its SNR varies); the other classes have sound
-  unrelated to the class (random melodies of one style, or ambient noise, sometimes with a
-  random event): the cross-modal semantic gap.
+* **Soundtracks**: about 60 % of the classes carry a class-tied sound (missing in some videos;
+  its SNR varies); the other classes have sound unrelated to the class (random melodies of
+  one style, or ambient noise, sometimes with a random event): the cross-modal semantic gap.
+  By default (``families``) the class-tied sound belongs to the family of the class's motion
+  at the pitch of its kind, so classes sharing a motion sound alike; ``events`` gives each
+  related class an arbitrary event instead (two classes share one). See
+  :mod:`ccl.demo.synth_audio`.
 * **Teacher corpora** with their own label spaces: images labelled by object kind (more kinds
-  than the videos use) and 1-s sounds labelled by sound event (more events than the videos
+  than the videos use) and 1-s sounds labelled by sound event or family (more than the videos
   use, plus ``music`` and ``ambient``), bigger than the video training set.
 
 Every random draw comes from a generator seeded by ``(seed, purpose, item)``, so the output is
@@ -52,8 +55,12 @@ from ccl.data.media import SAMPLE_RATE
 from ccl.demo.synth_audio import (
     EVENT_PRESENT_PROB,
     EVENTS,
+    FAMILY_EVENTS,
+    KIND_REGISTER,
     SOUND_LABELS,
+    SOUNDTRACKS,
     corpus_sound,
+    sound_labels,
     soundtrack,
 )
 from ccl.demo.synth_scales import SCALES, ScaleConfig
@@ -68,6 +75,7 @@ __all__ = [
     "MOTIONS",
     "SAMPLE_RATE",
     "SCALES",
+    "SOUNDTRACKS",
     "SOUND_LABELS",
     "ScaleConfig",
     "SynthInfo",
@@ -85,20 +93,35 @@ AUDIO_TABLE: tuple[tuple[str | None, ...], ...] = (
     ("hiss", None, "chirp_up"),
     (None, "clicks", None),
 )
-"""The sound event of each video class, by the class's kind (row: the scale's first,
-second, ... video kind) and motion (column: slide, bounce, orbit); ``None`` where the
-soundtrack is unrelated to the class. Seven of twelve classes carry an event, two of them
-the same one (``chirp_up``), so the audio alone cannot separate them."""
+"""The sound event of each video class with ``events`` soundtracks, by the class's kind
+(row: the scale's first, second, ... video kind) and motion (column: slide, bounce, orbit);
+``None`` where the soundtrack is unrelated to the class. Seven of twelve classes carry an
+event, two of them the same one (``chirp_up``), so the audio alone cannot separate them.
+With ``families`` soundtracks the same seven classes are related, each sounding the family
+of its motion (:data:`MOTION_FAMILY`)."""
+
+MOTION_FAMILY: dict[str, str] = {"slide": "scrape", "bounce": "impact", "orbit": "whirr"}
+"""The sound family of each motion (``families`` soundtracks)."""
 
 
-def class_audio(scale: str | ScaleConfig) -> dict[str, str | None]:
-    """Video class -> its sound event (``None``: unrelated audio), for a scale."""
+def class_audio(scale: str | ScaleConfig, soundtracks: str = "families") -> dict[str, str | None]:
+    """Video class -> its sound event or family (``None``: unrelated audio), for a scale."""
     cfg = SCALES[scale] if isinstance(scale, str) else scale
+    _check_soundtracks(soundtracks)
     return {
-        _class_name(kind, motion): AUDIO_TABLE[i][j]
+        _class_name(kind, motion): (
+            AUDIO_TABLE[i][j]
+            if soundtracks == "events" or AUDIO_TABLE[i][j] is None
+            else MOTION_FAMILY[motion]
+        )
         for i, kind in enumerate(cfg.video_kinds)
         for j, motion in enumerate(MOTIONS[: cfg.n_motions])
     }
+
+
+def _check_soundtracks(soundtracks: str) -> None:
+    if soundtracks not in SOUNDTRACKS:
+        raise ValueError(f"unknown soundtracks {soundtracks!r}; choose from {list(SOUNDTRACKS)}")
 
 
 def _class_name(kind: str, motion: str) -> str:
@@ -121,6 +144,7 @@ class SynthInfo:
     info_file: Path
     seed: int
     scale: str
+    soundtracks: str
     classes: list[str]
     class_audio: dict[str, str | None]
     related_audio_classes: list[str]
@@ -222,7 +246,12 @@ def _make_video(job: dict[str, Any]) -> dict[str, Any]:
         flicker=cfg.flicker,
     )
     n_samples = int(round(n_frames * SAMPLE_RATE / fps))
-    audio, ainfo = soundtrack(rng, job["event"], n_samples)
+    if job["soundtracks"] == "families":
+        audio, ainfo = soundtrack(
+            rng, job["event"], n_samples, register=job["register"], distractors=FAMILY_EVENTS
+        )
+    else:
+        audio, ainfo = soundtrack(rng, job["event"], n_samples)
     path = Path(job["path"])
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_avi(path, frames, fps, audio)
@@ -261,10 +290,11 @@ def _image_chunk(job: dict[str, Any]) -> np.ndarray:
 
 def _sound_chunk(job: dict[str, Any]) -> np.ndarray:
     n = job["n_samples"]
+    names = sound_labels(job["soundtracks"])
     out = np.empty((len(job["items"]), n), np.float32)
     for j, (i, label) in enumerate(job["items"]):
         rng = np.random.default_rng([job["seed"], _TAG_SOUND, i])
-        out[j] = corpus_sound(rng, SOUND_LABELS[label], n)
+        out[j] = corpus_sound(rng, names[label], n)
     return out
 
 
@@ -312,15 +342,22 @@ def _clear_previous(out: Path) -> None:
 
 
 def generate(
-    out_dir: str | Path, seed: int = 0, scale: str = "demo", *, workers: int | None = None
+    out_dir: str | Path,
+    seed: int = 0,
+    scale: str = "demo",
+    *,
+    soundtracks: str = "families",
+    workers: int | None = None,
 ) -> SynthInfo:
     """Write the synthetic benchmark under ``out_dir`` (see the module docstring).
 
-    ``workers``: processes for rendering and encoding (default: up to 4 for ``demo`` and
-    ``gpu``, none otherwise); the result does not depend on it. An earlier ``ccl synth``
-    output in ``out_dir`` is replaced."""
+    ``soundtracks``: ``families`` or ``events`` (:mod:`ccl.demo.synth_audio`); the videos'
+    frames do not depend on it. ``workers``: processes for rendering and encoding (default:
+    up to 4 for ``demo`` and ``gpu``, none otherwise); the result does not depend on it. An
+    earlier ``ccl synth`` output in ``out_dir`` is replaced."""
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; choose from {sorted(SCALES)}")
+    _check_soundtracks(soundtracks)
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
     t0 = time.perf_counter()
@@ -335,7 +372,8 @@ def generate(
         d.mkdir(parents=True, exist_ok=True)
 
     classes = class_names(cfg)
-    audio_of = class_audio(cfg)
+    audio_of = class_audio(cfg, soundtracks)
+    corpus_labels = sound_labels(soundtracks)
     # One scene per group index, shared by every class: a background never identifies a
     # class (in UCF many classes share similar scenes), and the test groups' scenes are
     # never seen in training.
@@ -361,6 +399,8 @@ def generate(
                         "kind": kind,
                         "motion": motion,
                         "event": audio_of[label],
+                        "soundtracks": soundtracks,
+                        "register": KIND_REGISTER[kind],
                         "label": label,
                         "group": g,
                         "clip": c,
@@ -371,15 +411,14 @@ def generate(
                 )
 
     image_labels = _balanced_labels(seed, _TAG_IMAGE, cfg.n_images, len(KINDS))
-    sound_labels = _balanced_labels(seed, _TAG_SOUND, cfg.n_sounds, len(SOUND_LABELS))
+    corpus_sound_labels = _balanced_labels(seed, _TAG_SOUND, cfg.n_sounds, len(corpus_labels))
     image_jobs = [
-        {"seed": seed, "scale": scale, "items": items}
-        for items in _chunks(image_labels, 200)
+        {"seed": seed, "scale": scale, "items": items} for items in _chunks(image_labels, 200)
     ]
     n_sound_samples = int(round(cfg.sound_seconds * SAMPLE_RATE))
     sound_jobs = [
-        {"seed": seed, "n_samples": n_sound_samples, "items": items}
-        for items in _chunks(sound_labels, 50)
+        {"seed": seed, "n_samples": n_sound_samples, "soundtracks": soundtracks, "items": items}
+        for items in _chunks(corpus_sound_labels, 50)
     ]
 
     if workers is None:
@@ -403,8 +442,8 @@ def generate(
     np.savez(
         sounds_file,
         waveforms=sounds,
-        labels=sound_labels,
-        label_names=np.array(SOUND_LABELS),
+        labels=corpus_sound_labels,
+        label_names=np.array(corpus_labels),
         sample_rate=np.int64(SAMPLE_RATE),
     )
 
@@ -429,12 +468,13 @@ def generate(
         info_file=out / INFO_FILE,
         seed=seed,
         scale=scale,
+        soundtracks=soundtracks,
         classes=classes,
         class_audio={c: audio_of[c] for c in classes},
         related_audio_classes=related,
         unrelated_audio_classes=[c for c in classes if c not in related],
         image_label_names=list(KINDS),
-        sound_label_names=list(SOUND_LABELS),
+        sound_label_names=list(corpus_labels),
         sample_rate=SAMPLE_RATE,
         n_videos=len(videos),
         n_train=sum(v["subset"] == "train" for v in videos),

@@ -1,6 +1,17 @@
 """The sounds of the synthetic benchmark (:mod:`ccl.demo.synth`): sound events, melodies,
 ambient noise, the soundtrack of a video and the clips of the sound corpus.
 
+Two kinds of soundtrack (:data:`SOUNDTRACKS`, docs/DEMO.md "Soundtracks"):
+
+* ``families`` (the default): the sound of a related class belongs to the family of its
+  motion (impacts for bounces, scraping for slides, a whirr for orbits) and its object kind
+  sets the register (pitch), so classes that share a motion sound alike, as related actions
+  do in UCF (string instruments, drums, water). The audio teacher learns the families from
+  its corpus, whose family clips take any register: its embedding relates the classes of a
+  motion to each other, which the image teacher (object kinds) does not.
+* ``events``: one arbitrary sound event per related class (two classes share one); no class
+  sounds like another, so the audio space relates no class to any other.
+
 Every function draws from the generator it is given, in a fixed order, so a seed gives the
 same samples.
 """
@@ -28,7 +39,39 @@ EVENTS: tuple[str, ...] = (
 """Sound events. The videos use the first six; the last four exist only in the corpus."""
 
 SOUND_LABELS: tuple[str, ...] = (*EVENTS, "music", "ambient")
-"""Label space of the sound corpus: every event plus ``music`` and ``ambient`` (noise only)."""
+"""Label space of the ``events`` sound corpus: every event plus ``music`` and ``ambient``
+(noise only)."""
+
+SOUNDTRACKS: tuple[str, ...] = ("families", "events")
+"""The kinds of soundtrack :func:`ccl.demo.synth.generate` writes (the module docstring)."""
+
+FAMILIES: tuple[str, ...] = ("scrape", "impact", "whirr")
+"""Sound families of the ``families`` soundtracks, one per motion (slide, bounce, orbit)."""
+
+FAMILY_EVENTS: tuple[str, ...] = (*FAMILIES, "beep", "chirp_up", "chirp_down", "trill", "siren")
+"""Sound events of the ``families`` soundtracks: the families (the videos use them), then
+events only the corpus and the distractors use."""
+
+FAMILY_SOUND_LABELS: tuple[str, ...] = (*FAMILY_EVENTS, "music", "ambient")
+"""Label space of the ``families`` sound corpus."""
+
+KIND_REGISTER: dict[str, float] = {
+    "square": 0.0,
+    "disc": 4.0,
+    "triangle": 8.0,
+    "cross": 12.0,
+    "ring": 16.0,
+    "diamond": 20.0,
+    "bar": 24.0,
+    "saltire": 28.0,
+}
+"""Semitones above a family's lowest pitch at which an object kind sounds (``families``)."""
+
+REGISTER_RANGE = (0.0, 28.0)
+"""Registers of the corpus's family clips: any pitch a kind may have, drawn uniformly."""
+
+REGISTER_JITTER = 1.0
+"""Largest deviation, in semitones, of a video's register from its kind's."""
 
 EVENT_PRESENT_PROB = 0.85
 """Chance that a video of a related class carries its event (otherwise: unrelated audio)."""
@@ -67,8 +110,45 @@ def _coloured_noise(rng: np.random.Generator, n: int, exponent: float) -> np.nda
     return np.fft.irfft(spec * shape, m)[:n]
 
 
-def _event(rng: np.random.Generator, name: str, n: int) -> np.ndarray:
-    """One sound event repeated over ``n`` samples (pitch, rhythm and onset jittered)."""
+def sound_labels(soundtracks: str) -> tuple[str, ...]:
+    """The sound corpus's label space for a kind of soundtrack (:data:`SOUNDTRACKS`)."""
+    return {"families": FAMILY_SOUND_LABELS, "events": SOUND_LABELS}[soundtracks]
+
+
+def _family(rng: np.random.Generator, name: str, n: int, register: float) -> np.ndarray:
+    """One sound of a family, ``register`` semitones above the family's lowest pitch."""
+    t = np.arange(n) / SAMPLE_RATE
+    ph = rng.random()
+    pitch = 2.0 ** (register / 12.0)
+    if name == "impact":  # a bounce: a damped body tone and a click at every hit
+        since = _since(t, rng.uniform(1.5, 3.0), ph)
+        f = 110.0 * pitch * rng.uniform(0.97, 1.03)
+        body = np.sin(2 * np.pi * f * since) * np.exp(-since / rng.uniform(0.04, 0.07))
+        return body + 0.3 * rng.standard_normal(n) * np.exp(-since / 0.003)
+    if name == "scrape":  # a slide: band noise around a pitch, rough, in strokes
+        fc = 450.0 * pitch * rng.uniform(0.97, 1.03)
+        rough = 1 + 0.6 * np.sin(2 * np.pi * rng.uniform(25, 40) * t)
+        strokes = _gate(t, rng.uniform(0.8, 1.5), 0.75, ph, 0.1)
+        return _band_noise(rng, n, 0.8 * fc, 1.25 * fc) * rough * strokes
+    if name == "whirr":  # an orbit: a buzzing tone whose loudness and pitch turn round
+        rate = rng.uniform(2.0, 4.0)
+        f = 70.0 * pitch * rng.uniform(0.97, 1.03)
+        turn = np.sin(2 * np.pi * (rate * t + ph))
+        phase = 2 * np.pi * np.cumsum(f * (1 + 0.02 * turn)) / SAMPLE_RATE
+        tone = sum(np.sin(h * phase) / h for h in (1, 2, 3, 4, 5))
+        return tone * (1 + 0.7 * turn)
+    raise ValueError(f"unknown sound family {name!r}")
+
+
+def _event(
+    rng: np.random.Generator, name: str, n: int, register: float | None = None
+) -> np.ndarray:
+    """One sound event repeated over ``n`` samples (pitch, rhythm and onset jittered); a
+    family (:data:`FAMILIES`) at ``register`` (None: a random one)."""
+    if name in FAMILIES:
+        if register is None:
+            register = rng.uniform(*REGISTER_RANGE)
+        return _family(rng, name, n, register)
     t = np.arange(n) / SAMPLE_RATE
     ph = rng.random()
     if name == "beep":
@@ -165,14 +245,26 @@ def _finish_audio(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
 
 
 def soundtrack(
-    rng: np.random.Generator, event: str | None, n: int
+    rng: np.random.Generator,
+    event: str | None,
+    n: int,
+    *,
+    register: float | None = None,
+    distractors: tuple[str, ...] = EVENTS,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Soundtrack of one video: its class's event (if any, most of the time) or unrelated
-    sound; background noise always."""
+    sound, sometimes with a random one of ``distractors``; background noise always. A
+    family event sounds at ``register`` semitones, jittered by up to
+    :data:`REGISTER_JITTER`."""
     info: dict[str, Any] = {}
     if event is not None and rng.random() < EVENT_PRESENT_PROB:
         snr = rng.uniform(0.0, 18.0)
-        x = _unit(_event(rng, event, n))
+        if register is None:
+            x = _unit(_event(rng, event, n))
+        else:
+            register = register + rng.uniform(-REGISTER_JITTER, REGISTER_JITTER)
+            x = _unit(_event(rng, event, n, register))
+            info["register"] = round(float(register), 2)
         if rng.random() < 0.25:  # quiet music bed
             x = x + 10 ** (-rng.uniform(3, 10) / 20) * _unit(_music(rng, n))
         info.update(audio="event", event=event)
@@ -181,7 +273,7 @@ def soundtrack(
         x = _unit(_music(rng, n) if rng.random() < 0.7 else _ambient(rng, n))
         info["audio"] = "music" if event is None else "missing_event"
         if rng.random() < 0.2:  # an unrelated sound event happens to be there
-            other = str(rng.choice(EVENTS))
+            other = str(rng.choice(distractors))
             x = x + 10 ** (rng.uniform(-5, 5) / 20) * _unit(_event(rng, other, n))
             info["distractor_event"] = other
     x = _unit(x) + 10 ** (-snr / 20) * _unit(_ambient(rng, n))
@@ -190,8 +282,9 @@ def soundtrack(
 
 
 def corpus_sound(rng: np.random.Generator, name: str, n: int) -> np.ndarray:
-    """One clip of the sound corpus labelled ``name`` (a :data:`SOUND_LABELS` entry): the
-    event or melody over quiet ambient noise, or ambient noise alone; ``n`` samples."""
+    """One clip of the sound corpus labelled ``name`` (a :func:`sound_labels` entry): the
+    event (a family at a random register) or melody over quiet ambient noise, or ambient
+    noise alone; ``n`` samples."""
     if name == "ambient":
         x = _unit(_ambient(rng, n))
     else:

@@ -57,7 +57,8 @@ def test_quick_compare_runs_each_method_with_each_teacher_setting(tmp_path, caps
         f"{m}/{c}" for m in ("baseline", "ccl", "crd") for c in ("A", "I", "AI")
     }
     assert all(len(v) == 1 and 0.0 <= v[0] <= 1.0 for v in results.values())
-    for name in ("demo-baseline", "demo-ccl-a", "demo-ccl-i", "demo-ccl-ai", "crd-a", "crd-i"):
+    assert table.startswith("Settings: every run at its demo-* preset's setting chosen")
+    for name in ("demo-baseline", "demo-ccl-a", "demo-ccl-i", "demo-ccl-ai", "demo-crd-a"):
         assert (tmp_path / "seed_1" / "runs" / name / "eval_test_last.json").is_file()
     assert (tmp_path / "seed_1" / "report" / "report.md").is_file()
 
@@ -94,10 +95,10 @@ def test_diverged_method_is_recorded_not_fatal(tmp_path, monkeypatch):
     spec = compare.CompareSpec("fitnet", "A", 1, demo_paths(tmp_path), demo_scale("quick"))
     result = compare.compare_run(spec)
     assert (result.method, result.column) == ("fitnet", "A") and math.isnan(result.top1)
-    assert result.hits is None and result.run_dir == tmp_path / "runs" / "fitnet-a"
-    assert "loss=nan" in (tmp_path / "runs" / "fitnet-a" / "DIVERGED").read_text()
+    assert result.hits is None and result.run_dir == tmp_path / "runs" / "demo-fitnet-a"
+    assert "loss=nan" in (tmp_path / "runs" / "demo-fitnet-a" / "DIVERGED").read_text()
     assert math.isnan(compare.compare_run(spec).top1)  # a rerun does not train it again
-    assert calls == ["fitnet-a"]
+    assert calls == ["demo-fitnet-a"]
     assert cell([math.nan]) == "diverged"
     assert cell([10.0, math.nan, 20.0]) == "15.0 +- 7.1 (1 of 3 diverged)"
 
@@ -116,6 +117,40 @@ def test_the_demo_runs_every_method_of_the_table():
     assert compare.TEACHER_SETTINGS == {"A": ("audio",), "I": ("image",), "AI": ("audio", "image")}
     assert METHODS == ("baseline", "ccl-a", "ccl-i", "ccl-ai")
     assert all(f"demo-{m}" in PRESETS for m in METHODS)
+    for run in registry.COMPARISON_RUNS:  # every cell, chosen and reference, CPU and GPU
+        for prefix in ("demo-", "demo-reference-", "demo-gpu-", "demo-gpu-reference-"):
+            assert f"{prefix}{run}" in PRESETS
+
+
+def test_presets_carry_the_chosen_settings_and_the_reference_is_one_switch_away(monkeypatch):
+    """``demo-<run>`` holds DEMO_CHOSEN's overrides, ``demo-reference-<run>`` the papers'
+    weights; the comparison trains whichever the scale's settings name, in its own folder."""
+    import ccl.config
+    from ccl.config import preset
+    from ccl.demo import compare
+    from ccl.demo.paths import demo_paths
+    from ccl.demo.pipeline import demo_scale
+
+    monkeypatch.setitem(ccl.config.DEMO_CHOSEN, "fitnet-a", ("objective.kd_weight=0.01",))
+    monkeypatch.setitem(ccl.config.DEMO_CHOSEN, "baseline", ("optim.weight_decay=0.05",))
+    chosen, reference = preset("demo-fitnet-a"), preset("demo-reference-fitnet-a")
+    assert (chosen.objective.kd_weight, reference.objective.kd_weight) == (0.01, None)
+    assert (chosen.train.name, reference.train.name) == ("demo-fitnet-a", "demo-reference-fitnet-a")
+    assert preset("demo-gpu-fitnet-a").objective.kd_weight == 0.01  # the GPU scale inherits it
+    assert preset("demo-baseline").optim.weight_decay == 0.05
+    assert preset("demo-reference-baseline").optim.weight_decay == 1e-4
+    assert preset("demo-ccl-a").to_dict() == {
+        **preset("demo-reference-ccl-a").to_dict(),
+        "train": {**preset("demo-reference-ccl-a").to_dict()["train"], "name": "demo-ccl-a"},
+    }  # no choice written for ccl-a: the reference's setting
+    paths = demo_paths(".")
+    for settings, name, weight in (
+        (None, "demo-fitnet-a", 0.01),
+        ("reference", "demo-reference-fitnet-a", None),
+    ):
+        spec = compare.CompareSpec("fitnet", "A", 1, paths, demo_scale("quick", settings=settings))
+        cfg = compare.compare_config(spec)
+        assert (cfg.train.name, cfg.objective.kd_weight) == (name, weight)
 
 
 def test_gpu_presets_are_the_demo_presets_with_a_gpu_budget():

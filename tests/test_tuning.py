@@ -1,11 +1,22 @@
-"""`ccl demo --tune`: CCL's setting chosen on validation, only the chosen runs tested."""
+"""`ccl demo --tune`: every run's setting chosen on validation with the same budget, only
+the chosen runs tested, the presets checked against the choice."""
 
 import json
 import re
 
 import pytest
 
-from ccl.demo.tune import REFERENCE, Candidate, choose, run_name, run_tuning
+from ccl.demo.tune import (
+    CANDIDATES,
+    REFERENCE,
+    Candidate,
+    choose,
+    expand_runs,
+    paper_weight,
+    preset_line,
+    run_name,
+    run_tuning,
+)
 
 
 def test_choice_is_the_best_mean_over_seeds_and_a_tie_keeps_the_earlier():
@@ -17,35 +28,102 @@ def test_choice_is_the_best_mean_over_seeds_and_a_tie_keeps_the_earlier():
     assert choose({"reference": [0.5, 0.4], "w0.25": [0.9, nan]}) == "reference"  # diverged
     with pytest.raises(ValueError, match="every candidate diverged"):
         choose({"reference": [nan], "w0.25": [nan]})
-    assert run_name("demo", "ccl-a", REFERENCE) == "demo-ccl-a"  # the demo's own run
+    # the reference candidate is the run of `ccl demo --settings reference`
+    assert run_name("demo", "ccl-a", REFERENCE) == "demo-reference-ccl-a"
     assert run_name("demo", "ccl-a", Candidate("w0.25", (), "")) == "demo-ccl-a-w0.25"
+
+
+def test_every_run_has_the_same_budget():
+    """The baseline, CCL and every other distillation method with every teacher setting:
+    the same number of candidates (>= 3), the reference's setting first, each other one a
+    change of the method's own knobs; KD weights fall from the paper's."""
+    from ccl.objectives.registry import COMPARISON_RUNS, KD_METHODS
+
+    assert set(CANDIDATES) == set(COMPARISON_RUNS)
+    sizes = {run: len(options) for run, options in CANDIDATES.items()}
+    assert len(set(sizes.values())) == 1 and min(sizes.values()) >= 3, sizes
+    knobs = {
+        "baseline": ("optim.lr=", "optim.head_lr=", "optim.weight_decay="),
+        "ccl": ("objective.loss_weight=", "objective.image_temperature="),
+    }
+    for run, options in CANDIDATES.items():
+        first, *others = options
+        assert first.tag == "reference" and first.overrides == ()
+        assert len({c.tag for c in options}) == len(options)
+        method = run.rsplit("-", 1)[0] if run != "baseline" else run
+        allowed = knobs.get(method, ("objective.kd_weight=",))
+        assert all(o.startswith(allowed) for c in others for o in c.overrides), run
+        if method in KD_METHODS:
+            weights = [paper_weight(method)] + [float(c.overrides[0].split("=")[1]) for c in others]
+            assert weights == sorted(weights, reverse=True) and weights[-1] < weights[0] / 5
+    assert paper_weight("pkt") == 30000.0 and paper_weight("crd") == 0.8
+
+
+def test_runs_to_tune_by_run_or_method_name():
+    assert expand_runs(["ccl-a"]) == ("baseline", "ccl-a")
+    assert expand_runs(["ccl", "pkt-ai"]) == ("baseline", "ccl-a", "ccl-i", "ccl-ai", "pkt-ai")
+    assert expand_runs(["fitnet"]) == ("baseline", "fitnet-a", "fitnet-i", "fitnet-ai")
+    with pytest.raises(ValueError, match="unknown run or method 'kd'"):
+        expand_runs(["kd"])
+
+
+def test_the_tuning_says_whether_the_presets_hold_its_choice(monkeypatch):
+    import ccl.config
+
+    weaker = Candidate("w0.25", ("objective.loss_weight=0.25",), "loss weight 0.25")
+    monkeypatch.setitem(ccl.config.DEMO_CHOSEN, "ccl-i", ("objective.loss_weight=0.25",))
+    assert preset_line("ccl-i", weaker) == "- ccl-i: the preset holds the choice (w0.25)"
+    assert preset_line("ccl-i", REFERENCE) == (
+        "- ccl-i: the preset holds objective.loss_weight=0.25, the tuning chose reference: "
+        "set DEMO_CHOSEN['ccl-i'] = () in src/ccl/config.py"
+    )
+    monkeypatch.delitem(ccl.config.DEMO_CHOSEN, "ccl-i")
+    assert preset_line("ccl-i", weaker).startswith(
+        "- ccl-i: the preset holds the reference setting, the tuning chose w0.25: set "
+        "DEMO_CHOSEN['ccl-i'] = ('objective.loss_weight=0.25',)"
+    )
 
 
 def test_quick_tuning_tests_only_the_chosen_run(tmp_path, capsys):
     from ccl.runs import read_metrics
 
     weaker = Candidate("w0.25", ("objective.loss_weight=0.25",), "loss weight 0.25")
+    slower = Candidate("lr1e-4", ("optim.lr=0.0001", "optim.head_lr=0.0001"), "lr 1e-4")
     table = run_tuning(
-        tmp_path, seeds=(1,), scale="quick", candidates={"ccl-a": (REFERENCE, weaker)}
+        tmp_path,
+        seeds=(1,),
+        scale="quick",
+        candidates={"baseline": (REFERENCE, slower), "ccl-a": (REFERENCE, weaker)},
     )
     runs = tmp_path / "seed_1" / "runs"
+
+    def last_validation(name):
+        return float(read_metrics(runs / name / "metrics.jsonl")[0][-1]["val/top1"])
+
     # the selection number: the last epoch's validation top-1, as each run's log holds it
     best = {
-        tag: float(read_metrics(runs / name / "metrics.jsonl")[0][-1]["val/top1"])
-        for tag, name in (("reference", "demo-ccl-a"), ("w0.25", "demo-ccl-a-w0.25"))
+        tag: last_validation(name)
+        for tag, name in (("reference", "demo-reference-ccl-a"), ("w0.25", "demo-ccl-a-w0.25"))
     }
+    base_runs = {"reference": "demo-reference-baseline", "lr1e-4": "demo-baseline-lr1e-4"}
+    baseline = {tag: last_validation(name) for tag, name in base_runs.items()}
     record = json.loads((tmp_path / "tuning.json").read_text())
     assert record["validation_last_top1"]["ccl-a"] == {tag: [v] for tag, v in best.items()}
     expected = choose({tag: [v] for tag, v in best.items()})
     assert record["chosen"]["ccl-a"]["tag"] == expected
     cfg = json.loads((runs / "demo-ccl-a-w0.25" / "config.json").read_text())
     assert cfg["objective"]["loss_weight"] == 0.25 and cfg["train"]["seed"] == 1
-    # the test groups saw the baseline and the chosen run only
-    chosen_run = "demo-ccl-a" if expected == "reference" else "demo-ccl-a-w0.25"
-    other_run = "demo-ccl-a-w0.25" if expected == "reference" else "demo-ccl-a"
-    assert (runs / "demo-baseline" / "eval_test_last.json").is_file()
+    # the test groups saw the chosen runs only, the baseline's included
+    chosen_run = "demo-reference-ccl-a" if expected == "reference" else "demo-ccl-a-w0.25"
+    other_run = "demo-ccl-a-w0.25" if expected == "reference" else "demo-reference-ccl-a"
     assert (runs / chosen_run / "eval_test_last.json").is_file()
     assert not list((runs / other_run).glob("eval_test*"))
+    base_choice = choose({tag: [v] for tag, v in baseline.items()})
+    assert record["chosen"]["baseline"]["tag"] == base_choice
+    for tag, name in base_runs.items():
+        assert bool(list((runs / name).glob("eval_test*"))) == (tag == base_choice)
+    cfg = json.loads((runs / "demo-baseline-lr1e-4" / "config.json").read_text())
+    assert cfg["optim"]["lr"] == 1e-4 and cfg["optim"]["weight_decay"] == 1e-4
     # the validation table: every candidate's number as the checkpoints hold it, one chosen
     validation = (tmp_path / "tune_validation.md").read_text()
     for tag, value in best.items():
@@ -54,9 +132,10 @@ def test_quick_tuning_tests_only_the_chosen_run(tmp_path, capsys):
         assert f"| {100 * value:.1f} | {100 * value:.1f} |" in row
         assert row.endswith("| yes |") == (tag == expected)
     # the test table: the baseline and the chosen CCL-A with their paired difference
-    label = "CCL-A, " + (REFERENCE.what if expected == "reference" else weaker.what)
-    assert f"| {label} |" in table and "| baseline |" in table
-    row = next(line for line in table.splitlines() if line.startswith(f"| {label} |"))
+    setting = REFERENCE.what if expected == "reference" else weaker.what
+    assert f"CCL-A: {setting}" in table.splitlines()[0]  # the title names the settings
+    assert "| CCL-A |" in table and "| baseline |" in table
+    row = next(line for line in table.splitlines() if line.startswith("| CCL-A |"))
     delta = re.compile(r"^[+-]\d+\.\d \(1 run\)$")
     assert all(delta.match(cell.strip()) for cell in row.strip("|").split(" | ")[-2:]), row
     assert (tmp_path / "tuned_table.md").read_text() == table + "\n"
@@ -71,8 +150,15 @@ def test_cli_tune_runs_the_tuning_over_the_seeds(tmp_path, monkeypatch):
     assert main(["demo", "--tune", "--seeds", "1", "2", "--out", str(tmp_path)]) == 0
     (kw,) = calls
     assert kw["seeds"] == (1, 2) and kw["jobs"] == 2 and kw["scale"].presets == "demo"
+    assert kw["runs"] is None  # every run
+    assert main(["demo", "--tune", "--methods", "ccl", "pkt-a", "--out", str(tmp_path)]) == 0
+    assert calls[-1]["runs"] == ["ccl", "pkt-a"]
+    assert main(["demo", "--tune", "--settings", "reference", "--out", str(tmp_path)]) == 0
+    assert calls[-1]["scale"].presets == "demo-reference"
+    assert calls[-1]["scale"].reference_presets == "demo-reference"
     with pytest.raises(SystemExit):  # one task at a time
         main(["demo", "--tune", "--compare", "--out", str(tmp_path)])
+    assert main(["demo", "--methods", "ccl", "--out", str(tmp_path)]) == 2  # --tune only
 
 
 def test_a_diverged_candidate_is_recorded_not_fatal(tmp_path, monkeypatch):
@@ -97,6 +183,7 @@ def test_a_diverged_candidate_is_recorded_not_fatal(tmp_path, monkeypatch):
     assert (result.method, result.tag, result.seed) == ("ccl-a", "w0.25", 1)
     assert math.isnan(result.val_top1) and result.evaluations == {}
     assert result.run_dir == tmp_path / "runs" / "demo-ccl-a-w0.25"
+    assert ccl.demo.tune.candidate_config(spec).objective.loss_weight is None  # overrides: later
     # recorded as the comparison records it: a rerun does not train it again
     assert "loss=nan" in (result.run_dir / "DIVERGED").read_text()
     assert math.isnan(ccl.demo.tune.train_candidate(spec).val_top1)

@@ -23,6 +23,7 @@ from ccl.objectives.registry import (
     BASELINE,
     CCL,
     CCL_TEMPERATURES,
+    COMPARISON_RUNS,
     IMAGE,
     KD_METHODS,
     MAIN_RUNS,
@@ -376,13 +377,32 @@ def _smoke(method: str, teachers: tuple[str, ...]) -> Config:
     return cfg
 
 
-def _demo(method: str, teachers: tuple[str, ...]) -> Config:
+DEMO_CHOSEN: dict[str, tuple[str, ...]] = {
+    # not yet chosen: every run holds the reference's setting until a `ccl demo --tune`
+    # campaign's choice is written here
+}
+"""The ``demo-*`` presets' settings chosen on the demo's validation groups, by run name
+(``baseline``, ``ccl-a``, ``fitnet-ai``, ...; the candidates are ``ccl.demo.tune``'s): the
+overrides applied on top of the reference's setting. ``demo-reference-*`` presets leave them
+out (``ccl demo --settings reference``). Each entry names the command that chose it and
+the validation means; ``ccl demo --tune`` says whether these still hold its choice."""
+
+
+def _run_name(method: str, teachers: tuple[str, ...]) -> str:
+    """The comparison's name of a method with a teacher setting: baseline, ccl-a, pkt-ai."""
+    return BASELINE if method == BASELINE else f"{method}-{_suffix(teachers)}"
+
+
+def _demo(method: str, teachers: tuple[str, ...], chosen: bool = True) -> Config:
     """The embedded demo (``ccl demo``): prepared synthetic videos, demo teachers, a narrow
     student at 8x32x32. AdamW rather than the reference's SGD: in the few hundred steps a CPU
-    affords, SGD from scratch barely leaves chance (docs/DEMO.md). ``ccl demo`` sets the data
-    and teacher paths."""
+    affords, SGD from scratch barely leaves chance (docs/DEMO.md). ``chosen``: with the
+    settings chosen on validation (:data:`DEMO_CHOSEN`, preset ``demo-<run>``), else the
+    reference's loss weights and temperatures (``demo-reference-<run>``). ``ccl demo`` sets
+    the data and teacher paths."""
     cfg = _ucf51(method, teachers)
-    cfg.train.name = "demo-" + (BASELINE if method == BASELINE else "ccl-" + _suffix(teachers))
+    run = _run_name(method, teachers)
+    cfg.train.name = f"demo-{run}" if chosen else f"demo-reference-{run}"
     cfg.student.width = 0.25
     cfg.student.feature_dim = 512  # the teachers' width ...
     # ... reached by a 1x1x1 expansion after a 128-wide last stage: widening that stage to
@@ -406,15 +426,17 @@ def _demo(method: str, teachers: tuple[str, ...]) -> Config:
     # which loss part drives the student (docs/DEMO.md): about once an epoch, a few % of its time
     cfg.train.grad_norm_every = 50
     cfg.train.save_every = 0
+    if chosen:
+        apply_overrides(cfg, list(DEMO_CHOSEN.get(run, ())))
     return cfg
 
 
-def _demo_gpu(method: str, teachers: tuple[str, ...]) -> Config:
+def _demo_gpu(method: str, teachers: tuple[str, ...], chosen: bool = True) -> Config:
     """``ccl demo --device cuda``: the demo's student and optimiser on the larger ``gpu``
     benchmark (``ccl.demo.synth``), with a GPU's budget: 15 epochs at batch 32, the lr / 10
     for the last 2 (docs/DEMO.md, "GPU scale": at 30 epochs the baseline reaches 98 % on
     validation, where methods cannot be told apart)."""
-    cfg = _demo(method, teachers)
+    cfg = _demo(method, teachers, chosen)
     cfg.train.name = cfg.train.name.replace("demo-", "demo-gpu-", 1)
     cfg.train.device = "cuda"
     cfg.data.batch_size = 32
@@ -428,12 +450,19 @@ def _demo_gpu(method: str, teachers: tuple[str, ...]) -> Config:
 PRESETS = {
     **{f"ucf51-{name}": (lambda m=m, t=t: _ucf51(m, t)) for name, (m, t) in MAIN_RUNS.items()},
     **{f"smoke-{name}": (lambda m=m, t=t: _smoke(m, t)) for name, (m, t) in MAIN_RUNS.items()},
-    **{f"demo-{name}": (lambda m=m, t=t: _demo(m, t)) for name, (m, t) in MAIN_RUNS.items()},
-    **{
-        f"demo-gpu-{name}": (lambda m=m, t=t: _demo_gpu(m, t))
-        for name, (m, t) in MAIN_RUNS.items()
-    },
 }
+# The demo's presets: every run of the comparison, with the settings chosen on validation
+# (demo-<run>) and with the reference's (demo-reference-<run>), on the CPU and GPU scales.
+PRESETS.update(
+    {
+        f"{prefix}{settings}{name}": (
+            lambda make=make, m=m, t=t, chosen=not settings: make(m, t, chosen)
+        )
+        for prefix, make in (("demo-", _demo), ("demo-gpu-", _demo_gpu))
+        for settings in ("", "reference-")
+        for name, (m, t) in COMPARISON_RUNS.items()
+    }
+)
 
 
 # The paper's comparison (docs/METHOD.md §7): each method with each teacher setting, UCF51.

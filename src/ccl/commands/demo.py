@@ -15,11 +15,10 @@ def run(args: argparse.Namespace) -> int:
         from ccl.runtime import resolve_device
 
         resolve_device("cuda")  # no GPU: one clear error before anything is generated
-    if args.quick:
-        scale = demo_scale("quick", args.device, args.soundtracks)
-    else:
-        name = "gpu" if args.device == "cuda" else "demo"
-        scale = demo_scale(name, args.device, args.soundtracks)
+    name = "quick" if args.quick else "gpu" if args.device == "cuda" else "demo"
+    scale = demo_scale(name, args.device, args.soundtracks, args.settings)
+    if args.methods and not args.tune:
+        raise ValueError("--methods chooses the runs of --tune")
     seeds = tuple(args.seeds) if args.seeds else None
     if seeds is None and scale.synth == "gpu":
         seeds = GPU_SEEDS
@@ -40,7 +39,14 @@ def run(args: argparse.Namespace) -> int:
         else:
             from ccl.demo.tune import run_tuning
 
-            run_tuning(args.out, seeds=seeds, scale=scale, overrides=args.overrides, jobs=jobs)
+            run_tuning(
+                args.out,
+                seeds=seeds,
+                scale=scale,
+                overrides=args.overrides,
+                runs=args.methods,
+                jobs=jobs,
+            )
     elif seeds:
         jobs = args.jobs or (len(seeds) if gpu else 1)
         run_demo_seeds(
@@ -65,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``demo [--out DIR] [--seed S | --seeds S...] [--runs N] [--quick] [--compare | --tune]
-    [--device auto|cpu|cuda] [--soundtracks families|events] [--jobs N]
-    [section.key=value ...]``."""
+    [--methods NAME...] [--settings chosen|reference] [--device auto|cpu|cuda]
+    [--soundtracks families|events] [--jobs N] [section.key=value ...]``."""
     p = subparsers.add_parser(
         "demo",
         help="the whole pipeline on the embedded synthetic benchmark: each method trained 3 "
@@ -84,8 +90,22 @@ def register(subparsers: Any) -> None:
     task.add_argument(
         "--tune",
         action="store_true",
-        help="CCL's loss weight / temperature chosen on the validation groups, then the test "
-        "table of the chosen settings against the baseline (ccl.demo.tune, docs/DEMO.md)",
+        help="every method's setting chosen on the validation groups among 3 candidates each, "
+        "then the test table of the chosen runs (ccl.demo.tune, docs/DEMO.md)",
+    )
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        metavar="NAME",
+        help="with --tune: the runs to tune (baseline, ccl-a, pkt-ai, ...) or methods (ccl, "
+        "pkt: every teacher setting); default all; the baseline always",
+    )
+    p.add_argument(
+        "--settings",
+        choices=("chosen", "reference"),
+        default=None,
+        help="chosen (default): the demo-* presets' settings chosen on validation; reference: "
+        "the reference's loss weights and temperatures (demo-reference-* presets and runs)",
     )
     p.add_argument(
         "--seeds",

@@ -3,10 +3,12 @@
 Every distillation method of :mod:`ccl.objectives.registry` with the audio, the image and
 both teachers, against the baseline: test top-1 of the last checkpoint, mean +- sd over the
 seeds, then each method's paired difference to the baseline of the same seed with its 95 %
-t interval over the seeds (:mod:`ccl.demo.tables`). The baseline and CCL are the demo's own
-runs (the same presets and run names), so a comparison over the folder of
-``ccl demo --seeds`` reuses them. A method that diverges is a result ("diverged"), not a
-reason to lose the other runs.
+t interval over the seeds (:mod:`ccl.demo.tables`). Every cell trains its ``demo-*``
+preset, which holds the setting chosen on validation (:data:`ccl.config.DEMO_CHOSEN`,
+``ccl demo --tune``), or with ``--settings reference`` the papers' weights
+(``demo-reference-*``); the runs keep the presets' names, so a comparison over the folder
+of ``ccl demo --seeds`` reuses its baseline and CCL runs. A method that diverges is a
+result ("diverged"), not a reason to lose the other runs.
 """
 
 from __future__ import annotations
@@ -65,20 +67,13 @@ class CompareResult:
 
 
 def compare_config(spec: CompareSpec) -> Config:
-    """The training config of one cell: the baseline and CCL with the demo's own presets
-    and run names, every other method the baseline's preset with that objective and the
-    column's teachers (run ``<method>-<column>``)."""
+    """The training config of one cell: the demo's preset of that run (``demo-pkt-ai``:
+    the setting chosen on validation; ``demo-reference-pkt-ai`` with ``--settings
+    reference``) and its run name, so that with the same --out a comparison reuses the runs
+    of ``ccl demo --seeds ...`` instead of repeating them."""
     prefix = demo_scale(spec.scale).presets
-    if spec.method in (BASELINE, CCL):
-        # the demo's own presets and run names: with the same --out, a comparison reuses
-        # the runs of `ccl demo --seeds ...` instead of repeating them
-        name = BASELINE if spec.method == BASELINE else f"ccl-{spec.column.lower()}"
-        cfg = preset(f"{prefix}-{name}")
-    else:
-        cfg = preset(f"{prefix}-baseline")
-        cfg.objective.method = spec.method  # type: ignore[assignment]
-        cfg.objective.teachers = TEACHER_SETTINGS[spec.column]
-        cfg.train.name = f"{spec.method}-{spec.column.lower()}"
+    run = BASELINE if spec.method == BASELINE else f"{spec.method}-{spec.column.lower()}"
+    cfg = preset(f"{prefix}-{run}")
     cfg.train.out_dir = str(spec.paths.runs)
     cfg.train.seed = spec.seed
     return cfg
@@ -148,6 +143,12 @@ def run_compare(
         runs = [run.run_dir for run in done if run.seed == seed and not math.isnan(run.top1)]
         build_report(runs, prepared[seed].paths.report)
     table = compare_table(results, (BASELINE, *methods), seeds, [hits[s] for s in seeds])
+    settings = (
+        "the reference's loss weights (demo-reference-* presets)"
+        if scale.settings == "reference"
+        else "every run at its demo-* preset's setting chosen on validation (DEMO_CHOSEN)"
+    )
+    table = f"Settings: {settings}\n\n{table}"
     write_text_atomic(out / "compare_table.md", table + "\n")
     compared = {f"{m}/{c}": v for (m, c), v in results.items()}
     write_text_atomic(out / "compare.json", json.dumps(compared, indent=1) + "\n")

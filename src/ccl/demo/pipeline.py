@@ -87,6 +87,14 @@ class DemoScale:
     runs: int = 1
     # the benchmark's soundtracks (ccl.demo.synth_audio.SOUNDTRACKS)
     soundtracks: str = "families"
+    # "chosen": the presets' settings chosen on validation (config.DEMO_CHOSEN), run names
+    # <presets>-<run>; "reference": the reference's loss weights, <presets>-reference-<run>
+    settings: str = "chosen"
+
+    @property
+    def reference_presets(self) -> str:
+        """The preset prefix of the reference's settings (what ``ccl demo --tune`` varies)."""
+        return self.presets if self.settings == "reference" else f"{self.presets}-reference"
 
 
 DEMO_SCALES = {
@@ -109,14 +117,22 @@ RUN_SEED_STEP = 1000
 
 
 def demo_scale(
-    scale: str | DemoScale, device: str | None = None, soundtracks: str | None = None
+    scale: str | DemoScale,
+    device: str | None = None,
+    soundtracks: str | None = None,
+    settings: str | None = None,
 ) -> DemoScale:
     """The :data:`DEMO_SCALES` entry of that name (or ``scale`` itself); ``device`` ("cpu",
     "cuda") puts the teachers and every run on that device; ``soundtracks`` chooses the
-    benchmark's soundtracks (default: the scale's)."""
+    benchmark's soundtracks (default: the scale's); ``settings`` "reference" trains the
+    ``<presets>-reference-*`` presets instead of the chosen ones."""
     found = DEMO_SCALES[scale] if isinstance(scale, str) else scale
     if soundtracks is not None:
         found = dataclasses.replace(found, soundtracks=soundtracks)
+    if settings not in (None, "chosen", "reference"):
+        raise ValueError(f"settings must be chosen or reference, got {settings!r}")
+    if settings == "reference" and found.settings != "reference":
+        found = dataclasses.replace(found, presets=found.reference_presets, settings=settings)
     if device in (None, "auto"):
         return found
     return dataclasses.replace(

@@ -1,38 +1,45 @@
-"""``ccl demo --tune``: CCL's loss weight and temperature chosen on the demo's validation groups.
+"""``ccl demo --tune``: every method's setting chosen on the demo's validation groups, with
+the same budget for each.
 
-The demo trains CCL with the reference's settings (loss weight 1, or 0.5 with both teachers;
-temperature 0.5 for the audio teacher, 0.1 for the image teacher; docs/METHOD.md). On the
-demo those terms pull the student harder than its cross-entropy does (docs/DEMO.md, "Why the
-distilled students fit worse"). Here each CCL method is trained with the reference's setting
-and a few weaker ones (:data:`CANDIDATES`) on every seed; one setting per method is chosen by
-the mean over the seeds of the last epoch's validation top-1 (the demo reports the last
-checkpoint), and only the chosen runs and the baseline are then evaluated on the test
-groups, in the demo's table with paired differences to the baseline. The test groups play
-no part in the choice: the other candidates are never evaluated on them. A candidate that
-diverges on a seed is never chosen; its run folder keeps a ``DIVERGED`` file, as in the
-comparison, so a rerun does not train it again.
+Every run of the comparison (:data:`ccl.objectives.registry.COMPARISON_RUNS`: the baseline,
+CCL with each teacher setting, each other distillation method with each) has the same
+number of candidate settings (:data:`CANDIDATES`, three each): the first is the reference's
+(the ``<presets>-reference-*`` presets: the demo's optimiser, the papers' loss weights and
+temperatures), the others vary the method's own knobs: the baseline's learning rate and
+weight decay, CCL's loss weight and image temperature, each other method's loss weight
+from its paper's value down to where its gradient is of the cross-entropy's order
+(docs/DEMO.md). Each candidate is trained on every seed; one per run is chosen by the mean
+over the seeds of the last epoch's validation top-1 (the demo reports the last checkpoint,
+:func:`choose`), and only the chosen runs are then evaluated on the test groups, in the
+demo's table with paired differences to the chosen baseline. The test groups play no part
+in the choice: the other candidates are never evaluated on them. A candidate that diverges
+on a seed is never chosen; its run folder keeps a ``DIVERGED`` file, as in the comparison,
+so a rerun does not train it again.
 
-Writes ``out/tune_validation.md`` (every candidate's validation numbers and the choice),
+Writes ``out/tune_validation.md`` (every candidate's validation numbers, the choice, and
+whether the ``demo-*`` presets hold it: :data:`ccl.config.DEMO_CHOSEN`),
 ``out/tuned_table.md`` (the test table) and ``out/tuning.json``; the runs live under
-``out/seed_S/runs`` next to the demo's (the reference candidate *is* the demo's run).
+``out/seed_S/runs``: the reference candidate in ``<presets>-reference-<run>`` (the run
+``ccl demo --settings reference`` trains), the others in ``<presets>-<run>-<tag>``.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ccl.atomic import write_text_atomic
-from ccl.config import Config
+from ccl.config import DEMO_CHOSEN, Config, preset
 from ccl.demo.jobs import run_jobs
 from ccl.demo.pipeline import (
     DemoScale,
     RunSpec,
-    demo_config,
     demo_scale,
     prepare_seeds,
     report_runs,
@@ -41,13 +48,14 @@ from ccl.demo.pipeline import (
     train_unless_diverged,
 )
 from ccl.demo.tables import Replicate, format_table, numbers_of, video_hits
-from ccl.objectives.registry import BASELINE
+from ccl.objectives.kd import KD_LOSSES
+from ccl.objectives.registry import BASELINE, CCL, COMPARISON_RUNS, KD_METHODS, METHODS
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One setting of a CCL method's objective: a short tag for run names, the overrides,
-    and the words for tables."""
+    """One setting of a run's objective or optimiser: a short tag for run names, the
+    overrides (on top of the reference's setting), and the words for tables."""
 
     tag: str
     overrides: tuple[str, ...]
@@ -55,28 +63,88 @@ class Candidate:
 
 
 REFERENCE = Candidate("reference", (), "the reference's setting")
+
+
+def _weight(value: float) -> Candidate:
+    return Candidate(f"w{value:g}", (f"objective.loss_weight={value:g}",), f"loss weight {value:g}")
+
+
+def _image_temperature(value: float) -> Candidate:
+    return Candidate(
+        f"t{value:g}", (f"objective.image_temperature={value:g}",), f"image temperature {value:g}"
+    )
+
+
+# FitNet's distillation gradient was 8-72 times the cross-entropy's on the demo, PKT's and
+# RKD's 2-10 times, CC's, CRD's and CMC's at most about as large (docs/DEMO.md, "Why FitNet,
+# PKT and RKD collapse"): FitNet's weight goes down two decades, the others' one.
+KD_FACTORS: dict[str, tuple[float, float]] = {"fitnet": (0.1, 0.01)}
+KD_DEFAULT_FACTORS = (0.3, 0.1)
+
+
+def paper_weight(method: str) -> float:
+    """The weight a distillation method's loss module uses by default (its paper's)."""
+    return float(inspect.signature(KD_LOSSES[method]).parameters["weight"].default)
+
+
+def _kd_candidates(method: str) -> tuple[Candidate, ...]:
+    paper = paper_weight(method)
+    weights = [float(f"{paper * f:.3g}") for f in KD_FACTORS.get(method, KD_DEFAULT_FACTORS)]
+    return (
+        Candidate("reference", (), f"its paper's weight {paper:g}"),
+        *(
+            Candidate(f"w{w:g}", (f"objective.kd_weight={w:g}",), f"weight {w:g}")
+            for w in weights
+        ),
+    )
+
+
 CANDIDATES: dict[str, tuple[Candidate, ...]] = {
-    # the contrastive terms' weight a quarter of the reference's (1 with one teacher, 0.5
-    # with both); for the image teacher also its temperature at the audio teacher's 0.5,
-    # which softens the contrastive pull without changing the weight of the divergence term
-    "ccl-a": (REFERENCE, Candidate("w0.25", ("objective.loss_weight=0.25",), "loss weight 0.25")),
-    "ccl-i": (
-        REFERENCE,
-        Candidate("w0.25", ("objective.loss_weight=0.25",), "loss weight 0.25"),
-        Candidate("t0.5", ("objective.image_temperature=0.5",), "image temperature 0.5"),
+    # the demo's AdamW (lr 1e-3, weight decay 1e-4); the validation curves still climb at 10
+    # epochs, so a higher learning rate; and AdamW's usual decoupled weight decay
+    BASELINE: (
+        Candidate("reference", (), "the demo's optimiser"),
+        Candidate("lr2e-3", ("optim.lr=0.002", "optim.head_lr=0.002"), "learning rate 2e-3"),
+        Candidate("wd0.05", ("optim.weight_decay=0.05",), "weight decay 0.05"),
     ),
-    "ccl-ai": (
-        REFERENCE,
-        Candidate("w0.125", ("objective.loss_weight=0.125",), "loss weight 0.125"),
-        Candidate("t0.5", ("objective.image_temperature=0.5",), "image temperature 0.5"),
-    ),
+    # the reference's loss weight (1 with one teacher, 0.5 with both) and temperatures (0.5
+    # audio, 0.1 image) pull the demo student harder than its cross-entropy: weaker ones,
+    # and for the image teacher its temperature at the audio teacher's 0.5, which softens
+    # the contrastive pull without changing the weight of the divergence term
+    f"{CCL}-a": (REFERENCE, _weight(0.25), _weight(0.0625)),
+    f"{CCL}-i": (REFERENCE, _weight(0.25), _image_temperature(0.5)),
+    f"{CCL}-ai": (REFERENCE, _weight(0.125), _image_temperature(0.5)),
+    **{
+        run: _kd_candidates(method)
+        for run, (method, _) in COMPARISON_RUNS.items()
+        if method in KD_METHODS
+    },
 }
+"""The candidate settings of every run of the comparison: the same number for each."""
 
 
-def run_name(prefix: str, method: str, candidate: Candidate) -> str:
-    """The run folder's name: the demo's own for the reference setting (its run is reused)."""
-    base = f"{prefix}-{method}"
-    return base if candidate == REFERENCE else f"{base}-{candidate.tag}"
+def expand_runs(names: Iterable[str]) -> tuple[str, ...]:
+    """Run names to tune, in :data:`CANDIDATES` order, from run names (``ccl-a``,
+    ``pkt-ai``) or method names (``ccl``, ``pkt``: every teacher setting); the baseline is
+    always among them (its chosen run is the table's reference)."""
+    wanted = {BASELINE}
+    for name in names:
+        found = [run for run, (method, _) in COMPARISON_RUNS.items() if name in (run, method)]
+        if not found:
+            raise ValueError(
+                f"unknown run or method {name!r}; choose from {', '.join(COMPARISON_RUNS)} "
+                f"or {', '.join(METHODS)}"
+            )
+        wanted.update(found)
+    return tuple(run for run in CANDIDATES if run in wanted)
+
+
+def run_name(prefix: str, run: str, candidate: Candidate) -> str:
+    """The candidate's run folder: ``<prefix>-reference-<run>`` for the reference's setting
+    (the run of ``ccl demo --settings reference``, reused), else ``<prefix>-<run>-<tag>``."""
+    if candidate.tag == REFERENCE.tag:
+        return f"{prefix}-reference-{run}"
+    return f"{prefix}-{run}-{candidate.tag}"
 
 
 def choose(validation: dict[str, list[float]]) -> str:
@@ -93,8 +161,9 @@ def choose(validation: dict[str, list[float]]) -> str:
 
 @dataclass(frozen=True)
 class CandidateSpec:
-    """One training of the tuning: a CCL method (or the baseline) of the demo with one
-    candidate setting on one seed; ``test``: evaluate it on the test groups too."""
+    """One training of the tuning: a run of the comparison (``run.method``: a
+    :data:`CANDIDATES` key) with one candidate setting on one seed; ``test``: evaluate it on
+    the test groups too."""
 
     run: RunSpec
     candidate: Candidate
@@ -116,11 +185,23 @@ class CandidateResult:
 
 
 def candidate_config(spec: CandidateSpec) -> Config:
-    """The demo's config of the method, in the candidate's run folder (:func:`run_name`);
-    the candidate's overrides are applied by :func:`train_candidate`."""
-    cfg = demo_config(spec.run)
-    cfg.train.name = run_name(demo_scale(spec.run.scale).presets, spec.run.method, spec.candidate)
+    """The run's reference preset (``<presets>-reference-<run>``) on the spec's seed, in the
+    candidate's run folder (:func:`run_name`); the candidate's overrides are applied by
+    :func:`train_candidate`."""
+    run, scale = spec.run, demo_scale(spec.run.scale)
+    cfg = preset(f"{scale.reference_presets}-{run.method}")
+    cfg.train.out_dir = str(run.paths.runs)
+    cfg.train.seed = run.seed
+    cfg.train.name = run_name(scale.presets.removesuffix("-reference"), run.method, spec.candidate)
     return cfg
+
+
+def label_of(run: str) -> str:
+    """A run's name in tables: baseline, CCL-A, FitNet-AI."""
+    if run == BASELINE:
+        return BASELINE
+    method, _, column = run.rpartition("-")
+    return f"{METHODS[method].label}-{column.upper()}"
 
 
 def train_candidate(spec: CandidateSpec) -> CandidateResult:
@@ -159,23 +240,29 @@ def run_tuning(
     seeds: tuple[int, ...] = (1,),
     scale: str | DemoScale = "demo",
     overrides: list[str] | None = None,
+    runs: Iterable[str] | None = None,
     candidates: dict[str, tuple[Candidate, ...]] | None = None,
     jobs: int = 1,
 ) -> str:
-    """Train every candidate of every CCL method (and the baseline) on each seed, choose one
-    per method on validation (:func:`choose`), evaluate the chosen runs and the baseline on
-    the test groups; returns the test table. ``jobs`` trainings run at once in separate
-    processes, each with its share of the CPU threads."""
+    """Train every candidate of each of ``runs`` (:func:`expand_runs`; default every run of
+    :data:`CANDIDATES`, the baseline always) on each seed, choose one per run on validation
+    (:func:`choose`), evaluate only the chosen runs on the test groups; returns the test
+    table. ``jobs`` trainings run at once in separate processes, each with its share of the
+    CPU threads."""
     out = Path(out)
     scale = demo_scale(scale)
-    candidates = CANDIDATES if candidates is None else candidates
+    candidates = dict(CANDIDATES if candidates is None else candidates)
+    tuned = expand_runs(runs if runs is not None else candidates)
+    missing = [run for run in tuned if run not in candidates]
+    if missing:
+        raise ValueError(f"no candidates for {', '.join(missing)}")
+    candidates = {run: candidates[run] for run in tuned}
     jobs = max(1, int(jobs))
     prepared = prepare_seeds(out, seeds, scale, jobs)
     user = tuple(overrides or ())
 
-    def spec(seed: int, method: str, candidate: Candidate, test: bool) -> CandidateSpec:
-        run = RunSpec(method, seed, prepared[seed].paths, scale, user)
-        return CandidateSpec(run, candidate, test)
+    def spec(seed: int, run: str, candidate: Candidate, test: bool) -> CandidateSpec:
+        return CandidateSpec(RunSpec(run, seed, prepared[seed].paths, scale, user), candidate, test)
 
     def run_all(what: str, specs: list[CandidateSpec]) -> list[CandidateResult]:
         at_once = f", {jobs} at once (progress in {out}/seed_S/logs/<run>.log)" if jobs > 1 else ""
@@ -183,14 +270,13 @@ def run_tuning(
         logs = [s.run.paths.log(candidate_config(s).train.name) for s in specs]
         return run_jobs(train_candidate, specs, jobs, logs=logs)
 
-    # 1. train: the baseline and every candidate, validation only
+    # 1. train every candidate, validation only
     trained = run_all(
-        "train the baseline and every candidate (validation only)",
-        [spec(seed, BASELINE, REFERENCE, False) for seed in seeds]
-        + [
-            spec(seed, method, candidate, False)
+        "train every candidate (validation only)",
+        [
+            spec(seed, run, candidate, False)
             for seed in seeds
-            for method, options in candidates.items()
+            for run, options in candidates.items()
             for candidate in options
         ],
     )
@@ -201,47 +287,49 @@ def run_tuning(
         )
     # 2. choose on validation
     chosen = {
-        method: next(c for c in options if c.tag == choose(validation[method]))
-        for method, options in candidates.items()
+        run: next(c for c in options if c.tag == choose(validation[run]))
+        for run, options in candidates.items()
     }
-    # 3. only then: the chosen runs and the baseline on the test groups
+    # 3. only then: the chosen runs on the test groups
     tested = run_all(
-        "evaluate the baseline and the chosen runs on the test groups",
-        [
-            spec(seed, method, candidate, True)
-            for seed in seeds
-            for method, candidate in [(BASELINE, REFERENCE), *chosen.items()]
-        ],
+        "evaluate the chosen runs on the test groups",
+        [spec(seed, run, candidate, True) for seed in seeds for run, candidate in chosen.items()],
     )
-    names = {m: f"{m.upper()}, {c.what}" for m, c in chosen.items()}  # table labels
+    names = {run: label_of(run) for run in chosen}  # table labels; the baseline's is "baseline"
     replicates, probes = [], []
     for seed in seeds:
         here = prepared[seed]
-        runs = [result for result in tested if result.seed == seed]
+        runs_here = [result for result in tested if result.seed == seed]
         report_runs(
-            [r.run_dir for r in runs if r.evaluations], here.paths.root / "tuned_report"
+            [r.run_dir for r in runs_here if r.evaluations], here.paths.root / "tuned_report"
         )
         numbers, hits = {}, {}
-        for r in runs:
-            label = names.get(r.method, r.method)
+        for r in runs_here:
             last, best = r.evaluations.get("last"), r.evaluations.get("best")
-            numbers[label] = numbers_of(last, best, here.unrelated_audio_classes)
+            numbers[names[r.method]] = numbers_of(last, best, here.unrelated_audio_classes)
             if last is not None:
-                hits[label] = video_hits(last)
+                hits[names[r.method]] = video_hits(last)
         replicates.append(Replicate(seed, 1, numbers, hits))
         probes.append(teacher_probes(here.paths, scale=scale, overrides=overrides))
     listed = ", ".join(map(str, seeds))
+    settings = "; ".join(f"{names[run]}: {c.what}" for run, c in chosen.items())
     table = (
-        f"Test split, seeds {listed}; each CCL method with its setting chosen on the "
-        "validation groups (tune_validation.md)\n\n" + format_table(replicates, probes)
+        f"Test split, seeds {listed}; every run with its setting chosen on the validation "
+        f"groups (tune_validation.md): {settings}\n\n" + format_table(replicates, probes)
     )
     validation_table = _validation_table(validation, candidates, chosen, seeds)
     write_text_atomic(out / "tuned_table.md", table + "\n")
     write_text_atomic(out / "tune_validation.md", validation_table)
     record = {
         "seeds": list(seeds),
+        "runs": list(candidates),
+        "candidates": {
+            run: [{"tag": c.tag, "overrides": list(c.overrides)} for c in options]
+            for run, options in candidates.items()
+        },
         "validation_last_top1": validation,
         "chosen": {m: {"tag": c.tag, "overrides": list(c.overrides)} for m, c in chosen.items()},
+        "presets_hold": {run: preset_holds(run, c) for run, c in chosen.items()},
         "test": {str(r.seed): r.numbers for r in replicates},
     }
     write_text_atomic(out / "tuning.json", json.dumps(record, indent=1) + "\n")
@@ -250,33 +338,49 @@ def run_tuning(
     return table
 
 
+def preset_holds(run: str, chosen: Candidate) -> bool:
+    """Whether the ``demo-<run>`` preset carries the chosen candidate's overrides
+    (:data:`ccl.config.DEMO_CHOSEN`; none there: the reference's setting)."""
+    return tuple(DEMO_CHOSEN.get(run, ())) == tuple(chosen.overrides)
+
+
+def preset_line(run: str, chosen: Candidate) -> str:
+    """One line: does the ``demo-<run>`` preset hold the choice, and if not, what to write."""
+    if preset_holds(run, chosen):
+        return f"- {run}: the preset holds the choice ({chosen.tag})"
+    held = DEMO_CHOSEN.get(run, ())
+    return (
+        f"- {run}: the preset holds {' '.join(held) or 'the reference setting'}, the tuning "
+        f"chose {chosen.tag}: set DEMO_CHOSEN[{run!r}] = {tuple(chosen.overrides)!r} in "
+        "src/ccl/config.py"
+    )
+
+
 def _validation_table(
     validation: dict[str, dict[str, list[float]]],
     candidates: dict[str, tuple[Candidate, ...]],
     chosen: dict[str, Candidate],
     seeds: tuple[int, ...],
 ) -> str:
-    """Markdown: per method and candidate, the last epoch's validation top-1 (%) per seed and
-    their mean, the chosen candidate marked; the baseline's row for scale."""
+    """Markdown: per run and candidate, the last epoch's validation top-1 (%) per seed and
+    their mean, the chosen candidate marked; then whether the presets hold the choice."""
     lines = [
         "Last epoch's validation top-1 (%) per seed (the demo reports the last checkpoint); "
-        "per CCL method the candidate with the highest mean is chosen (a tie: the earlier)",
+        "per run the candidate with the highest mean is chosen (a tie: the earlier)",
         "",
         "| run | setting | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | chosen |",
         "|---|---|" + "---|" * (len(seeds) + 2),
     ]
-
-    def row(name: str, what: str, values: list[float], mark: str) -> str:
-        cells = [
-            "diverged" if math.isnan(v) else f"{100 * v:.1f}"
-            for v in [*values, statistics.mean(values)]
-        ]
-        return f"| {name} | {what} | " + " | ".join(cells) + f" | {mark} |"
-
-    lines.append(row(BASELINE, "-", validation[BASELINE][REFERENCE.tag], ""))
-    for method, options in candidates.items():
+    for run, options in candidates.items():
         for c in options:
-            mark = "yes" if chosen[method] == c else ""
-            what = f"{c.what} ({' '.join(c.overrides) or 'as in the demo'})"
-            lines.append(row(method.upper(), what, validation[method][c.tag], mark))
+            values = validation[run][c.tag]
+            cells = [
+                "diverged" if math.isnan(v) else f"{100 * v:.1f}"
+                for v in [*values, statistics.mean(values)]
+            ]
+            what = f"{c.what} ({' '.join(c.overrides) or 'as the reference preset'})"
+            mark = "yes" if chosen[run] == c else ""
+            lines.append(f"| {label_of(run)} | {what} | " + " | ".join(cells) + f" | {mark} |")
+    lines += ["", "The `demo-*` presets (ccl.config.DEMO_CHOSEN):", ""]
+    lines += [preset_line(run, c) for run, c in chosen.items()]
     return "\n".join(lines) + "\n"

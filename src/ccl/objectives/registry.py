@@ -65,6 +65,17 @@ MAIN_RUNS: dict[str, tuple[str, tuple[str, ...]]] = {
     **{f"{CCL}-{short}": (CCL, teachers) for short, teachers in TEACHER_SETS.items()},
 }
 
+# Every run of the paper's comparison by name: the main runs, then each other distillation
+# method with each teacher setting (fitnet-a, fitnet-i, fitnet-ai, pkt-a, ...).
+COMPARISON_RUNS: dict[str, tuple[str, tuple[str, ...]]] = {
+    **MAIN_RUNS,
+    **{
+        f"{kd}-{short}": (kd, teachers)
+        for kd in KD_METHODS
+        for short, teachers in TEACHER_SETS.items()
+    },
+}
+
 
 def describe_teacher_sets() -> str:
     """The teacher settings as ``objective.teachers=`` takes them: ``audio, image or

@@ -1,7 +1,8 @@
 """Class structure of a teacher's embeddings (ccl.demo.structure): exact mean cosines by
 class pair, checked by hand and against a double loop; groups by attribute; the readers of
-a demo folder, an annotated feature folder and UCF101-named files."""
+a demo folder, an annotated feature folder and UCF101-named files; the benchmark script."""
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -22,6 +23,7 @@ from ccl.demo.structure import (
     ucf_named_embeddings,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 R2 = math.sqrt(2.0)
 
 # A: (1,0), (0,1)   B: (2,2), (3,0), (0,5)   C: (-1,0) -- lengths differ on purpose
@@ -218,3 +220,34 @@ def test_ucf_named_embeddings_split_by_group(tmp_path):
     np.save(root / "Archery" / "clip3.npy", np.ones(2, np.float32))
     with pytest.raises(ValueError, match="clip3"):
         ucf_named_embeddings(root)
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location(
+        "teacher_structure", ROOT / "benchmarks" / "teacher_structure.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_script(tmp_path, capsys):
+    script = _script()
+    rng = np.random.default_rng(0)
+    vectors = {
+        f"v_{cls}_g{g:02d}_c01": (cls, list(rng.normal(size=4) + 3 * np.eye(4)[i]))
+        for i, cls in enumerate(["Ab", "Cd", "Ef"])
+        for g in (1, 2, 8, 9, 10)
+    }
+    root = _write(tmp_path / "feats", vectors)
+    script.main(["--features", str(root), "--ucf-names", "--k", "2"])
+    out = capsys.readouterr().out
+    assert "9 videos, 3 classes" in out and "linear probe" in out and "6 test videos" in out
+    script.main(["--demo", str(_demo(tmp_path))])
+    out = capsys.readouterr().out
+    assert f"| {SAME} | 1 class pairs |" in out and "linear probe" in out
+    script.main(["--features", str(root), "--ucf-names", "--subset", "all", "--no-probe"])
+    out = capsys.readouterr().out
+    assert "15 videos, 3 classes" in out and "linear probe" not in out
+    with pytest.raises(SystemExit):
+        script.main(["--features", str(root)])  # labels from nowhere

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +93,11 @@ class AudioEmbeddings:
 
     def __contains__(self, video_id: str) -> bool:
         return video_id in self._table
+
+    def __iter__(self) -> Iterator[str]:
+        """The video ids with an embedding, in the order they were given (file order when
+        loaded from disk), so a table without annotations can still be walked."""
+        return iter(self._table)
 
     def check_labels(self, labels: Mapping[str, str], annotations: str) -> None:
         """Refuse a table filed under other classes than the annotations' (``labels``: video

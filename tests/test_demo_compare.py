@@ -124,7 +124,8 @@ def test_the_demo_runs_every_method_of_the_table():
 
 def test_presets_carry_the_chosen_settings_and_the_reference_is_one_switch_away(monkeypatch):
     """``demo-<run>`` holds DEMO_CHOSEN's overrides, ``demo-reference-<run>`` the papers'
-    weights; the comparison trains whichever the scale's settings name, in its own folder."""
+    weights; the comparison trains whichever the scale's settings name, each setting in its
+    own folder."""
     import ccl.config
     from ccl.config import preset
     from ccl.demo import compare
@@ -135,18 +136,17 @@ def test_presets_carry_the_chosen_settings_and_the_reference_is_one_switch_away(
     monkeypatch.setitem(ccl.config.DEMO_CHOSEN, "baseline", ("optim.weight_decay=0.05",))
     chosen, reference = preset("demo-fitnet-a"), preset("demo-reference-fitnet-a")
     assert (chosen.objective.kd_weight, reference.objective.kd_weight) == (0.01, None)
-    assert (chosen.train.name, reference.train.name) == ("demo-fitnet-a", "demo-reference-fitnet-a")
+    assert (chosen.train.name, reference.train.name) == ("demo-fitnet-a-w0.01", "demo-fitnet-a")
     assert preset("demo-gpu-fitnet-a").objective.kd_weight == 0.01  # the GPU scale inherits it
     assert preset("demo-baseline").optim.weight_decay == 0.05
     assert preset("demo-reference-baseline").optim.weight_decay == 1e-4
-    assert preset("demo-ccl-a").to_dict() == {
-        **preset("demo-reference-ccl-a").to_dict(),
-        "train": {**preset("demo-reference-ccl-a").to_dict()["train"], "name": "demo-ccl-a"},
-    }  # no choice written for ccl-a: the reference's setting
+    # no choice written for ccl-a: the reference's setting, in the reference's run
+    assert preset("demo-ccl-a").to_dict() == preset("demo-reference-ccl-a").to_dict()
+    assert preset("demo-ccl-a").train.name == "demo-ccl-a"
     paths = demo_paths(".")
     for settings, name, weight in (
-        (None, "demo-fitnet-a", 0.01),
-        ("reference", "demo-reference-fitnet-a", None),
+        (None, "demo-fitnet-a-w0.01", 0.01),
+        ("reference", "demo-fitnet-a", None),
     ):
         spec = compare.CompareSpec("fitnet", "A", 1, paths, demo_scale("quick", settings=settings))
         cfg = compare.compare_config(spec)

@@ -12,6 +12,7 @@ import math
 import re
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -393,16 +394,52 @@ def _run_name(method: str, teachers: tuple[str, ...]) -> str:
     return BASELINE if method == BASELINE else f"{method}-{_suffix(teachers)}"
 
 
+# short names of the knobs a demo setting changes, for run folder names
+_SETTING_KEYS = {
+    "objective.loss_weight": "w",
+    "objective.kd_weight": "w",
+    "objective.image_temperature": "t",
+    "objective.audio_temperature": "ta",
+    "optim.lr": "lr",
+    "optim.head_lr": "hlr",
+    "optim.weight_decay": "wd",
+}
+
+
+def setting_tag(overrides: Sequence[str]) -> str:
+    """A setting's short name, the suffix of its run folders: ``reference`` for none (the
+    reference's setting), else its knobs and values: ``w0.25``, ``t0.5``, ``lr0.002``,
+    ``wd0.05``, joined by ``-``. A head learning rate equal to the student's is left out
+    (the demo moves both together)."""
+    values = dict(item.split("=", 1) for item in overrides)
+    if values.get("optim.head_lr") == values.get("optim.lr"):
+        values.pop("optim.head_lr", None)
+    parts = [
+        _SETTING_KEYS.get(key, key.rpartition(".")[2]) + re.sub(r"[^A-Za-z0-9.+-]", "_", value)
+        for key, value in values.items()
+    ]
+    return "-".join(parts) or "reference"
+
+
+def demo_run_name(prefix: str, run: str, overrides: Sequence[str]) -> str:
+    """The run folder of a demo run with a setting: ``<prefix>-<run>`` for the reference's
+    setting, ``<prefix>-<run>-<tag>`` (:func:`setting_tag`) for another. One setting, one
+    folder, whichever command trains it: ``ccl demo``, ``--compare`` and ``--tune`` reuse
+    each other's runs."""
+    return f"{prefix}-{run}" if not overrides else f"{prefix}-{run}-{setting_tag(overrides)}"
+
+
 def _demo(method: str, teachers: tuple[str, ...], chosen: bool = True) -> Config:
     """The embedded demo (``ccl demo``): prepared synthetic videos, demo teachers, a narrow
     student at 8x32x32. AdamW rather than the reference's SGD: in the few hundred steps a CPU
     affords, SGD from scratch barely leaves chance (docs/DEMO.md). ``chosen``: with the
     settings chosen on validation (:data:`DEMO_CHOSEN`, preset ``demo-<run>``), else the
-    reference's loss weights and temperatures (``demo-reference-<run>``). ``ccl demo`` sets
-    the data and teacher paths."""
+    reference's loss weights and temperatures (``demo-reference-<run>``); the run folder is
+    the setting's (:func:`demo_run_name`). ``ccl demo`` sets the data and teacher paths."""
     cfg = _ucf51(method, teachers)
     run = _run_name(method, teachers)
-    cfg.train.name = f"demo-{run}" if chosen else f"demo-reference-{run}"
+    settings = tuple(DEMO_CHOSEN.get(run, ())) if chosen else ()
+    cfg.train.name = demo_run_name("demo", run, settings)
     cfg.student.width = 0.25
     cfg.student.feature_dim = 512  # the teachers' width ...
     # ... reached by a 1x1x1 expansion after a 128-wide last stage: widening that stage to
@@ -426,8 +463,7 @@ def _demo(method: str, teachers: tuple[str, ...], chosen: bool = True) -> Config
     # which loss part drives the student (docs/DEMO.md): about once an epoch, a few % of its time
     cfg.train.grad_norm_every = 50
     cfg.train.save_every = 0
-    if chosen:
-        apply_overrides(cfg, list(DEMO_CHOSEN.get(run, ())))
+    apply_overrides(cfg, list(settings))
     return cfg
 
 

@@ -87,8 +87,9 @@ class DemoScale:
     runs: int = 1
     # the benchmark's soundtracks (ccl.demo.synth_audio.SOUNDTRACKS)
     soundtracks: str = "families"
-    # "chosen": the presets' settings chosen on validation (config.DEMO_CHOSEN), run names
-    # <presets>-<run>; "reference": the reference's loss weights, <presets>-reference-<run>
+    # "chosen": the presets' settings chosen on validation (config.DEMO_CHOSEN), presets
+    # <presets>-<run>; "reference": the reference's loss weights, <presets>-reference-<run>;
+    # either trains in its setting's run folder (config.demo_run_name)
     settings: str = "chosen"
 
     @property

@@ -18,9 +18,11 @@ so a rerun does not train it again.
 
 Writes ``out/tune_validation.md`` (every candidate's validation numbers, the choice, and
 whether the ``demo-*`` presets hold it: :data:`ccl.config.DEMO_CHOSEN`),
-``out/tuned_table.md`` (the test table) and ``out/tuning.json``; the runs live under
-``out/seed_S/runs``: the reference candidate in ``<presets>-reference-<run>`` (the run
-``ccl demo --settings reference`` trains), the others in ``<presets>-<run>-<tag>``.
+``out/tuned_table.md`` (the test table) and ``out/tuning.json``. The runs live under
+``out/seed_S/runs``, each in its setting's folder (:func:`ccl.config.demo_run_name`): the
+reference candidate in ``<presets>-<run>``, the others in ``<presets>-<run>-<tag>``. A
+``demo-*`` preset with the same setting trains in the same folder, so over the same
+``--out`` the tuning, ``ccl demo --seeds`` and ``--compare`` reuse each other's runs.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ccl.atomic import write_text_atomic
-from ccl.config import DEMO_CHOSEN, Config, preset
+from ccl.config import DEMO_CHOSEN, Config, demo_run_name, preset, setting_tag
 from ccl.demo.jobs import run_jobs
 from ccl.demo.pipeline import (
     DemoScale,
@@ -54,31 +56,40 @@ from ccl.objectives.registry import BASELINE, CCL, COMPARISON_RUNS, KD_METHODS, 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One setting of a run's objective or optimiser: a short tag for run names, the
-    overrides (on top of the reference's setting), and the words for tables."""
+    """One setting of a run's objective or optimiser: the overrides (on top of the
+    reference's setting) and the words for tables. Its tag (:func:`ccl.config.setting_tag`)
+    names its run folder, as the ``demo-*`` presets name theirs: a candidate and a preset
+    with the same setting share one run."""
 
-    tag: str
     overrides: tuple[str, ...]
     what: str
 
+    @property
+    def tag(self) -> str:
+        """``reference``, ``w0.25``, ``lr0.002``, ...: short, unique within a run's set."""
+        return setting_tag(self.overrides)
 
-REFERENCE = Candidate("reference", (), "the reference's setting")
+
+REFERENCE = Candidate((), "the reference's setting")
 
 
 def _weight(value: float) -> Candidate:
-    return Candidate(f"w{value:g}", (f"objective.loss_weight={value:g}",), f"loss weight {value:g}")
+    return Candidate((f"objective.loss_weight={value:g}",), f"loss weight {value:g}")
 
 
 def _image_temperature(value: float) -> Candidate:
-    return Candidate(
-        f"t{value:g}", (f"objective.image_temperature={value:g}",), f"image temperature {value:g}"
-    )
+    return Candidate((f"objective.image_temperature={value:g}",), f"image temperature {value:g}")
 
 
-# FitNet's distillation gradient was 8-72 times the cross-entropy's on the demo, PKT's and
-# RKD's 2-10 times, CC's, CRD's and CMC's at most about as large (docs/DEMO.md, "Why FitNet,
-# PKT and RKD collapse"): FitNet's weight goes down two decades, the others' one.
-KD_FACTORS: dict[str, tuple[float, float]] = {"fitnet": (0.1, 0.01)}
+# Distillation gradient / cross-entropy gradient on the student in epoch 10 of the demo, at
+# the paper's weights (docs/results/2026-12-04-demo-compare.md, "Why FitNet, PKT and RKD
+# collapse"): FitNet 8-72, PKT 2-9, RKD 3-5, CMC 0.9-1.9, CRD 0.1-0.5, CC < 0.02. Each
+# method's weight goes from its paper's towards where that ratio is about 1: FitNet's down
+# two decades (0.08-0.7), PKT's and RKD's one (0.2-0.9, 0.3-0.5); CMC and CRD, already of
+# the cross-entropy's order, down as far (does less pull fit better in 10 epochs, as it did
+# for CCL?); CC's gradient is far below the cross-entropy's, so lowering its weight would
+# only bring it nearer the baseline: it goes up instead, to about 0.2 and 1.
+KD_FACTORS: dict[str, tuple[float, float]] = {"fitnet": (0.1, 0.01), "cc": (10.0, 50.0)}
 KD_DEFAULT_FACTORS = (0.3, 0.1)
 
 
@@ -91,26 +102,26 @@ def _kd_candidates(method: str) -> tuple[Candidate, ...]:
     paper = paper_weight(method)
     weights = [float(f"{paper * f:.3g}") for f in KD_FACTORS.get(method, KD_DEFAULT_FACTORS)]
     return (
-        Candidate("reference", (), f"its paper's weight {paper:g}"),
-        *(
-            Candidate(f"w{w:g}", (f"objective.kd_weight={w:g}",), f"weight {w:g}")
-            for w in weights
-        ),
+        Candidate((), f"its paper's weight {paper:g}"),
+        *(Candidate((f"objective.kd_weight={w:g}",), f"weight {w:g}") for w in weights),
     )
 
 
 CANDIDATES: dict[str, tuple[Candidate, ...]] = {
-    # the demo's AdamW (lr 1e-3, weight decay 1e-4); the validation curves still climb at 10
-    # epochs, so a higher learning rate; and AdamW's usual decoupled weight decay
+    # the demo's AdamW (lr 1e-3, weight decay 1e-4); the validation curves still climb 2-6
+    # points an epoch at 10 epochs (docs/DEMO.md, "Training budget"), so a higher learning
+    # rate rather than a lower one; and AdamW's usual decoupled weight decay (0.05), the
+    # other knob of its optimiser
     BASELINE: (
-        Candidate("reference", (), "the demo's optimiser"),
-        Candidate("lr2e-3", ("optim.lr=0.002", "optim.head_lr=0.002"), "learning rate 2e-3"),
-        Candidate("wd0.05", ("optim.weight_decay=0.05",), "weight decay 0.05"),
+        Candidate((), "the demo's optimiser"),
+        Candidate(("optim.lr=0.002", "optim.head_lr=0.002"), "learning rate 2e-3"),
+        Candidate(("optim.weight_decay=0.05",), "weight decay 0.05"),
     ),
     # the reference's loss weight (1 with one teacher, 0.5 with both) and temperatures (0.5
-    # audio, 0.1 image) pull the demo student harder than its cross-entropy: weaker ones,
-    # and for the image teacher its temperature at the audio teacher's 0.5, which softens
-    # the contrastive pull without changing the weight of the divergence term
+    # audio, 0.1 image) pull the demo student harder than its cross-entropy (docs/DEMO.md,
+    # "Why the distilled students fit worse"): weaker ones, and for the image teacher its
+    # temperature at the audio teacher's 0.5, which softens the contrastive pull without
+    # changing the weight of the divergence term
     f"{CCL}-a": (REFERENCE, _weight(0.25), _weight(0.0625)),
     f"{CCL}-i": (REFERENCE, _weight(0.25), _image_temperature(0.5)),
     f"{CCL}-ai": (REFERENCE, _weight(0.125), _image_temperature(0.5)),
@@ -120,7 +131,8 @@ CANDIDATES: dict[str, tuple[Candidate, ...]] = {
         if method in KD_METHODS
     },
 }
-"""The candidate settings of every run of the comparison: the same number for each."""
+"""The candidate settings of every run of the comparison: the same number for each, the
+reference's first."""
 
 
 def expand_runs(names: Iterable[str]) -> tuple[str, ...]:
@@ -140,11 +152,10 @@ def expand_runs(names: Iterable[str]) -> tuple[str, ...]:
 
 
 def run_name(prefix: str, run: str, candidate: Candidate) -> str:
-    """The candidate's run folder: ``<prefix>-reference-<run>`` for the reference's setting
-    (the run of ``ccl demo --settings reference``, reused), else ``<prefix>-<run>-<tag>``."""
-    if candidate.tag == REFERENCE.tag:
-        return f"{prefix}-reference-{run}"
-    return f"{prefix}-{run}-{candidate.tag}"
+    """The candidate's run folder (:func:`ccl.config.demo_run_name`): ``<prefix>-<run>`` for
+    the reference's setting, else ``<prefix>-<run>-<tag>``; the ``demo-*`` preset holding
+    the same setting trains in the same folder, so the tuning and the demo share the run."""
+    return demo_run_name(prefix, run, candidate.overrides)
 
 
 def choose(validation: dict[str, list[float]]) -> str:

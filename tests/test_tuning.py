@@ -111,19 +111,52 @@ def test_runs_to_tune_by_run_or_method_name():
 
 def test_the_tuning_says_whether_the_presets_hold_its_choice(monkeypatch):
     import ccl.config
+    from ccl.demo.pipeline import demo_scale
+    from ccl.demo.tune import chosen_entry, presets_section, tune_command
 
     weaker = Candidate(("objective.loss_weight=0.25",), "loss weight 0.25")
     monkeypatch.setitem(ccl.config.DEMO_CHOSEN, "ccl-i", ("objective.loss_weight=0.25",))
-    assert preset_line("ccl-i", weaker) == "- ccl-i: the preset holds the choice (w0.25)"
+    assert preset_line("ccl-i", weaker) == "- ccl-i: the preset holds the choice, w0.25"
     assert preset_line("ccl-i", REFERENCE) == (
-        "- ccl-i: the preset holds objective.loss_weight=0.25, the tuning chose reference: "
-        "set DEMO_CHOSEN['ccl-i'] = () in src/ccl/config.py"
+        "- ccl-i: the preset holds w0.25, the tuning chose reference: update "
+        "DEMO_CHOSEN['ccl-i'] to ()"
     )
-    monkeypatch.delitem(ccl.config.DEMO_CHOSEN, "ccl-i")
-    assert preset_line("ccl-i", weaker).startswith(
-        "- ccl-i: the preset holds the reference setting, the tuning chose w0.25: set "
-        "DEMO_CHOSEN['ccl-i'] = ('objective.loss_weight=0.25',)"
+    monkeypatch.setitem(ccl.config.DEMO_CHOSEN, "ccl-i", ())
+    assert preset_line("ccl-i", weaker) == (
+        "- ccl-i: the preset holds reference, the tuning chose w0.25: update "
+        "DEMO_CHOSEN['ccl-i'] to ('objective.loss_weight=0.25',)"
     )
+    # the entry to write: the command and the validation means above it, within 100 columns
+    command = tune_command((1, 2, 3), demo_scale("demo"), ["baseline", "ccl-i"])
+    assert command == "ccl demo --tune --seeds 1 2 3 --methods baseline ccl-i"
+    assert tune_command((1,), demo_scale("quick"), CANDIDATES, ["train.epochs=3"]) == (
+        "ccl demo --tune --quick --seeds 1 train.epochs=3"
+    )
+    means = {"reference": 0.612, "w0.25": 0.65, "t0.5": float("nan")}
+    entry = chosen_entry("ccl-i", weaker, means, command)
+    assert entry.splitlines()[-1] == '    "ccl-i": ("objective.loss_weight=0.25",),'
+    comment = " ".join(line.removeprefix("    # ") for line in entry.splitlines()[:-1])
+    assert comment == (
+        "ccl demo --tune --seeds 1 2 3 --methods baseline ccl-i: last validation top-1, mean "
+        "over seeds: reference 61.2, w0.25 65.0, t0.5 diverged"
+    )
+    assert max(map(len, entry.splitlines())) <= 100
+    exec("chosen = {\n" + entry + "\n}", namespace := {})  # Python, as pasted
+    assert namespace["chosen"] == {"ccl-i": ("objective.loss_weight=0.25",)}
+    section = presets_section({"ccl-i": weaker}, {"ccl-i": means}, command)
+    assert "- ccl-i: the preset holds reference, the tuning chose w0.25" in section
+    assert "each to replace its run's line" in section and entry in section
+
+
+def test_every_comparison_run_has_a_preset_entry():
+    """DEMO_CHOSEN lists every run (a filled choice is a one-line change) and each entry
+    builds its presets."""
+    from ccl.config import DEMO_CHOSEN, preset
+    from ccl.objectives.registry import COMPARISON_RUNS
+
+    assert list(DEMO_CHOSEN) == list(COMPARISON_RUNS)
+    for run in DEMO_CHOSEN:
+        assert preset(f"demo-{run}").train.name.startswith(f"demo-{run}")
 
 
 def test_quick_tuning_tests_only_the_chosen_run(tmp_path, capsys):
@@ -181,6 +214,11 @@ def test_quick_tuning_tests_only_the_chosen_run(tmp_path, capsys):
     delta = re.compile(r"^[+-]\d+\.\d \(1 run\)$")
     assert all(delta.match(cell.strip()) for cell in row.strip("|").split(" | ")[-2:]), row
     assert (tmp_path / "tuned_table.md").read_text() == table + "\n"
+    # the output ends with whether the presets hold the choice, as tune_validation.md does
+    presets = validation[validation.index("The `demo-*` presets") :]
+    assert capsys.readouterr().out.endswith(presets)
+    assert "- baseline: the preset holds" in presets and "- ccl-a: the preset holds" in presets
+    assert record["command"] == "ccl demo --tune --quick --seeds 1 --methods baseline ccl-a"
 
 
 def test_cli_tune_runs_the_tuning_over_the_seeds(tmp_path, monkeypatch):

@@ -378,15 +378,54 @@ def _smoke(method: str, teachers: tuple[str, ...]) -> Config:
     return cfg
 
 
+# One entry per run of the comparison; a chosen entry has above it the command that chose
+# it and every candidate's validation mean. `ccl demo --tune` prints the entries of its
+# choice in this form, each ready to replace its run's line.
 DEMO_CHOSEN: dict[str, tuple[str, ...]] = {
-    # not yet chosen: every run holds the reference's setting until a `ccl demo --tune`
-    # campaign's choice is written here
+    "baseline": (),  # not yet chosen
+    "ccl-a": (),  # not yet chosen
+    "ccl-i": (),  # not yet chosen
+    "ccl-ai": (),  # not yet chosen
+    "fitnet-a": (),  # not yet chosen
+    "fitnet-i": (),  # not yet chosen
+    "fitnet-ai": (),  # not yet chosen
+    "pkt-a": (),  # not yet chosen
+    "pkt-i": (),  # not yet chosen
+    "pkt-ai": (),  # not yet chosen
+    "cc-a": (),  # not yet chosen
+    "cc-i": (),  # not yet chosen
+    "cc-ai": (),  # not yet chosen
+    "rkd-a": (),  # not yet chosen
+    "rkd-i": (),  # not yet chosen
+    "rkd-ai": (),  # not yet chosen
+    "crd-a": (),  # not yet chosen
+    "crd-i": (),  # not yet chosen
+    "crd-ai": (),  # not yet chosen
+    "cmc-a": (),  # not yet chosen
+    "cmc-i": (),  # not yet chosen
+    "cmc-ai": (),  # not yet chosen
 }
 """The ``demo-*`` presets' settings chosen on the demo's validation groups, by run name
 (``baseline``, ``ccl-a``, ``fitnet-ai``, ...; the candidates are ``ccl.demo.tune``'s): the
 overrides applied on top of the reference's setting. ``demo-reference-*`` presets leave them
-out (``ccl demo --settings reference``). Each entry names the command that chose it and
-the validation means; ``ccl demo --tune`` says whether these still hold its choice."""
+out (``ccl demo --settings reference``). ``ccl demo --tune`` says whether these still hold
+its choice."""
+
+
+def describe_settings(settings: str, runs: Sequence[str]) -> str:
+    """One line for a demo table: which settings ``runs`` (run names: ``baseline``,
+    ``ccl-a``, ...) trained with: ``settings`` "reference" (``ccl demo --settings
+    reference``) or "chosen" (the ``demo-*`` presets, :data:`DEMO_CHOSEN`)."""
+    if settings == "reference":
+        return (
+            "Settings: the reference's (--settings reference): the demo's optimiser, the "
+            "papers' loss weights and temperatures"
+        )
+    changed = [f"{run} {setting_tag(DEMO_CHOSEN[run])}" for run in runs if DEMO_CHOSEN.get(run)]
+    held = ", ".join(changed) + "; the others the reference's" if changed else (
+        "every run at the reference's"
+    )
+    return f"Settings: the demo-* presets' (ccl.config.DEMO_CHOSEN): {held}"
 
 
 def _run_name(method: str, teachers: tuple[str, ...]) -> str:

@@ -31,6 +31,7 @@ import inspect
 import json
 import math
 import statistics
+import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ from ccl.atomic import write_text_atomic
 from ccl.config import DEMO_CHOSEN, Config, demo_run_name, preset, setting_tag
 from ccl.demo.jobs import run_jobs
 from ccl.demo.pipeline import (
+    DEMO_SCALES,
     DemoScale,
     RunSpec,
     demo_scale,
@@ -328,10 +330,14 @@ def run_tuning(
         f"Test split, seeds {listed}; every run with its setting chosen on the validation "
         f"groups (tune_validation.md): {settings}\n\n" + format_table(replicates, probes)
     )
+    command = tune_command(seeds, scale, candidates, overrides)
+    means = {run: _means(values) for run, values in validation.items()}
+    presets = presets_section(chosen, means, command)
     validation_table = _validation_table(validation, candidates, chosen, seeds)
     write_text_atomic(out / "tuned_table.md", table + "\n")
-    write_text_atomic(out / "tune_validation.md", validation_table)
+    write_text_atomic(out / "tune_validation.md", f"{validation_table}\n{presets}")
     record = {
+        "command": command,
         "seeds": list(seeds),
         "runs": list(candidates),
         "candidates": {
@@ -344,9 +350,40 @@ def run_tuning(
         "test": {str(r.seed): r.numbers for r in replicates},
     }
     write_text_atomic(out / "tuning.json", json.dumps(record, indent=1) + "\n")
+    # the presets' state last: what a tuning leaves to do
     print(validation_table)
     print(table)
+    print()
+    print(presets, end="")
     return table
+
+
+def _means(values: dict[str, list[float]]) -> dict[str, float]:
+    """Per candidate tag, the mean over seeds (NaN: diverged on a seed)."""
+    return {tag: statistics.mean(v) for tag, v in values.items()}
+
+
+def tune_command(
+    seeds: Iterable[int],
+    scale: DemoScale,
+    tuned: Iterable[str],
+    overrides: Iterable[str] | None = None,
+) -> str:
+    """The ``ccl demo --tune`` command line of a tuning (without ``--out``), for the record
+    beside each :data:`ccl.config.DEMO_CHOSEN` entry it chose."""
+    words = ["ccl demo --tune"]
+    if scale.synth == "quick":
+        words.append("--quick")
+    elif scale.synth == "gpu":
+        words.append("--device cuda")
+    if scale.soundtracks != DEMO_SCALES[scale.synth].soundtracks:
+        words.append(f"--soundtracks {scale.soundtracks}")
+    words.append("--seeds " + " ".join(map(str, seeds)))
+    tuned = list(tuned)
+    if set(tuned) != set(CANDIDATES):
+        words.append("--methods " + " ".join(tuned))
+    words += list(overrides or ())
+    return " ".join(words)
 
 
 def preset_holds(run: str, chosen: Candidate) -> bool:
@@ -358,13 +395,51 @@ def preset_holds(run: str, chosen: Candidate) -> bool:
 def preset_line(run: str, chosen: Candidate) -> str:
     """One line: does the ``demo-<run>`` preset hold the choice, and if not, what to write."""
     if preset_holds(run, chosen):
-        return f"- {run}: the preset holds the choice ({chosen.tag})"
-    held = DEMO_CHOSEN.get(run, ())
+        return f"- {run}: the preset holds the choice, {chosen.tag}"
+    held = setting_tag(DEMO_CHOSEN.get(run, ()))
     return (
-        f"- {run}: the preset holds {' '.join(held) or 'the reference setting'}, the tuning "
-        f"chose {chosen.tag}: set DEMO_CHOSEN[{run!r}] = {tuple(chosen.overrides)!r} in "
-        "src/ccl/config.py"
+        f"- {run}: the preset holds {held}, the tuning chose {chosen.tag}: update "
+        f"DEMO_CHOSEN[{run!r}] to {tuple(chosen.overrides)!r}"
     )
+
+
+def chosen_entry(run: str, chosen: Candidate, means: dict[str, float], command: str) -> str:
+    """The :data:`ccl.config.DEMO_CHOSEN` entry of a choice as it is written in
+    src/ccl/config.py: the command and every candidate's validation mean (%) in a comment
+    (wrapped at the project's 100 columns), then the entry."""
+    values = ", ".join(
+        f"{tag} " + ("diverged" if math.isnan(mean) else f"{100 * mean:.1f}")
+        for tag, mean in means.items()
+    )
+    comment = textwrap.wrap(
+        f"{command}: last validation top-1, mean over seeds: {values}",
+        width=100 - len("    # "),
+        break_on_hyphens=False,
+    )
+    # written as ruff formats it: double quotes
+    value = repr(tuple(chosen.overrides)).replace("'", '"')
+    return "\n".join([*(f"    # {line}" for line in comment), f'    "{run}": {value},'])
+
+
+def presets_section(
+    chosen: dict[str, Candidate], means: dict[str, dict[str, float]], command: str
+) -> str:
+    """Markdown: per tuned run whether its ``demo-*`` preset holds the choice
+    (:func:`preset_line`), then the DEMO_CHOSEN entries of the choice to paste."""
+    lines = ["The `demo-*` presets (DEMO_CHOSEN in src/ccl/config.py) against this choice:", ""]
+    lines += [preset_line(run, c) for run, c in chosen.items()]
+    held = all(preset_holds(run, c) for run, c in chosen.items())
+    lines += [
+        "",
+        "The presets hold the choice; its entries, with their record:"
+        if held
+        else "The entries of this choice, each to replace its run's line in DEMO_CHOSEN:",
+        "",
+        "```python",
+        *(chosen_entry(run, c, means[run], command) for run, c in chosen.items()),
+        "```",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _validation_table(
@@ -374,7 +449,7 @@ def _validation_table(
     seeds: tuple[int, ...],
 ) -> str:
     """Markdown: per run and candidate, the last epoch's validation top-1 (%) per seed and
-    their mean, the chosen candidate marked; then whether the presets hold the choice."""
+    their mean, the chosen candidate marked."""
     lines = [
         "Last epoch's validation top-1 (%) per seed (the demo reports the last checkpoint); "
         "per run the candidate with the highest mean is chosen (a tie: the earlier)",
@@ -392,6 +467,4 @@ def _validation_table(
             what = f"{c.what} ({' '.join(c.overrides) or 'as the reference preset'})"
             mark = "yes" if chosen[run] == c else ""
             lines.append(f"| {label_of(run)} | {what} | " + " | ".join(cells) + f" | {mark} |")
-    lines += ["", "The `demo-*` presets (ccl.config.DEMO_CHOSEN):", ""]
-    lines += [preset_line(run, c) for run, c in chosen.items()]
     return "\n".join(lines) + "\n"

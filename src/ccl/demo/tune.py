@@ -198,8 +198,8 @@ class CandidateResult:
 
 
 def candidate_config(spec: CandidateSpec) -> Config:
-    """The run's reference preset (``<presets>-reference-<run>``) on the spec's seed, in the
-    candidate's run folder (:func:`run_name`); the candidate's overrides are applied by
+    """The run's reference preset (``<presets>-reference-<run>``) on the candidate's seed, in its
+    run folder (:func:`run_name`); the candidate's overrides are applied by
     :func:`train_candidate`."""
     run, scale = spec.run, demo_scale(spec.run.scale)
     cfg = preset(f"{scale.reference_presets}-{run.method}")

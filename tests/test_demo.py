@@ -17,6 +17,9 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     for step in ("generate synthetic videos", "prepare frame stores", "extract audio embeddings"):
         assert f"[demo] {step}" in printed
     assert "`ccl demo --tune --seeds 1 2 3 --out demo_seeds` chooses them" in printed
+    assert (tmp_path / "demo_table.md").read_text().splitlines()[1] == (
+        "Settings: the demo-* presets' (ccl.config.DEMO_CHOSEN): every run at the reference's"
+    )
     # each method trained twice (the quick scale's runs), two trainings at a time, each in
     # its own process with its own log; run 2 with the training seed 1 + 1000
     assert (
@@ -45,8 +48,8 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     table = (tmp_path / "demo_table.md").read_text()
     lines = table.splitlines()
     assert lines[0] == "Demo, benchmark seed 1, 2 training runs per method"
-    assert "| Δ top-1 vs baseline [95 % CI] | Δ R@1 vs baseline [95 % CI] |" in lines[2]
-    rows = {line.split(" | ")[0][2:]: line.strip("|").split(" | ") for line in lines[4:10]}
+    assert "| Δ top-1 vs baseline [95 % CI] | Δ R@1 vs baseline [95 % CI] |" in lines[3]
+    rows = {line.split(" | ")[0][2:]: line.strip("|").split(" | ") for line in lines[5:11]}
     assert set(rows) == {
         "baseline",
         "CCL-A",

@@ -44,7 +44,11 @@ def test_compare_table_differences_have_a_t_interval_over_seeds():
     assert "Δ" not in compare_table(results, ("baseline", "ccl"), (1, 2))
 
 
-def test_quick_compare_runs_each_method_with_each_teacher_setting(tmp_path, capsys):
+def test_quick_compare_runs_each_method_with_each_teacher_setting(tmp_path, monkeypatch):
+    import ccl.config
+
+    # a chosen setting for one cell: the comparison trains it, and its table says so
+    monkeypatch.setitem(ccl.config.DEMO_CHOSEN, "crd-i", ("objective.kd_weight=0.24",))
     table = run_compare(tmp_path, seeds=(1,), scale="quick", methods=("ccl", "crd"))
     for row in ("| baseline (no distillation) |", "| CCL |", "| CRD |"):
         assert row in table
@@ -57,9 +61,15 @@ def test_quick_compare_runs_each_method_with_each_teacher_setting(tmp_path, caps
         f"{m}/{c}" for m in ("baseline", "ccl", "crd") for c in ("A", "I", "AI")
     }
     assert all(len(v) == 1 and 0.0 <= v[0] <= 1.0 for v in results.values())
-    assert table.startswith("Settings: every run at its demo-* preset's setting chosen")
+    assert table.splitlines()[0] == (
+        "Settings: the demo-* presets' (ccl.config.DEMO_CHOSEN): crd-i w0.24; the others the "
+        "reference's"
+    )
+    runs = tmp_path / "seed_1" / "runs"
     for name in ("demo-baseline", "demo-ccl-a", "demo-ccl-i", "demo-ccl-ai", "demo-crd-a"):
-        assert (tmp_path / "seed_1" / "runs" / name / "eval_test_last.json").is_file()
+        assert (runs / name / "eval_test_last.json").is_file()
+    crd_i = json.loads((runs / "demo-crd-i-w0.24" / "config.json").read_text())
+    assert crd_i["objective"]["kd_weight"] == 0.24
     assert (tmp_path / "seed_1" / "report" / "report.md").is_file()
 
 
@@ -124,9 +134,10 @@ def test_the_demo_runs_every_method_of_the_table():
 
 def test_presets_carry_the_chosen_settings_and_the_reference_is_one_switch_away(monkeypatch):
     """``demo-<run>`` holds DEMO_CHOSEN's overrides, ``demo-reference-<run>`` the papers'
-    weights; the comparison trains whichever the scale's settings name, in its own folder."""
+    weights; the comparison trains whichever the scale's settings name, each setting in its
+    own folder."""
     import ccl.config
-    from ccl.config import preset
+    from ccl.config import describe_settings, preset
     from ccl.demo import compare
     from ccl.demo.paths import demo_paths
     from ccl.demo.pipeline import demo_scale
@@ -135,18 +146,25 @@ def test_presets_carry_the_chosen_settings_and_the_reference_is_one_switch_away(
     monkeypatch.setitem(ccl.config.DEMO_CHOSEN, "baseline", ("optim.weight_decay=0.05",))
     chosen, reference = preset("demo-fitnet-a"), preset("demo-reference-fitnet-a")
     assert (chosen.objective.kd_weight, reference.objective.kd_weight) == (0.01, None)
-    assert (chosen.train.name, reference.train.name) == ("demo-fitnet-a", "demo-reference-fitnet-a")
+    assert (chosen.train.name, reference.train.name) == ("demo-fitnet-a-w0.01", "demo-fitnet-a")
     assert preset("demo-gpu-fitnet-a").objective.kd_weight == 0.01  # the GPU scale inherits it
     assert preset("demo-baseline").optim.weight_decay == 0.05
     assert preset("demo-reference-baseline").optim.weight_decay == 1e-4
-    assert preset("demo-ccl-a").to_dict() == {
-        **preset("demo-reference-ccl-a").to_dict(),
-        "train": {**preset("demo-reference-ccl-a").to_dict()["train"], "name": "demo-ccl-a"},
-    }  # no choice written for ccl-a: the reference's setting
+    # no choice written for ccl-a: the reference's setting, in the reference's run
+    assert preset("demo-ccl-a").to_dict() == preset("demo-reference-ccl-a").to_dict()
+    assert preset("demo-ccl-a").train.name == "demo-ccl-a"
+    # the tables' line naming the settings
+    assert describe_settings("chosen", ["baseline", "ccl-a", "fitnet-a"]) == (
+        "Settings: the demo-* presets' (ccl.config.DEMO_CHOSEN): baseline wd0.05, fitnet-a "
+        "w0.01; the others the reference's"
+    )
+    assert describe_settings("reference", ["fitnet-a"]).startswith(
+        "Settings: the reference's (--settings reference): the demo's optimiser, the papers' "
+    )
     paths = demo_paths(".")
     for settings, name, weight in (
-        (None, "demo-fitnet-a", 0.01),
-        ("reference", "demo-reference-fitnet-a", None),
+        (None, "demo-fitnet-a-w0.01", 0.01),
+        ("reference", "demo-fitnet-a", None),
     ):
         spec = compare.CompareSpec("fitnet", "A", 1, paths, demo_scale("quick", settings=settings))
         cfg = compare.compare_config(spec)

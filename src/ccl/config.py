@@ -12,6 +12,7 @@ import math
 import re
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -377,15 +378,54 @@ def _smoke(method: str, teachers: tuple[str, ...]) -> Config:
     return cfg
 
 
+# One entry per run of the comparison; a chosen entry has above it the command that chose
+# it and every candidate's validation mean. `ccl demo --tune` prints the entries of its
+# choice in this form, each ready to replace its run's line.
 DEMO_CHOSEN: dict[str, tuple[str, ...]] = {
-    # not yet chosen: every run holds the reference's setting until a `ccl demo --tune`
-    # campaign's choice is written here
+    "baseline": (),  # not yet chosen
+    "ccl-a": (),  # not yet chosen
+    "ccl-i": (),  # not yet chosen
+    "ccl-ai": (),  # not yet chosen
+    "fitnet-a": (),  # not yet chosen
+    "fitnet-i": (),  # not yet chosen
+    "fitnet-ai": (),  # not yet chosen
+    "pkt-a": (),  # not yet chosen
+    "pkt-i": (),  # not yet chosen
+    "pkt-ai": (),  # not yet chosen
+    "cc-a": (),  # not yet chosen
+    "cc-i": (),  # not yet chosen
+    "cc-ai": (),  # not yet chosen
+    "rkd-a": (),  # not yet chosen
+    "rkd-i": (),  # not yet chosen
+    "rkd-ai": (),  # not yet chosen
+    "crd-a": (),  # not yet chosen
+    "crd-i": (),  # not yet chosen
+    "crd-ai": (),  # not yet chosen
+    "cmc-a": (),  # not yet chosen
+    "cmc-i": (),  # not yet chosen
+    "cmc-ai": (),  # not yet chosen
 }
 """The ``demo-*`` presets' settings chosen on the demo's validation groups, by run name
 (``baseline``, ``ccl-a``, ``fitnet-ai``, ...; the candidates are ``ccl.demo.tune``'s): the
 overrides applied on top of the reference's setting. ``demo-reference-*`` presets leave them
-out (``ccl demo --settings reference``). Each entry names the command that chose it and
-the validation means; ``ccl demo --tune`` says whether these still hold its choice."""
+out (``ccl demo --settings reference``). ``ccl demo --tune`` says whether these still hold
+its choice."""
+
+
+def describe_settings(settings: str, runs: Sequence[str]) -> str:
+    """One line for a demo table: which settings ``runs`` (run names: ``baseline``,
+    ``ccl-a``, ...) trained with: ``settings`` "reference" (``ccl demo --settings
+    reference``) or "chosen" (the ``demo-*`` presets, :data:`DEMO_CHOSEN`)."""
+    if settings == "reference":
+        return (
+            "Settings: the reference's (--settings reference): the demo's optimiser, the "
+            "papers' loss weights and temperatures"
+        )
+    changed = [f"{run} {setting_tag(DEMO_CHOSEN[run])}" for run in runs if DEMO_CHOSEN.get(run)]
+    held = ", ".join(changed) + "; the others the reference's" if changed else (
+        "every run at the reference's"
+    )
+    return f"Settings: the demo-* presets' (ccl.config.DEMO_CHOSEN): {held}"
 
 
 def _run_name(method: str, teachers: tuple[str, ...]) -> str:
@@ -393,16 +433,52 @@ def _run_name(method: str, teachers: tuple[str, ...]) -> str:
     return BASELINE if method == BASELINE else f"{method}-{_suffix(teachers)}"
 
 
+# short names of the knobs a demo setting changes, for run folder names
+_SETTING_KEYS = {
+    "objective.loss_weight": "w",
+    "objective.kd_weight": "w",
+    "objective.image_temperature": "t",
+    "objective.audio_temperature": "ta",
+    "optim.lr": "lr",
+    "optim.head_lr": "hlr",
+    "optim.weight_decay": "wd",
+}
+
+
+def setting_tag(overrides: Sequence[str]) -> str:
+    """A setting's short name, the suffix of its run folders: ``reference`` for none (the
+    reference's setting), else its knobs and values: ``w0.25``, ``t0.5``, ``lr0.002``,
+    ``wd0.05``, joined by ``-``. A head learning rate equal to the student's is left out
+    (the demo moves both together)."""
+    values = dict(item.split("=", 1) for item in overrides)
+    if values.get("optim.head_lr") == values.get("optim.lr"):
+        values.pop("optim.head_lr", None)
+    parts = [
+        _SETTING_KEYS.get(key, key.rpartition(".")[2]) + re.sub(r"[^A-Za-z0-9.+-]", "_", value)
+        for key, value in values.items()
+    ]
+    return "-".join(parts) or "reference"
+
+
+def demo_run_name(prefix: str, run: str, overrides: Sequence[str]) -> str:
+    """The run folder of a demo run with a setting: ``<prefix>-<run>`` for the reference's
+    setting, ``<prefix>-<run>-<tag>`` (:func:`setting_tag`) for another. One setting, one
+    folder, whichever command trains it: ``ccl demo``, ``--compare`` and ``--tune`` reuse
+    each other's runs."""
+    return f"{prefix}-{run}" if not overrides else f"{prefix}-{run}-{setting_tag(overrides)}"
+
+
 def _demo(method: str, teachers: tuple[str, ...], chosen: bool = True) -> Config:
     """The embedded demo (``ccl demo``): prepared synthetic videos, demo teachers, a narrow
     student at 8x32x32. AdamW rather than the reference's SGD: in the few hundred steps a CPU
     affords, SGD from scratch barely leaves chance (docs/DEMO.md). ``chosen``: with the
     settings chosen on validation (:data:`DEMO_CHOSEN`, preset ``demo-<run>``), else the
-    reference's loss weights and temperatures (``demo-reference-<run>``). ``ccl demo`` sets
-    the data and teacher paths."""
+    reference's loss weights and temperatures (``demo-reference-<run>``); the run folder is
+    the setting's (:func:`demo_run_name`). ``ccl demo`` sets the data and teacher paths."""
     cfg = _ucf51(method, teachers)
     run = _run_name(method, teachers)
-    cfg.train.name = f"demo-{run}" if chosen else f"demo-reference-{run}"
+    settings = tuple(DEMO_CHOSEN.get(run, ())) if chosen else ()
+    cfg.train.name = demo_run_name("demo", run, settings)
     cfg.student.width = 0.25
     cfg.student.feature_dim = 512  # the teachers' width ...
     # ... reached by a 1x1x1 expansion after a 128-wide last stage: widening that stage to
@@ -426,8 +502,7 @@ def _demo(method: str, teachers: tuple[str, ...], chosen: bool = True) -> Config
     # which loss part drives the student (docs/DEMO.md): about once an epoch, a few % of its time
     cfg.train.grad_norm_every = 50
     cfg.train.save_every = 0
-    if chosen:
-        apply_overrides(cfg, list(DEMO_CHOSEN.get(run, ())))
+    apply_overrides(cfg, list(settings))
     return cfg
 
 

@@ -105,7 +105,7 @@ def register(subparsers: Any) -> None:
         choices=("chosen", "reference"),
         default=None,
         help="chosen (default): the demo-* presets' settings chosen on validation; reference: "
-        "the reference's loss weights and temperatures (demo-reference-* presets and runs)",
+        "the reference's loss weights and temperatures (demo-reference-* presets)",
     )
     p.add_argument(
         "--seeds",

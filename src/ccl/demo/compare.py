@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ccl.atomic import write_text_atomic
-from ccl.config import Config, preset
+from ccl.config import Config, describe_settings, preset
 from ccl.demo.jobs import run_jobs
 from ccl.demo.paths import DemoPaths
 from ccl.demo.pipeline import (
@@ -69,8 +69,8 @@ class CompareResult:
 def compare_config(spec: CompareSpec) -> Config:
     """The training config of one cell: the demo's preset of that run (``demo-pkt-ai``:
     the setting chosen on validation; ``demo-reference-pkt-ai`` with ``--settings
-    reference``) and its run name, so that with the same --out a comparison reuses the runs
-    of ``ccl demo --seeds ...`` instead of repeating them."""
+    reference``) in its setting's run folder, so that with the same --out a comparison
+    reuses the runs of ``ccl demo --seeds ...`` and ``--tune`` instead of repeating them."""
     prefix = demo_scale(spec.scale).presets
     run = BASELINE if spec.method == BASELINE else f"{spec.method}-{spec.column.lower()}"
     cfg = preset(f"{prefix}-{run}")
@@ -143,12 +143,8 @@ def run_compare(
         runs = [run.run_dir for run in done if run.seed == seed and not math.isnan(run.top1)]
         build_report(runs, prepared[seed].paths.report)
     table = compare_table(results, (BASELINE, *methods), seeds, [hits[s] for s in seeds])
-    settings = (
-        "the reference's loss weights (demo-reference-* presets)"
-        if scale.settings == "reference"
-        else "every run at its demo-* preset's setting chosen on validation (DEMO_CHOSEN)"
-    )
-    table = f"Settings: {settings}\n\n{table}"
+    runs_compared = [BASELINE] + [f"{m}-{c.lower()}" for m in methods for c in TEACHER_SETTINGS]
+    table = f"{describe_settings(scale.settings, runs_compared)}\n\n{table}"
     write_text_atomic(out / "compare_table.md", table + "\n")
     compared = {f"{m}/{c}": v for (m, c), v in results.items()}
     write_text_atomic(out / "compare.json", json.dumps(compared, indent=1) + "\n")

@@ -26,7 +26,7 @@ import torch
 
 from ccl.atomic import atomic_write, sha256_file, write_text_atomic
 from ccl.checkpoint import load_checkpoint
-from ccl.config import Config, apply_overrides, preset
+from ccl.config import Config, apply_overrides, describe_settings, preset
 from ccl.data.audio_features import extract_audio
 from ccl.data.prepare import prepare_videos
 from ccl.data.splits import build_ucf101
@@ -87,8 +87,9 @@ class DemoScale:
     runs: int = 1
     # the benchmark's soundtracks (ccl.demo.synth_audio.SOUNDTRACKS)
     soundtracks: str = "families"
-    # "chosen": the presets' settings chosen on validation (config.DEMO_CHOSEN), run names
-    # <presets>-<run>; "reference": the reference's loss weights, <presets>-reference-<run>
+    # "chosen": the presets' settings chosen on validation (config.DEMO_CHOSEN), presets
+    # <presets>-<run>; "reference": the reference's loss weights, <presets>-reference-<run>;
+    # either trains in its setting's run folder (config.demo_run_name)
     settings: str = "chosen"
 
     @property
@@ -571,15 +572,16 @@ def run_demo(
         [run.run_dir for run in trained if not run.diverged], paths.report
     )
     replicates = replicates_of(specs, trained, prepared.unrelated_audio_classes)
-    table = (
-        f"Demo, {describe_replicates(replicates)}\n\n" + format_table(replicates, [probes])
+    settings = describe_settings(scale.settings, methods)
+    table = f"Demo, {describe_replicates(replicates)}\n{settings}\n\n" + format_table(
+        replicates, [probes]
     )
     write_text_atomic(paths.root / "demo_table.md", table + "\n")
     print(table)
     print(f"\n[demo] full report: {report_md}  ({(time.perf_counter() - t_start) / 60:.1f} min)")
     print(
-        "[demo] CCL ran with the reference's loss weights and temperatures; `ccl demo --tune "
-        "--seeds 1 2 3 --out demo_seeds` chooses them on the validation groups (docs/DEMO.md)"
+        f"[demo] {settings}; `ccl demo --tune --seeds 1 2 3 --out demo_seeds` chooses them on "
+        "the validation groups, `--settings reference` trains the reference's (docs/DEMO.md)"
     )
     return DemoResult(tuple(replicates), probes, table, report_md)
 
@@ -647,7 +649,8 @@ def run_demo_seeds(
         run_demo_seed, specs, jobs, logs=[demo_paths(spec.root).demo_log for spec in specs]
     )
     replicates = [rep for result in results for rep in result.replicates]
-    table = f"Demo, {describe_replicates(replicates)}\n\n" + format_table(
+    settings = describe_settings(scale.settings, METHODS)
+    table = f"Demo, {describe_replicates(replicates)}\n{settings}\n\n" + format_table(
         replicates, [result.probes for result in results]
     )
     write_text_atomic(out / "demo_table_seeds.md", table + "\n")

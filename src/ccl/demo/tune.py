@@ -18,9 +18,11 @@ so a rerun does not train it again.
 
 Writes ``out/tune_validation.md`` (every candidate's validation numbers, the choice, and
 whether the ``demo-*`` presets hold it: :data:`ccl.config.DEMO_CHOSEN`),
-``out/tuned_table.md`` (the test table) and ``out/tuning.json``; the runs live under
-``out/seed_S/runs``: the reference candidate in ``<presets>-reference-<run>`` (the run
-``ccl demo --settings reference`` trains), the others in ``<presets>-<run>-<tag>``.
+``out/tuned_table.md`` (the test table) and ``out/tuning.json``. The runs live under
+``out/seed_S/runs``, each in its setting's folder (:func:`ccl.config.demo_run_name`): the
+reference candidate in ``<presets>-<run>``, the others in ``<presets>-<run>-<tag>``. A
+``demo-*`` preset with the same setting trains in the same folder, so over the same
+``--out`` the tuning, ``ccl demo --seeds`` and ``--compare`` reuse each other's runs.
 """
 
 from __future__ import annotations
@@ -29,15 +31,17 @@ import inspect
 import json
 import math
 import statistics
+import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ccl.atomic import write_text_atomic
-from ccl.config import DEMO_CHOSEN, Config, preset
+from ccl.config import DEMO_CHOSEN, Config, demo_run_name, preset, setting_tag
 from ccl.demo.jobs import run_jobs
 from ccl.demo.pipeline import (
+    DEMO_SCALES,
     DemoScale,
     RunSpec,
     demo_scale,
@@ -54,31 +58,40 @@ from ccl.objectives.registry import BASELINE, CCL, COMPARISON_RUNS, KD_METHODS, 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One setting of a run's objective or optimiser: a short tag for run names, the
-    overrides (on top of the reference's setting), and the words for tables."""
+    """One setting of a run's objective or optimiser: the overrides (on top of the
+    reference's setting) and the words for tables. Its tag (:func:`ccl.config.setting_tag`)
+    names its run folder, as the ``demo-*`` presets name theirs: a candidate and a preset
+    with the same setting share one run."""
 
-    tag: str
     overrides: tuple[str, ...]
     what: str
 
+    @property
+    def tag(self) -> str:
+        """``reference``, ``w0.25``, ``lr0.002``, ...: short, unique within a run's set."""
+        return setting_tag(self.overrides)
 
-REFERENCE = Candidate("reference", (), "the reference's setting")
+
+REFERENCE = Candidate((), "the reference's setting")
 
 
 def _weight(value: float) -> Candidate:
-    return Candidate(f"w{value:g}", (f"objective.loss_weight={value:g}",), f"loss weight {value:g}")
+    return Candidate((f"objective.loss_weight={value:g}",), f"loss weight {value:g}")
 
 
 def _image_temperature(value: float) -> Candidate:
-    return Candidate(
-        f"t{value:g}", (f"objective.image_temperature={value:g}",), f"image temperature {value:g}"
-    )
+    return Candidate((f"objective.image_temperature={value:g}",), f"image temperature {value:g}")
 
 
-# FitNet's distillation gradient was 8-72 times the cross-entropy's on the demo, PKT's and
-# RKD's 2-10 times, CC's, CRD's and CMC's at most about as large (docs/DEMO.md, "Why FitNet,
-# PKT and RKD collapse"): FitNet's weight goes down two decades, the others' one.
-KD_FACTORS: dict[str, tuple[float, float]] = {"fitnet": (0.1, 0.01)}
+# Distillation gradient / cross-entropy gradient on the student in epoch 10 of the demo, at
+# the paper's weights (docs/results/2026-12-04-demo-compare.md, "Why FitNet, PKT and RKD
+# collapse"): FitNet 8-72, PKT 2-9, RKD 3-5, CMC 0.9-1.9, CRD 0.1-0.5, CC < 0.02. Each
+# method's weight goes from its paper's towards where that ratio is about 1: FitNet's down
+# two decades (0.08-0.7), PKT's and RKD's one (0.2-0.9, 0.3-0.5); CMC and CRD, already of
+# the cross-entropy's order, down as far (does less pull fit better in 10 epochs, as it did
+# for CCL?); CC's gradient is far below the cross-entropy's, so lowering its weight would
+# only bring it nearer the baseline: it goes up instead, to about 0.2 and 1.
+KD_FACTORS: dict[str, tuple[float, float]] = {"fitnet": (0.1, 0.01), "cc": (10.0, 50.0)}
 KD_DEFAULT_FACTORS = (0.3, 0.1)
 
 
@@ -91,26 +104,26 @@ def _kd_candidates(method: str) -> tuple[Candidate, ...]:
     paper = paper_weight(method)
     weights = [float(f"{paper * f:.3g}") for f in KD_FACTORS.get(method, KD_DEFAULT_FACTORS)]
     return (
-        Candidate("reference", (), f"its paper's weight {paper:g}"),
-        *(
-            Candidate(f"w{w:g}", (f"objective.kd_weight={w:g}",), f"weight {w:g}")
-            for w in weights
-        ),
+        Candidate((), f"its paper's weight {paper:g}"),
+        *(Candidate((f"objective.kd_weight={w:g}",), f"weight {w:g}") for w in weights),
     )
 
 
 CANDIDATES: dict[str, tuple[Candidate, ...]] = {
-    # the demo's AdamW (lr 1e-3, weight decay 1e-4); the validation curves still climb at 10
-    # epochs, so a higher learning rate; and AdamW's usual decoupled weight decay
+    # the demo's AdamW (lr 1e-3, weight decay 1e-4); the validation curves still climb 2-6
+    # points an epoch at 10 epochs (docs/DEMO.md, "Training budget"), so a higher learning
+    # rate rather than a lower one; and AdamW's usual decoupled weight decay (0.05), the
+    # other knob of its optimiser
     BASELINE: (
-        Candidate("reference", (), "the demo's optimiser"),
-        Candidate("lr2e-3", ("optim.lr=0.002", "optim.head_lr=0.002"), "learning rate 2e-3"),
-        Candidate("wd0.05", ("optim.weight_decay=0.05",), "weight decay 0.05"),
+        Candidate((), "the demo's optimiser"),
+        Candidate(("optim.lr=0.002", "optim.head_lr=0.002"), "learning rate 2e-3"),
+        Candidate(("optim.weight_decay=0.05",), "weight decay 0.05"),
     ),
     # the reference's loss weight (1 with one teacher, 0.5 with both) and temperatures (0.5
-    # audio, 0.1 image) pull the demo student harder than its cross-entropy: weaker ones,
-    # and for the image teacher its temperature at the audio teacher's 0.5, which softens
-    # the contrastive pull without changing the weight of the divergence term
+    # audio, 0.1 image) pull the demo student harder than its cross-entropy (docs/DEMO.md,
+    # "Why the distilled students fit worse"): weaker ones, and for the image teacher its
+    # temperature at the audio teacher's 0.5, which softens the contrastive pull without
+    # changing the weight of the divergence term
     f"{CCL}-a": (REFERENCE, _weight(0.25), _weight(0.0625)),
     f"{CCL}-i": (REFERENCE, _weight(0.25), _image_temperature(0.5)),
     f"{CCL}-ai": (REFERENCE, _weight(0.125), _image_temperature(0.5)),
@@ -120,7 +133,8 @@ CANDIDATES: dict[str, tuple[Candidate, ...]] = {
         if method in KD_METHODS
     },
 }
-"""The candidate settings of every run of the comparison: the same number for each."""
+"""The candidate settings of every run of the comparison: the same number for each, the
+reference's first."""
 
 
 def expand_runs(names: Iterable[str]) -> tuple[str, ...]:
@@ -140,11 +154,10 @@ def expand_runs(names: Iterable[str]) -> tuple[str, ...]:
 
 
 def run_name(prefix: str, run: str, candidate: Candidate) -> str:
-    """The candidate's run folder: ``<prefix>-reference-<run>`` for the reference's setting
-    (the run of ``ccl demo --settings reference``, reused), else ``<prefix>-<run>-<tag>``."""
-    if candidate.tag == REFERENCE.tag:
-        return f"{prefix}-reference-{run}"
-    return f"{prefix}-{run}-{candidate.tag}"
+    """The candidate's run folder (:func:`ccl.config.demo_run_name`): ``<prefix>-<run>`` for
+    the reference's setting, else ``<prefix>-<run>-<tag>``; the ``demo-*`` preset holding
+    the same setting trains in the same folder, so the tuning and the demo share the run."""
+    return demo_run_name(prefix, run, candidate.overrides)
 
 
 def choose(validation: dict[str, list[float]]) -> str:
@@ -185,8 +198,8 @@ class CandidateResult:
 
 
 def candidate_config(spec: CandidateSpec) -> Config:
-    """The run's reference preset (``<presets>-reference-<run>``) on the spec's seed, in the
-    candidate's run folder (:func:`run_name`); the candidate's overrides are applied by
+    """The run's reference preset (``<presets>-reference-<run>``) on the candidate's seed, in its
+    run folder (:func:`run_name`); the candidate's overrides are applied by
     :func:`train_candidate`."""
     run, scale = spec.run, demo_scale(spec.run.scale)
     cfg = preset(f"{scale.reference_presets}-{run.method}")
@@ -317,10 +330,14 @@ def run_tuning(
         f"Test split, seeds {listed}; every run with its setting chosen on the validation "
         f"groups (tune_validation.md): {settings}\n\n" + format_table(replicates, probes)
     )
+    command = tune_command(seeds, scale, candidates, overrides)
+    means = {run: _means(values) for run, values in validation.items()}
+    presets = presets_section(chosen, means, command)
     validation_table = _validation_table(validation, candidates, chosen, seeds)
     write_text_atomic(out / "tuned_table.md", table + "\n")
-    write_text_atomic(out / "tune_validation.md", validation_table)
+    write_text_atomic(out / "tune_validation.md", f"{validation_table}\n{presets}")
     record = {
+        "command": command,
         "seeds": list(seeds),
         "runs": list(candidates),
         "candidates": {
@@ -333,9 +350,40 @@ def run_tuning(
         "test": {str(r.seed): r.numbers for r in replicates},
     }
     write_text_atomic(out / "tuning.json", json.dumps(record, indent=1) + "\n")
+    # the presets' state last: what a tuning leaves to do
     print(validation_table)
     print(table)
+    print()
+    print(presets, end="")
     return table
+
+
+def _means(values: dict[str, list[float]]) -> dict[str, float]:
+    """Per candidate tag, the mean over seeds (NaN: diverged on a seed)."""
+    return {tag: statistics.mean(v) for tag, v in values.items()}
+
+
+def tune_command(
+    seeds: Iterable[int],
+    scale: DemoScale,
+    tuned: Iterable[str],
+    overrides: Iterable[str] | None = None,
+) -> str:
+    """The ``ccl demo --tune`` command line of a tuning (without ``--out``), for the record
+    beside each :data:`ccl.config.DEMO_CHOSEN` entry it chose."""
+    words = ["ccl demo --tune"]
+    if scale.synth == "quick":
+        words.append("--quick")
+    elif scale.synth == "gpu":
+        words.append("--device cuda")
+    if scale.soundtracks != DEMO_SCALES[scale.synth].soundtracks:
+        words.append(f"--soundtracks {scale.soundtracks}")
+    words.append("--seeds " + " ".join(map(str, seeds)))
+    tuned = list(tuned)
+    if set(tuned) != set(CANDIDATES):
+        words.append("--methods " + " ".join(tuned))
+    words += list(overrides or ())
+    return " ".join(words)
 
 
 def preset_holds(run: str, chosen: Candidate) -> bool:
@@ -347,13 +395,51 @@ def preset_holds(run: str, chosen: Candidate) -> bool:
 def preset_line(run: str, chosen: Candidate) -> str:
     """One line: does the ``demo-<run>`` preset hold the choice, and if not, what to write."""
     if preset_holds(run, chosen):
-        return f"- {run}: the preset holds the choice ({chosen.tag})"
-    held = DEMO_CHOSEN.get(run, ())
+        return f"- {run}: the preset holds the choice, {chosen.tag}"
+    held = setting_tag(DEMO_CHOSEN.get(run, ()))
     return (
-        f"- {run}: the preset holds {' '.join(held) or 'the reference setting'}, the tuning "
-        f"chose {chosen.tag}: set DEMO_CHOSEN[{run!r}] = {tuple(chosen.overrides)!r} in "
-        "src/ccl/config.py"
+        f"- {run}: the preset holds {held}, the tuning chose {chosen.tag}: update "
+        f"DEMO_CHOSEN[{run!r}] to {tuple(chosen.overrides)!r}"
     )
+
+
+def chosen_entry(run: str, chosen: Candidate, means: dict[str, float], command: str) -> str:
+    """The :data:`ccl.config.DEMO_CHOSEN` entry of a choice as it is written in
+    src/ccl/config.py: the command and every candidate's validation mean (%) in a comment
+    (wrapped at the project's 100 columns), then the entry."""
+    values = ", ".join(
+        f"{tag} " + ("diverged" if math.isnan(mean) else f"{100 * mean:.1f}")
+        for tag, mean in means.items()
+    )
+    comment = textwrap.wrap(
+        f"{command}: last validation top-1, mean over seeds: {values}",
+        width=100 - len("    # "),
+        break_on_hyphens=False,
+    )
+    # written as ruff formats it: double quotes
+    value = repr(tuple(chosen.overrides)).replace("'", '"')
+    return "\n".join([*(f"    # {line}" for line in comment), f'    "{run}": {value},'])
+
+
+def presets_section(
+    chosen: dict[str, Candidate], means: dict[str, dict[str, float]], command: str
+) -> str:
+    """Markdown: per tuned run whether its ``demo-*`` preset holds the choice
+    (:func:`preset_line`), then the DEMO_CHOSEN entries of the choice to paste."""
+    lines = ["The `demo-*` presets (DEMO_CHOSEN in src/ccl/config.py) against this choice:", ""]
+    lines += [preset_line(run, c) for run, c in chosen.items()]
+    held = all(preset_holds(run, c) for run, c in chosen.items())
+    lines += [
+        "",
+        "The presets hold the choice; its entries, with their record:"
+        if held
+        else "The entries of this choice, each to replace its run's line in DEMO_CHOSEN:",
+        "",
+        "```python",
+        *(chosen_entry(run, c, means[run], command) for run, c in chosen.items()),
+        "```",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _validation_table(
@@ -363,7 +449,7 @@ def _validation_table(
     seeds: tuple[int, ...],
 ) -> str:
     """Markdown: per run and candidate, the last epoch's validation top-1 (%) per seed and
-    their mean, the chosen candidate marked; then whether the presets hold the choice."""
+    their mean, the chosen candidate marked."""
     lines = [
         "Last epoch's validation top-1 (%) per seed (the demo reports the last checkpoint); "
         "per run the candidate with the highest mean is chosen (a tie: the earlier)",
@@ -381,6 +467,4 @@ def _validation_table(
             what = f"{c.what} ({' '.join(c.overrides) or 'as the reference preset'})"
             mark = "yes" if chosen[run] == c else ""
             lines.append(f"| {label_of(run)} | {what} | " + " | ".join(cells) + f" | {mark} |")
-    lines += ["", "The `demo-*` presets (ccl.config.DEMO_CHOSEN):", ""]
-    lines += [preset_line(run, c) for run, c in chosen.items()]
     return "\n".join(lines) + "\n"

@@ -20,9 +20,9 @@ then one line per command: ``command=<c> short_mb=<m> long_mb=<m> ratio=<long/sh
     python benchmarks/long_video_memory.py --extract-audio       # + ccl extract-audio rows
 
 ``--extract-audio`` also measures ``ccl extract-audio`` (randomly initialised PANNs
-Cnn14_emb512; memory does not depend on the weights) over the stores, once embedding each
-whole soundtrack (the reference's way, one forward pass over all of it) and once with
-``--segment-seconds 10``.
+Cnn14_emb512; memory does not depend on the weights) over the stores, once with one
+embedding of each whole soundtrack (the reference's way) and once with ``--segment-seconds
+10``.
 """
 
 from __future__ import annotations

@@ -280,6 +280,35 @@ def test_forward_shapes_and_short_input_padding() -> None:
     assert fe(torch.zeros(1, MIN_SAMPLES)).shape == (1, 1, 32, 64)
 
 
+def test_a_long_soundtrack_goes_through_in_chunks_as_in_one_pass(monkeypatch) -> None:
+    """Memory bounded by a chunk, not by the soundtrack: no pass of the conv trunk sees more
+    than a chunk and its margins, and the outputs are one pass's (to float rounding); with
+    less context than the trunk's reach they would not be (the check can fail)."""
+    import ccl.models.panns as panns
+
+    model = Cnn14Emb512().eval()
+    wave = 0.1 * torch.randn(2, 112_000)  # 351 log-mel frames: 10 steps of 32, 31 left
+    with torch.no_grad():
+        model.chunk_frames = None
+        whole = model(wave)
+        model.chunk_frames = 64  # 2 steps a chunk: 5 chunks
+        seen: list[int] = []
+        trunk = Cnn14._trunk
+
+        def spy(self, x):
+            seen.append(x.shape[2])
+            return trunk(self, x)
+
+        monkeypatch.setattr(Cnn14, "_trunk", spy)
+        chunked = model(wave)
+        assert len(seen) == 5 and max(seen) <= 64 + 2 * panns.TRUNK_MARGIN < 351
+        for got, want in zip(chunked, whole):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+        monkeypatch.setattr(panns, "TRUNK_MARGIN", 3 * panns.TRUNK_STEP)  # reach: 126 frames
+        short_context = model(wave).embedding
+    assert not torch.allclose(short_context, whole.embedding, rtol=1e-3, atol=0)
+
+
 def _signals() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     t = np.arange(24_000) / SR

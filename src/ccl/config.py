@@ -162,6 +162,9 @@ class TrainConfig:
     sync_bn: bool = False  # SyncBatchNorm across processes (CUDA + torchrun only)
     deterministic: bool = False  # torch.use_deterministic_algorithms
     tensorboard: bool = False  # also log metrics to runs/<name>/tensorboard/ (needs ccl[tb])
+    # also log metrics and the config to Weights & Biases (needs ccl[wandb]; rank 0 only);
+    # a resumed run continues the same W&B run (ccl.wandblog)
+    wandb: bool = False
     # held-out: best epoch by video-level top-1 on the held-out validation subset, full
     # batches only. reference: the reference's protocol exactly (annotations from `ccl
     # prepare annotations --protocol reference`): best epoch by clip-level accuracy on the

@@ -33,7 +33,7 @@ from ccl.cpu_allocator import configure_cpu_allocator
 from ccl.data.sampling import EpochSampler, SkipUnreadable
 from ccl.errors import NonFiniteLossError
 from ccl.loaders import epoch_loader, guard_workers
-from ccl.logs import JsonlLog
+from ccl.logs import JsonlLog, open_mirrors, require_mirrors
 from ccl.models import R2Plus1D, StudentOutput, build_model, prepare_student
 from ccl.objectives import Batch, Objective, ObjectiveOutput
 from ccl.objectives.build import build_objective
@@ -49,7 +49,6 @@ from ccl.runs import (
     refuse_resume_into_other_run,
 )
 from ccl.runtime import autocast_context, resolve_device, seed_everything, stats_tensor, to_batch
-from ccl.tblog import TensorBoardLog, require_tensorboard
 
 TRAIN_LOCK_HINT = " or use another train.name"
 """The way on that a refused second ``ccl train`` of a run folder in use is told."""
@@ -395,8 +394,7 @@ def build_run(cfg: Config, *, overwrite: bool = False, lock: RunLock | None = No
             "train.protocol=reference runs in one process, as the reference did (DataParallel; "
             "its batches are split for BatchNorm by train.bn_splits): start it without torchrun"
         )
-    if cfg.train.tensorboard:
-        require_tensorboard()  # before anything is written, on every rank
+    require_mirrors(cfg.train)  # TensorBoard, W&B: before anything is written, on every rank
     if dist_info.is_main:
         _prepare_folder(run_dir, overwrite, lock)
 
@@ -433,12 +431,8 @@ def build_run(cfg: Config, *, overwrite: bool = False, lock: RunLock | None = No
     del saved  # the loaded checkpoint's tensors: restored, no longer needed
     if dist_info.is_main:
         cfg.save(run_dir / "config.json")
-    tensorboard = (
-        TensorBoardLog(run_dir / "tensorboard", resumed_step)
-        if cfg.train.tensorboard and dist_info.is_main
-        else None
-    )
-    log = JsonlLog(run_dir / "metrics.jsonl", enabled=dist_info.is_main, tensorboard=tensorboard)
+    mirrors = open_mirrors(cfg, run_dir, resumed_step) if dist_info.is_main else []
+    log = JsonlLog(run_dir / "metrics.jsonl", enabled=dist_info.is_main, mirrors=mirrors)
     steps_per_epoch = _steps_per_epoch(len(train_set), cfg, protocol.keep_last_batch)
     # the step counter follows the epochs and batches trained
     progress.step = progress.epoch * steps_per_epoch + progress.batch_in_epoch

@@ -1,29 +1,64 @@
 """A training run's ``metrics.jsonl``: one JSON object per logged step and per epoch.
 
-:class:`JsonlLog` appends the records (and mirrors them to TensorBoard when asked);
-:func:`reset_log_after` trims a log back to a checkpoint when a run resumes, dropping
-damaged lines (:func:`parse_log_line`) with a warning (:func:`describe_dropped_lines`).
+:class:`JsonlLog` appends the records (and mirrors them to TensorBoard and Weights & Biases
+when asked, :func:`open_mirrors`); :func:`reset_log_after` trims a log back to a checkpoint
+when a run resumes, dropping damaged lines (:func:`parse_log_line`) with a warning
+(:func:`describe_dropped_lines`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ccl.atomic import write_text_atomic
 from ccl.runs import is_number
-from ccl.tblog import TensorBoardLog
+from ccl.tblog import TensorBoardLog, require_tensorboard
+from ccl.wandblog import WandbLog, require_wandb
+
+if TYPE_CHECKING:
+    from ccl.config import Config, TrainConfig
+
+
+class MetricsMirror(Protocol):
+    """Another sink of the log's records (:class:`~ccl.tblog.TensorBoardLog`,
+    :class:`~ccl.wandblog.WandbLog`)."""
+
+    def write(self, record: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def require_mirrors(train: TrainConfig) -> None:
+    """Raise the one-line install hint of each mirror ``train`` asks for whose package is
+    missing; called on every rank before anything is written."""
+    if train.tensorboard:
+        require_tensorboard()
+    if train.wandb:
+        require_wandb()
+
+
+def open_mirrors(cfg: Config, run_dir: Path, resumed_step: int | None) -> list[MetricsMirror]:
+    """The mirrors ``cfg.train`` asks for, opened on the run folder (main process only).
+    ``resumed_step``: the step of the checkpoint a resumed run starts from, else None."""
+    mirrors: list[MetricsMirror] = []
+    if cfg.train.tensorboard:
+        mirrors.append(TensorBoardLog(run_dir / "tensorboard", resumed_step))
+    if cfg.train.wandb:
+        mirrors.append(WandbLog(run_dir, cfg.to_dict(), cfg.train.name))
+    return mirrors
 
 
 class JsonlLog:
     """Append-only JSON-lines metrics log (one object per step or epoch); main rank only.
-    ``tensorboard``: a :class:`~ccl.tblog.TensorBoardLog` given every record too."""
+    ``mirrors``: sinks given every record too (:func:`open_mirrors`)."""
 
     def __init__(
-        self, path: Path, enabled: bool = True, tensorboard: TensorBoardLog | None = None
+        self, path: Path, enabled: bool = True, mirrors: Sequence[MetricsMirror] = ()
     ) -> None:
-        self.path, self.enabled, self.tensorboard = path, enabled, tensorboard
+        self.path, self.enabled, self.mirrors = path, enabled, list(mirrors)
 
     def write(self, record: dict[str, Any]) -> None:
         if self.enabled:
@@ -32,12 +67,12 @@ class JsonlLog:
                     f.write(json.dumps(record) + "\n")
             except OSError as err:  # a write error (full disk) would not name the file
                 raise OSError(err.errno, err.strerror, str(self.path)) from err
-            if self.tensorboard is not None:
-                self.tensorboard.write(record)
+            for mirror in self.mirrors:
+                mirror.write(record)
 
     def close(self) -> None:
-        if self.tensorboard is not None:
-            self.tensorboard.close()
+        for mirror in self.mirrors:
+            mirror.close()
 
 
 def parse_log_line(raw: bytes) -> dict[str, Any] | None:

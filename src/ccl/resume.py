@@ -51,6 +51,7 @@ CHANGEABLE_ON_RESUME = frozenset(
         "train.checkpoint_every_steps",
         "train.grad_norm_every",
         "train.tensorboard",
+        "train.wandb",
         "train.progress",
         "train.device",
         "train.compile",

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import av
 import h5py
 import numpy as np
 import pytest
@@ -367,3 +368,81 @@ def test_killed_run_leaves_no_worker_processes(tmp_path: Path) -> None:
         for pid, start in children.items():  # only processes this test started
             if _alive(pid, start):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _spy_on_soundtrack(monkeypatch) -> tuple[list[int], list[int]]:
+    """(samples of each block decoded, samples held by the writer at each write) of the
+    soundtracks prepare_videos stores."""
+    import ccl.data.prepare as prepare_module
+    from ccl.data.store import AudioWriter
+
+    blocks: list[int] = []
+    held: list[int] = []
+    decode, flush = prepare_module.soundtrack_blocks, AudioWriter.flush
+
+    def spy_blocks(video):
+        for block in decode(video):
+            blocks.append(len(block))
+            yield block
+
+    def spy_flush(self):
+        held.append(self.n_pending)
+        flush(self)
+
+    monkeypatch.setattr(prepare_module, "soundtrack_blocks", spy_blocks)
+    monkeypatch.setattr(AudioWriter, "flush", spy_flush)
+    return blocks, held
+
+
+def test_soundtrack_is_written_in_bounded_blocks_while_decoded(tmp_path: Path, monkeypatch):
+    """A long soundtrack never sits in memory whole: blocks of the resampler's size are
+    written out every AUDIO_WRITE_SAMPLES samples, and the store holds what decoding the
+    whole soundtrack at once gives."""
+    import ccl.data.store
+    from ccl.data.media import decode_soundtrack
+
+    monkeypatch.setattr(ccl.data.store, "AUDIO_WRITE_SAMPLES", 4096)
+    video = tmp_path / "src" / "A" / "a.mp4"
+    write_video(video, 8, 64, 48, audio_codec="aac", audio_seconds=3.0)
+    blocks, held = _spy_on_soundtrack(monkeypatch)
+    report = prepare_videos(tmp_path / "src", tmp_path / "dst", audio=True, progress=False)
+    assert report.ok and not report.no_audio
+    with h5py.File(tmp_path / "dst" / "A" / "a.hdf5", "r") as f:
+        stored = f["audio"][:]
+        assert bool(f.attrs["has_audio"])
+    whole, _ = decode_soundtrack(video)
+    assert np.array_equal(stored, whole) and len(stored) == sum(blocks) > 90_000
+    assert max(blocks) <= 4096  # the resampler's frames, not the soundtrack
+    assert max(held) < 4096 + max(blocks)  # at most one write's worth pending
+    assert len(held) >= sum(blocks) // (4096 + max(blocks))  # written while decoding
+
+
+def test_soundtrack_failing_midway_is_dropped_and_the_frames_kept(tmp_path: Path, monkeypatch):
+    import ccl.data.prepare as prepare_module
+
+    def failing(video):
+        yield np.zeros(70_000, dtype=np.float32)  # more than one write: some reached the store
+        raise av.error.InvalidDataError(errno.EINVAL, "Invalid data found when processing input")
+
+    write_video(tmp_path / "src" / "A" / "a.mp4", 8, 64, 48, audio_codec="aac")
+    monkeypatch.setattr(prepare_module, "soundtrack_blocks", failing)
+    report = prepare_videos(tmp_path / "src", tmp_path / "dst", audio=True, progress=False)
+    assert report.ok and len(report.converted) == 1 and len(report.no_audio) == 1
+    assert report.warnings[0]["warning"].startswith("audio decode error: InvalidDataError")
+    with h5py.File(tmp_path / "dst" / "A" / "a.hdf5", "r") as f:
+        assert len(f["video"]) == 8 and not bool(f.attrs["has_audio"]) and "audio" not in f
+
+
+def test_a_full_disk_while_writing_the_soundtrack_stops_the_run(tmp_path: Path, monkeypatch):
+    """A write error of the soundtrack is the disk's, not the soundtrack's: the run stops."""
+    from ccl.data.store import AudioWriter
+
+    def full(self):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    write_video(tmp_path / "src" / "A" / "a.mp4", 8, 64, 48, audio_codec="aac")
+    monkeypatch.setattr(AudioWriter, "flush", full)
+    with pytest.raises(OSError, match="no space left on device") as caught:
+        prepare_videos(tmp_path / "src", tmp_path / "dst", audio=True, progress=False)
+    assert caught.value.errno == errno.ENOSPC
+    assert sorted(p.name for p in (tmp_path / "dst").rglob("*") if p.is_file()) == [REPORT_NAME]

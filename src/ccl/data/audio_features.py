@@ -7,11 +7,12 @@ embedding folder layout of :mod:`ccl.data.audio`::
     <out>/<Class>/<video_id>.npy     (512,) float32, or (T, 512) with segment embeddings
     <out>/manifest.json              what was written, how, and which videos have no sound
 
-The whole soundtrack gives one embedding, as in the reference; with ``segment_seconds`` each
-non-overlapping segment gives one row. A video without a usable soundtrack gets no file (no
-zero vector): it is listed under ``unavailable`` in the manifest. Outputs are written
-atomically (temporary file + rename) and existing ones are skipped, so an interrupted run
-resumes where it stopped.
+The whole soundtrack gives one embedding, as in the reference (a long one goes through the
+network in chunks, in the memory of a 13 s clip: :class:`ccl.models.panns.Cnn14`); with
+``segment_seconds`` each non-overlapping segment gives one row. A video without a usable
+soundtrack gets no file (no zero vector): it is listed under ``unavailable`` in the manifest.
+Outputs are written atomically (temporary file + rename) and existing ones are skipped, so
+an interrupted run resumes where it stopped.
 
 Soundtracks are read with :func:`ccl.data.media.decode_soundtrack` (video files) or
 :func:`ccl.data.store.read_store_audio` (frame stores): mono float32 at 32 kHz either way.

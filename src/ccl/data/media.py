@@ -17,6 +17,7 @@ This module imports neither torch nor h5py.
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import stat
 from collections.abc import Iterable, Iterator
@@ -317,40 +318,51 @@ def decode_video_frames(
 # ----------------------------------------------------------------------------- audio
 
 
+def soundtrack_blocks(video: str | Path) -> Iterator[np.ndarray]:
+    """The first audio stream of a media file as consecutive mono float32 blocks at
+    :data:`SAMPLE_RATE`, as the resampler gives them (about a thousand samples each), so a
+    long soundtrack never sits in memory whole; concatenated they are
+    :func:`decode_soundtrack`'s samples. Raises :class:`~ccl.errors.MediaError` ``no audio
+    stream`` at the first block when the file has none; errors of opening or decoding raise
+    (PyAV's)."""
+    with av.open(str(video), mode="r") as container:
+        if not container.streams.audio:
+            raise MediaError("no audio stream")
+        yield from resample_mono_blocks(container.decode(container.streams.audio[0]), SAMPLE_RATE)
+
+
 def decode_soundtrack(video: str | Path) -> tuple[np.ndarray | None, str | None]:
     """``(samples, None)`` with the first audio stream of a media file as mono float32 at
     :data:`SAMPLE_RATE`, or ``(None, reason)`` when it has no audio stream or the stream
     holds no samples. Errors of opening or decoding raise (PyAV's)."""
-    with av.open(str(video), mode="r") as container:
-        if not container.streams.audio:
-            return None, "no audio stream"
-        stream = container.streams.audio[0]
-        samples = resample_mono(container.decode(stream), SAMPLE_RATE)
-    if samples is None:
+    try:
+        blocks = list(soundtrack_blocks(video))
+    except MediaError as err:
+        return None, str(err)
+    if not blocks:
         return None, "audio stream has no samples"
-    return samples, None
+    return np.concatenate(blocks), None
+
+
+def resample_mono_blocks(frames: Iterable[Any], rate: int) -> Iterator[np.ndarray]:
+    """Resample decoded ``av.AudioFrame`` s to ``rate`` keeping their channels, then average
+    the channels (librosa's, hence PANNs', downmix; FFmpeg's ``layout="mono"`` would weight
+    stereo channels by 0.707 instead); yields each resampled frame as a non-empty mono
+    float32 block. Frame stores and ``ccl extract-audio`` both decode through it, so both
+    give the same samples."""
+    resampler = av.AudioResampler(format="fltp", rate=rate)
+    for frame in itertools.chain(frames, [None]):  # None flushes the resampler
+        for out in resampler.resample(frame):
+            arr = out.to_ndarray()  # (channels, samples)
+            if arr.shape[-1]:
+                yield arr.reshape(-1, arr.shape[-1]).mean(axis=0, dtype=np.float32)
 
 
 def resample_mono(frames: Iterable[Any], rate: int) -> np.ndarray | None:
-    """Resample decoded ``av.AudioFrame`` s to ``rate`` keeping their channels, then average
-    the channels (librosa's, hence PANNs', downmix; FFmpeg's ``layout="mono"`` would weight
-    stereo channels by 0.707 instead). None when no sample came out. Frame stores and
-    ``ccl extract-audio`` both decode through it, so both give the same samples."""
-    resampler = av.AudioResampler(format="fltp", rate=rate)
-    parts: list[np.ndarray] = []
-
-    def collect(out_frames: list[Any]) -> None:
-        for out in out_frames:
-            arr = out.to_ndarray()  # (channels, samples)
-            parts.append(arr.reshape(-1, arr.shape[-1]).mean(axis=0, dtype=np.float32))
-
-    for frame in frames:
-        collect(resampler.resample(frame))
-    collect(resampler.resample(None))
-    if not parts:
-        return None
-    samples = np.concatenate(parts).astype(np.float32, copy=False)
-    return samples if len(samples) else None
+    """:func:`resample_mono_blocks` concatenated: the whole resampled mono waveform, or None
+    when no sample came out."""
+    blocks = list(resample_mono_blocks(frames, rate))
+    return np.concatenate(blocks) if blocks else None
 
 
 def resample_array(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
@@ -389,5 +401,7 @@ __all__ = [
     "is_still_image",
     "resample_array",
     "resample_mono",
+    "resample_mono_blocks",
+    "soundtrack_blocks",
     "still_image_reason",
 ]

@@ -2,7 +2,8 @@
 
 Each video is decoded with PyAV (:mod:`ccl.data.media`), its frames short side resized and
 written as a frame store (:mod:`ccl.data.store`, which describes the format); with
-``audio=True`` the soundtrack is stored too, mono float32 at 32 kHz.
+``audio=True`` the soundtrack is stored too, mono float32 at 32 kHz. Frames and soundtrack
+are written while they are decoded, so memory does not grow with a video's length.
 
 The source tree is mirrored (``src/Class/v.avi -> dst/Class/v.hdf5``). Each store is written
 under a hidden temporary name next to its final path and renamed atomically when complete,
@@ -39,12 +40,12 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import h5py
-import numpy as np
 from tqdm import tqdm
 
 from ccl.atomic import is_disk_full, write_text_atomic
@@ -53,12 +54,13 @@ from ccl.data.media import (
     VIDEO_EXTENSIONS,
     VideoReader,
     check_video_path,
-    decode_soundtrack,
     describe_media_failure,
+    soundtrack_blocks,
 )
 from ccl.data.store import (
     DEFAULT_JPEG_QUALITY,
     STORE_SUFFIX,
+    AudioWriter,
     FrameWriter,
     recorded_source_identity,
     source_change,
@@ -66,9 +68,8 @@ from ccl.data.store import (
     store_is_complete,
     store_settings_mismatch,
     temp_path_for,
-    write_store_audio,
 )
-from ccl.errors import SettingsMismatchError
+from ccl.errors import MediaError, SettingsMismatchError
 from ccl.workers import die_with_parent
 
 REPORT_NAME = "prepare_report.json"
@@ -151,13 +152,26 @@ def store_path_for(video: Path, src: Path, dst: Path) -> Path:
     return (dst / video.relative_to(src)).with_suffix(STORE_SUFFIX)
 
 
-def _soundtrack(video: Path) -> tuple[np.ndarray | None, str | None]:
-    """The video's soundtrack (:func:`~ccl.data.media.decode_soundtrack`), or (None, reason)
-    when it has none or it cannot be decoded: a store keeps its frames either way."""
-    try:
-        return decode_soundtrack(video)
-    except Exception as err:  # noqa: BLE001 - reported, never fatal
-        return None, f"audio decode error: {type(err).__name__}: {err}"
+def _write_soundtrack(f: h5py.File, video: Path) -> str | None:
+    """Store the soundtrack of ``video`` (:func:`~ccl.data.media.soundtrack_blocks`) in the
+    open store ``f`` while it is decoded, so memory does not grow with its length. Returns
+    why the store has none (no audio stream, no samples, a decoding error: what was written
+    is dropped, the frames are kept), else None. Write errors (a full disk) propagate."""
+    writer = AudioWriter(f)
+    with closing(soundtrack_blocks(video)) as blocks:
+        while True:
+            try:
+                block = next(blocks, None)
+            except Exception as err:  # noqa: BLE001 - reported, never fatal
+                writer.discard()
+                writer.finish()
+                if isinstance(err, MediaError):
+                    return str(err)
+                return f"audio decode error: {type(err).__name__}: {err}"
+            if block is None:
+                break
+            writer.append(block)
+    return None if writer.finish() else "audio stream has no samples"
 
 
 def _skip_or_why_not(job: dict[str, Any], identity: dict[str, Any], result: dict[str, Any]) -> bool:
@@ -226,9 +240,8 @@ def _convert_one(job: dict[str, Any]) -> dict[str, Any]:
                 }
             )
             if job["audio"]:
-                samples, reason = _soundtrack(video)
-                write_store_audio(f, samples)
-                if samples is None:
+                reason = _write_soundtrack(f, video)
+                if reason is not None:
                     result["no_audio"] = reason
         os.replace(tmp, store)
         result["status"] = "converted"

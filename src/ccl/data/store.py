@@ -35,6 +35,9 @@ STORE_SUFFIX = ".hdf5"
 STORE_EXTENSIONS = (".hdf5", ".h5")  # suffixes read as frame stores
 DEFAULT_JPEG_QUALITY = 90
 _WRITE_CHUNK = 256  # frames buffered in memory before they are appended to the store
+AUDIO_WRITE_SAMPLES = 1 << 16
+"""Soundtrack samples buffered before they are appended to a store (about 2 s at 32 kHz),
+and the HDF5 chunk of its ``audio`` dataset."""
 IDENTITY_SAMPLE = 1 << 20
 """Bytes hashed at each end of a source file for its identity (the whole file up to twice
 this size)."""
@@ -210,13 +213,58 @@ class FrameWriter:
         self.pending = []
 
 
-def write_store_audio(f: h5py.File, samples: np.ndarray | None) -> None:
-    """Record the soundtrack in an open store: ``has_audio``, and with ``samples`` (mono
-    float32 at :data:`~ccl.data.media.SAMPLE_RATE`) the dataset ``audio``."""
-    f.attrs["has_audio"] = samples is not None
-    if samples is not None:
-        ds = f.create_dataset("audio", data=samples)
-        ds.attrs["sample_rate"] = SAMPLE_RATE
+class AudioWriter:
+    """Appends a soundtrack, given as consecutive mono float32 blocks at
+    :data:`~ccl.data.media.SAMPLE_RATE`, to a new resizable ``audio`` dataset of an open
+    store, :data:`AUDIO_WRITE_SAMPLES` samples at a time, so a long soundtrack never sits in
+    memory whole. :meth:`finish` records ``has_audio``; :meth:`discard` drops what was
+    written (a soundtrack that failed to decode is not kept in part)."""
+
+    def __init__(self, f: h5py.File) -> None:
+        self.f = f
+        self.ds: h5py.Dataset | None = None
+        self.pending: list[np.ndarray] = []
+        self.n_pending = 0
+        self.n = 0  # samples written to the dataset
+
+    def append(self, block: np.ndarray) -> None:
+        """Add mono samples; writes them out once :data:`AUDIO_WRITE_SAMPLES` are pending."""
+        block = np.asarray(block, dtype=np.float32).reshape(-1)
+        self.pending.append(block)
+        self.n_pending += len(block)
+        if self.n_pending >= AUDIO_WRITE_SAMPLES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Append the pending samples to the dataset (created at the first)."""
+        if not self.n_pending:
+            return
+        if self.ds is None:
+            self.ds = self.f.create_dataset(
+                "audio",
+                shape=(0,),
+                maxshape=(None,),
+                dtype=np.float32,
+                chunks=(AUDIO_WRITE_SAMPLES,),
+            )
+            self.ds.attrs["sample_rate"] = SAMPLE_RATE
+        self.ds.resize((self.n + self.n_pending,))
+        self.ds[self.n :] = np.concatenate(self.pending)
+        self.n += self.n_pending
+        self.pending, self.n_pending = [], 0
+
+    def discard(self) -> None:
+        """Drop every sample added; the store records no soundtrack until :meth:`finish`."""
+        if self.ds is not None:
+            del self.f["audio"]
+            self.ds = None
+        self.pending, self.n_pending, self.n = [], 0, 0
+
+    def finish(self) -> bool:
+        """Write the rest and record ``has_audio``: whether any sample was written."""
+        self.flush()
+        self.f.attrs["has_audio"] = self.n > 0
+        return self.n > 0
 
 
 def write_frame_store(
@@ -301,6 +349,8 @@ def read_store_audio(path: str | Path) -> tuple[np.ndarray | None, str | None]:
 
 
 __all__ = [
+    "AUDIO_WRITE_SAMPLES",
+    "AudioWriter",
     "DEFAULT_JPEG_QUALITY",
     "STORE_EXTENSIONS",
     "STORE_SUFFIX",
@@ -316,5 +366,4 @@ __all__ = [
     "store_settings_mismatch",
     "temp_path_for",
     "write_frame_store",
-    "write_store_audio",
 ]

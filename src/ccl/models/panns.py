@@ -42,6 +42,14 @@ AUDIOSET_CLASSES = 527
 REF = 1.0
 AMIN = 1e-10
 N_POOLINGS = 5  # conv blocks 1-5 halve time and frequency; block 6 does not pool
+TRUNK_STEP = 2**N_POOLINGS
+"""Log-mel frames per time step of the last conv block."""
+TRUNK_MARGIN = 4 * TRUNK_STEP
+"""Log-mel frames of context on each side of a chunk of a long soundtrack (:class:`Cnn14`):
+at least the conv trunk's reach, two 3x3 convolutions per block at 1, 2, 4, 8, 16 and 32
+frames per step (126 frames), so the chunk's own steps equal those of one pass."""
+CHUNK_FRAMES = 32 * TRUNK_STEP
+"""Log-mel frames (10.24 s at 32 kHz) per chunk of a soundtrack long enough to be chunked."""
 
 Variant = Literal["emb512", "cnn14"]
 
@@ -158,11 +166,18 @@ class _ConvSTFT(nn.Module):
 
     def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, samples) -> real, imag, each (B, 1, frames, n_fft // 2 + 1)."""
-        x = waveform[:, None, :]
+        return self.frames(self.pad(waveform))
+
+    def pad(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(B, samples) -> (B, 1, samples + n_fft), reflect-padded so frames are centred."""
         half = self.n_fft // 2
-        x = F.pad(x, (half, half), mode="reflect")
-        real = self.conv_real(x).transpose(1, 2)[:, None]
-        imag = self.conv_imag(x).transpose(1, 2)[:, None]
+        return F.pad(waveform[:, None, :], (half, half), mode="reflect")
+
+    def frames(self, padded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Real and imaginary parts of every frame of a padded waveform (or of a slice of
+        one starting at a multiple of the hop: its own frames)."""
+        real = self.conv_real(padded).transpose(1, 2)[:, None]
+        imag = self.conv_imag(padded).transpose(1, 2)[:, None]
         return real, imag
 
 
@@ -175,7 +190,12 @@ class _Spectrogram(nn.Module):
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """(B, samples) -> (B, 1, frames, n_fft // 2 + 1) power spectrogram."""
-        real, imag = self.stft(waveform)
+        return self.power(self.stft.pad(waveform))
+
+    def power(self, padded: torch.Tensor) -> torch.Tensor:
+        """The power spectrogram of a padded waveform, or of a slice of one
+        (:meth:`_ConvSTFT.frames`)."""
+        real, imag = self.stft.frames(padded)
         return real.square() + imag.square()
 
 
@@ -263,7 +283,16 @@ class Cnn14(nn.Module):
     ``forward(waveform)`` takes (B, samples) mono audio at ``sample_rate`` and returns
     :class:`Cnn14Output`. Waveforms shorter than :attr:`min_samples` are zero-padded at the
     end. The front-end parameters (STFT filters, mel matrix) are frozen.
+
+    In eval mode a soundtrack of more than ``chunk_frames + 2 * TRUNK_MARGIN`` log-mel frames
+    (about 13 s) goes through the front end and the conv trunk ``chunk_frames`` frames at a
+    time, each trunk chunk with :data:`TRUNK_MARGIN` frames of context on each side, and
+    its steps are pooled as one pass's would be: memory stays that of a 13 s clip however
+    long the soundtrack, and the outputs equal one pass's up to float rounding (tested).
+    ``chunk_frames=None`` always makes one pass.
     """
+
+    chunk_frames: int | None = CHUNK_FRAMES
 
     embedding_dim = 2048
 
@@ -292,11 +321,52 @@ class Cnn14(nn.Module):
             nn.init.xavier_uniform_(fc.weight)
             nn.init.zeros_(fc.bias)
 
+    def _chunk(self, frames: int) -> int:
+        """Log-mel frames per chunk for a soundtrack of ``frames`` frames (all of them: one
+        pass)."""
+        chunk = self.chunk_frames
+        if self.training or not chunk or frames <= chunk + 2 * TRUNK_MARGIN:
+            return frames
+        if chunk % TRUNK_STEP:
+            raise ValueError(f"chunk_frames must be a multiple of {TRUNK_STEP}, got {chunk}")
+        return chunk
+
     def logmel(self, waveform: torch.Tensor) -> torch.Tensor:
         """(B, samples) -> (B, 1, frames, mel_bins) log-mel (before ``bn0``)."""
         if waveform.shape[-1] < self.min_samples:
             waveform = F.pad(waveform, (0, self.min_samples - waveform.shape[-1]))
-        return self.logmel_extractor(self.spectrogram_extractor(waveform))
+        stft = self.spectrogram_extractor.stft
+        hop, frames = stft.hop_length, 1 + waveform.shape[-1] // stft.hop_length
+        padded, step, parts = stft.pad(waveform), self._chunk(frames), []
+        for start in range(0, frames, step):
+            end = min(frames, start + step)  # frame k reads padded[k * hop : k * hop + n_fft]
+            piece = padded[..., start * hop : (end - 1) * hop + stft.n_fft]
+            parts.append(self.logmel_extractor(self.spectrogram_extractor.power(piece)))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+
+    def _trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, T, M) normalised log-mel -> (B, C, T // 32): the conv blocks, then the mean
+        over frequency."""
+        for i in range(6):
+            block = getattr(self, f"conv_block{i + 1}")
+            x = block(x, pool_size=(2, 2) if i < N_POOLINGS else (1, 1))
+            x = F.dropout(x, p=0.2, training=self.training)
+        return x.mean(dim=3)
+
+    def _trunk_in_chunks(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`_trunk` of a whole log-mel, chunk by chunk (see the class). Each chunk
+        starts and ends at a multiple of :data:`TRUNK_STEP` (or at the soundtrack's end), so
+        its poolings fall where one pass's do."""
+        frames = x.shape[2]
+        steps, per_chunk = frames // TRUNK_STEP, self._chunk(frames) // TRUNK_STEP
+        parts = []
+        for first in range(0, steps, per_chunk):
+            last = min(steps, first + per_chunk)
+            start = max(0, first * TRUNK_STEP - TRUNK_MARGIN)
+            end = min(frames, last * TRUNK_STEP + TRUNK_MARGIN)
+            offset = first - start // TRUNK_STEP
+            parts.append(self._trunk(x[:, :, start:end])[:, :, offset : offset + last - first])
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
 
     def forward(self, waveform: torch.Tensor) -> Cnn14Output:
         """(B, samples) -> Cnn14Output(clipwise (B, classes), embedding (B, embedding_dim))."""
@@ -304,11 +374,7 @@ class Cnn14(nn.Module):
             raise ValueError(f"want a (batch, samples) waveform, got shape {tuple(waveform.shape)}")
         x = self.logmel(waveform)  # (B, 1, T, M)
         x = self.bn0(x.transpose(1, 3)).transpose(1, 3)  # normalise each mel bin
-        blocks = [getattr(self, f"conv_block{i + 1}") for i in range(6)]
-        for i, block in enumerate(blocks):
-            x = block(x, pool_size=(2, 2) if i < N_POOLINGS else (1, 1))
-            x = F.dropout(x, p=0.2, training=self.training)
-        x = x.mean(dim=3)  # over frequency -> (B, C, T)
+        x = self._trunk_in_chunks(x)  # (B, C, T // 32)
         x = x.amax(dim=2) + x.mean(dim=2)  # max + mean over time
         x = F.dropout(x, p=0.5, training=self.training)
         x = F.relu_(self.fc1(x))

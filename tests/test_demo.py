@@ -17,16 +17,20 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     for step in ("generate synthetic videos", "prepare frame stores", "extract audio embeddings"):
         assert f"[demo] {step}" in printed
     assert "`ccl demo --tune --seeds 1 2 3 --out demo_seeds` chooses them" in printed
-    assert (tmp_path / "demo_table.md").read_text().splitlines()[1] == (
-        "Settings: the demo-* presets' (ccl.config.DEMO_CHOSEN): every run at the reference's"
+    from ccl.config import describe_settings, preset
+
+    assert (tmp_path / "demo_table.md").read_text().splitlines()[1] == describe_settings(
+        "chosen", ("baseline", "ccl-a", "ccl-i", "ccl-ai")
     )
+    # the runs train in their presets' folders: the setting chosen on validation's
+    names = [preset(f"demo-{m}").train.name for m in ("baseline", "ccl-a", "ccl-i", "ccl-ai")]
     # each method trained twice (the quick scale's runs), two trainings at a time, each in
     # its own process with its own log; run 2 with the training seed 1 + 1000
     assert (
         "[demo] train and evaluate 8 runs (baseline, ccl-a, ccl-i, ccl-ai; 2 run(s) each): "
         "2 at once" in printed
     )
-    for name in ("demo-baseline", "demo-ccl-a", "demo-ccl-i", "demo-ccl-ai"):
+    for name in names:
         for run in (name, f"{name}-run2"):
             assert "epoch 2/2" in (tmp_path / "logs" / f"{run}.log").read_text()
     seeds = {
@@ -314,7 +318,10 @@ def test_demo_over_seeds_writes_mean_table(tmp_path, capsys):
 
     run_compare(tmp_path, seeds=(1, 2), scale="quick", methods=("ccl",))
     printed = capsys.readouterr().out
-    for name in ("demo-baseline", "demo-ccl-a", "demo-ccl-i", "demo-ccl-ai"):
+    from ccl.config import preset
+
+    for method in ("baseline", "ccl-a", "ccl-i", "ccl-ai"):
+        name = preset(f"demo-{method}").train.name
         assert f"train {name} (seed 2): done already" in printed
 
 

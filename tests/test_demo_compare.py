@@ -44,10 +44,19 @@ def test_compare_table_differences_have_a_t_interval_over_seeds():
     assert "Δ" not in compare_table(results, ("baseline", "ccl"), (1, 2))
 
 
+def _reference_everywhere(monkeypatch) -> None:
+    """DEMO_CHOSEN as if nothing were chosen (in this process), whatever the choice is."""
+    import ccl.config
+
+    for run in ccl.config.DEMO_CHOSEN:
+        monkeypatch.setitem(ccl.config.DEMO_CHOSEN, run, ())
+
+
 def test_quick_compare_runs_each_method_with_each_teacher_setting(tmp_path, monkeypatch):
     import ccl.config
 
     # a chosen setting for one cell: the comparison trains it, and its table says so
+    _reference_everywhere(monkeypatch)
     monkeypatch.setitem(ccl.config.DEMO_CHOSEN, "crd-i", ("objective.kd_weight=0.24",))
     table = run_compare(tmp_path, seeds=(1,), scale="quick", methods=("ccl", "crd"))
     for row in ("| baseline (no distillation) |", "| CCL |", "| CRD |"):
@@ -142,6 +151,7 @@ def test_presets_carry_the_chosen_settings_and_the_reference_is_one_switch_away(
     from ccl.demo.paths import demo_paths
     from ccl.demo.pipeline import demo_scale
 
+    _reference_everywhere(monkeypatch)
     monkeypatch.setitem(ccl.config.DEMO_CHOSEN, "fitnet-a", ("objective.kd_weight=0.01",))
     monkeypatch.setitem(ccl.config.DEMO_CHOSEN, "baseline", ("optim.weight_decay=0.05",))
     chosen, reference = preset("demo-fitnet-a"), preset("demo-reference-fitnet-a")

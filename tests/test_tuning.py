@@ -157,6 +157,8 @@ def test_every_comparison_run_has_a_preset_entry():
     assert list(DEMO_CHOSEN) == list(COMPARISON_RUNS)
     for run in DEMO_CHOSEN:
         assert preset(f"demo-{run}").train.name.startswith(f"demo-{run}")
+        # what the presets hold is one of the run's candidates: only a tuning chooses it
+        assert DEMO_CHOSEN[run] in {c.overrides for c in CANDIDATES[run]}, run
 
 
 def test_quick_tuning_tests_only_the_chosen_run(tmp_path, capsys):

@@ -40,9 +40,10 @@ TABLE_COLUMNS = (
 DELTA_COLUMNS = (("top1", "Δ top-1 vs baseline [95 % CI]"), ("r1", "Δ R@1 vs baseline [95 % CI]"))
 PROBE_ROWS = (("audio", "audio teacher, linear probe"), ("image", "image teacher, linear probe"))
 # Test top-1 of one method from benchmark seed to benchmark seed (other videos, teachers and
-# training seed): the standard deviation over 8 seeds, per method (docs/DEMO.md, "Training
-# noise"); quoted under a table that has one run per method, which cannot separate methods.
-RUN_TO_RUN_SD = "5.5-10.7"
+# training seed): the standard deviation over 5 seeds, per method, at the settings the
+# demo-* presets hold (docs/DEMO.md, "Results"); quoted under a table that has one run per
+# method, which cannot separate methods.
+RUN_TO_RUN_SD = "3.3-7.9"
 
 Hits = dict[str, dict[str, float] | None]
 """Per test video, 1.0 / 0.0 under ``top1`` and ``r1`` (:func:`video_hits`)."""
@@ -272,7 +273,7 @@ def table_notes(replicates: Sequence[Replicate], probes: Sequence[Mapping[str, A
         notes.append(
             f"One {unit} per method: these differences cannot separate methods. The test "
             f"top-1 of one method moves by {RUN_TO_RUN_SD} points between runs (standard "
-            "deviation over 8 benchmark seeds, docs/DEMO.md); run `ccl demo --runs N` or "
+            "deviation over 5 benchmark seeds, docs/DEMO.md); run `ccl demo --runs N` or "
             "`--seeds ...` for intervals."
         )
     if probes:

@@ -652,25 +652,25 @@ def test_cli_register(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     missing = tmp_path / "nope.tar.gz"
     capsys.readouterr()
     out = str(tmp_path / "o2")
-    assert ccl_main(["import-audio-features", "--from-archive", str(missing), "--out", out]) == 2
+    assert ccl_main(["import-audio-features", "--from-archive", str(missing), "--out", out]) == 1
     assert capsys.readouterr().err.startswith(
         f"ccl import-audio-features: error: audio feature archive not found: {missing}"
     )
     # a file where the output folder should be: one line naming it, no traceback
     (tmp_path / "file").write_text("x")
     into_file = ["--from-archive", str(archive), "--out", str(tmp_path / "file")]
-    assert ccl_main(["import-audio-features", *into_file]) == 2
+    assert ccl_main(["import-audio-features", *into_file]) == 1
     printed = capsys.readouterr()
     assert printed.out == ""
     assert printed.err.strip() == (
         f"ccl import-audio-features: error: {tmp_path / 'file'}: a file where a folder is "
         "expected"
     )
-    assert ccl_main(["prepare", "audio-features", *into_file]) == 2
+    assert ccl_main(["prepare", "audio-features", *into_file]) == 1
     assert capsys.readouterr().err.strip().startswith(f"ccl prepare: error: {tmp_path / 'file'}")
     # extract-audio reports its user errors the same way
     no_src = ["extract-audio", str(tmp_path / "nosrc"), "--checkpoint", "c.pth", "--out", "O"]
-    assert ccl_main(no_src) == 2
+    assert ccl_main(no_src) == 1
     assert capsys.readouterr().err.strip() == (
         f"ccl extract-audio: error: source not found: {tmp_path / 'nosrc'}"
     )
@@ -757,7 +757,7 @@ def test_extract_on_missing_cuda_is_a_clear_error(
     src, out = tmp_path / "videos", tmp_path / "emb"
     write_store(src / "K" / "v_K_g01_c01.hdf5", np.zeros(12_000, dtype=np.float32))
     argv = ["extract-audio", str(src), "--checkpoint", str(ckpt), "--out", str(out)]
-    assert main([*argv, "--device", "cuda", "--no-progress"]) == 2
+    assert main([*argv, "--device", "cuda", "--no-progress"]) == 1
     err = capsys.readouterr().err.strip()
     assert err == "ccl extract-audio: error: device 'cuda' requested but CUDA is not available"
     assert not list(out.rglob("*.npy"))

@@ -104,7 +104,7 @@ def test_console_script_help_and_errors(tmp_path):
         capture_output=True,
         text=True,
     )
-    assert bad.returncode == 2 and "unknown preset 'nope'" in bad.stderr
+    assert bad.returncode == 1 and "unknown preset 'nope'" in bad.stderr
 
 
 def test_print_config_and_presets(capsys):
@@ -177,7 +177,7 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, train_tiny_run, ti
             [sys.executable, "-m", "ccl.cli", *args], capture_output=True, text=True, env=env
         )
         lines = out.stderr.strip().splitlines()
-        assert out.returncode == 2 and "Traceback" not in out.stdout + out.stderr, out.stderr
+        assert out.returncode == 1 and "Traceback" not in out.stdout + out.stderr, out.stderr
         assert len(lines) == 1 and lines[0].startswith(f"ccl {args[0]}: error: "), out.stderr
         for text in expected:
             assert text in lines[0]

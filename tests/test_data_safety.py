@@ -65,7 +65,7 @@ def test_an_audio_teacher_without_any_training_video_embedding_is_refused(tmp_pa
         "train.device=cpu",
         "data.workers=0",
     ]
-    assert main(args) == 2
+    assert main(args) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     assert err.startswith("ccl train: error: ") and str(audio) in err and str(ann) in err, err
@@ -175,7 +175,7 @@ def test_a_batch_size_below_one_is_refused_naming_the_flag(tmp_path, capsys, com
     video = write_video(tmp_path / "v.avi", 2, 16, 16)
     out = ["--out", str(tmp_path / "f.npz")] if command == "embed" else []
     args = [command, str(tmp_path / "run"), str(video), "--batch-size", value, *out]
-    assert main(args) == 2
+    assert main(args) == 1
     err = capsys.readouterr().err.strip()
     assert err == f"ccl {command}: error: --batch-size must be at least 1, got {value}"
 
@@ -294,7 +294,7 @@ def test_a_full_disk_while_drawing_a_figure_names_it_and_leaves_nothing_partial(
 
     monkeypatch.setattr(ccl.atomic.RecordingWriter, "write", full)
     out = tmp_path / "report"
-    assert main(["report", str(run), "--out", str(out)]) == 2
+    assert main(["report", str(run), "--out", str(out)]) == 1
     err = capsys.readouterr().err.strip()
     assert err == (
         f"ccl report: error: {out / 'curves_r1.png'}: cannot write figure: "
@@ -333,7 +333,7 @@ def test_a_folder_given_to_resume_is_refused_saying_what_to_give(
     before = tree_hashes(tmp_path)
     args = ["train", "--preset", "smoke-baseline", *tiny_run_overrides]
     args += [f"train.out_dir={tmp_path}", "train.name=r1", "--resume", str(run)]
-    assert main(args) == 2
+    assert main(args) == 1
     assert capsys.readouterr().err.strip() == (
         f"ccl train: error: --resume {run} is a folder: give a checkpoint file (e.g. "
         f"{run / 'checkpoints' / 'last.pt'}) or --resume auto"
@@ -343,7 +343,7 @@ def test_a_folder_given_to_resume_is_refused_saying_what_to_give(
 
 def test_prepare_videos_given_a_file_says_it_is_a_file(tmp_path, capsys):
     video = write_video(tmp_path / "v.avi", 2, 16, 16)
-    assert main(["prepare", "videos", str(video), str(tmp_path / "out")]) == 2
+    assert main(["prepare", "videos", str(video), str(tmp_path / "out")]) == 1
     assert capsys.readouterr().err.strip() == (
         f"ccl prepare: error: {video} is a file, not a video folder: give the folder of the "
         "videos (one subfolder per class)"

@@ -109,7 +109,7 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert (tmp_path / "demo_table.md").read_text() == table  # fixed bootstrap seed
     # other settings over the same folder: refused, not reported as this folder's runs
     capsys.readouterr()
-    assert main(["demo", "--quick", "--out", str(tmp_path), "objective.loss_weight=0.25"]) == 2
+    assert main(["demo", "--quick", "--out", str(tmp_path), "objective.loss_weight=0.25"]) == 1
     err = capsys.readouterr().err
     assert "holds a run with other settings (objective.loss_weight: none -> 0.25)" in err
     assert "another --out" in err

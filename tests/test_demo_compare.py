@@ -236,7 +236,7 @@ def test_device_cuda_without_a_gpu_is_one_clear_error(tmp_path, monkeypatch, cap
     from ccl.cli import main
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert main(["demo", "--device", "cuda", "--out", str(tmp_path / "demo")]) == 2
+    assert main(["demo", "--device", "cuda", "--out", str(tmp_path / "demo")]) == 1
     assert "CUDA is not available" in capsys.readouterr().err
     assert not (tmp_path / "demo").exists()  # nothing generated
 

@@ -301,7 +301,7 @@ def test_rerun_of_a_run_name_is_refused_and_overwrite_moves_the_run_aside(tmp_pa
         "train.name=X",
         "train.epochs=1",
     )
-    assert code == 2 and "Traceback" not in out
+    assert code == 1 and "Traceback" not in out
     assert str(tmp_path / "X") in out
     assert "--resume auto" in out and "train.name" in out and "--overwrite" in out
     assert tree_hashes(tmp_path) == before
@@ -334,7 +334,7 @@ def test_resume_auto_without_a_usable_checkpoint_stops_and_keeps_best(
         torch.save({"student": Evil()}, last)
     before = tree_hashes(tmp_path)
     args = [*TINY, f"train.out_dir={tmp_path}", "train.name=X", "train.epochs=2"]
-    assert main(["train", "--preset", "smoke-baseline", "--resume", "auto", *args]) == 2
+    assert main(["train", "--preset", "smoke-baseline", "--resume", "auto", *args]) == 1
     err = capsys.readouterr().err
     assert f"cannot resume {tmp_path / 'X'}" in err and str(last) in err
     assert "intact: best.pt (epoch 1)" in err and "pwned" not in err

@@ -158,17 +158,17 @@ def test_existing_folder_is_refused_without_overwrite(run_dir, package, tmp_path
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
-    assert main(["export", str(run_dir), "--out", str(busy)]) == 2
+    assert main(["export", str(run_dir), "--out", str(busy)]) == 1
     assert "--overwrite" in _one_error_line(capsys.readouterr().err, "export")
     # --overwrite replaces only an earlier package, never another folder (a run, say)
-    assert main(["export", str(run_dir), "--out", str(busy), "--overwrite"]) == 2
+    assert main(["export", str(run_dir), "--out", str(busy), "--overwrite"]) == 1
     assert "not a model package" in _one_error_line(capsys.readouterr().err, "export")
     assert [p.name for p in busy.iterdir()] == ["notes.txt"]
     # an empty folder is fine; an earlier package is replaced, whole
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["export", str(run_dir), "--out", str(empty)]) == 0
-    assert main(["export", str(run_dir), "--out", str(empty), "--format", "onnx"]) == 2
+    assert main(["export", str(run_dir), "--out", str(empty), "--format", "onnx"]) == 1
     capsys.readouterr()
     args = ["export", str(run_dir), "--out", str(empty), "--format", "onnx", "--overwrite"]
     assert main(args) == 0
@@ -204,26 +204,26 @@ def test_failing_inputs_give_one_line(run_dir, package, videos, tmp_path, capsys
     not_a_package = tmp_path / "stuff"
     not_a_package.mkdir()
     (not_a_package / "notes.txt").write_text("hello")
-    assert main(["predict", str(not_a_package), video]) == 2
+    assert main(["predict", str(not_a_package), video]) == 1
     assert "neither a run folder" in _one_error_line(capsys.readouterr().err, "predict")
 
     damaged = tmp_path / "damaged"
     damaged.mkdir()
     for name in PACKAGE_FILES - {"classes.json"}:
         (damaged / name).write_bytes((package / name).read_bytes())
-    assert main(["predict", str(damaged), video]) == 2
+    assert main(["predict", str(damaged), video]) == 1
     line = _one_error_line(capsys.readouterr().err, "predict")
     assert str(damaged) in line and "no classes.json" in line
     (damaged / "classes.json").write_text('["edited"]\n')
-    assert main(["embed", str(damaged), video, "--out", str(tmp_path / "x.npz")]) == 2
+    assert main(["embed", str(damaged), video, "--out", str(tmp_path / "x.npz")]) == 1
     assert "classes.json: sha256 differs" in _one_error_line(capsys.readouterr().err, "embed")
 
     out = str(tmp_path / "pkg")
-    assert main(["export", str(run_dir), "--checkpoint", "epoch_9999.pt", "--out", out]) == 2
+    assert main(["export", str(run_dir), "--checkpoint", "epoch_9999.pt", "--out", out]) == 1
     assert "epoch_9999.pt" in _one_error_line(capsys.readouterr().err, "export")
-    assert main(["export", str(not_a_package), "--out", out]) == 2
+    assert main(["export", str(not_a_package), "--out", out]) == 1
     assert "no checkpoints/best.pt" in _one_error_line(capsys.readouterr().err, "export")
-    assert main(["export", str(run_dir), "--out", out, "--format", "tflite"]) == 2
+    assert main(["export", str(run_dir), "--out", out, "--format", "tflite"]) == 1
     assert "unknown format 'tflite'" in _one_error_line(capsys.readouterr().err, "export")
 
     real_find_spec = importlib.util.find_spec
@@ -232,6 +232,6 @@ def test_failing_inputs_give_one_line(run_dir, package, videos, tmp_path, capsys
         "find_spec",
         lambda name, *a: None if name == "onnx" else real_find_spec(name, *a),
     )
-    assert main(["export", str(run_dir), "--out", out, "--format", "onnx"]) == 2
+    assert main(["export", str(run_dir), "--out", out, "--format", "onnx"]) == 1
     assert "pip install 'ccl[export]'" in _one_error_line(capsys.readouterr().err, "export")
     assert not Path(out).exists()

@@ -208,11 +208,11 @@ def test_embed_frame_stores_has_labels(run_dir, stores, tmp_path):
 
 
 def test_bad_arguments_are_one_line_errors(run_dir, videos, tmp_path, capsys):
-    assert main(["predict", str(tmp_path / "no_run"), str(videos / "short.mkv")]) == 2
+    assert main(["predict", str(tmp_path / "no_run"), str(videos / "short.mkv")]) == 1
     assert "no run folder or checkpoint" in capsys.readouterr().err
     out = str(tmp_path / "x.npz")
-    assert main(["embed", str(run_dir), "--out", out]) == 2  # neither videos nor stores
-    assert main(["embed", str(run_dir), str(videos / "short.mkv"), "--out", "x.txt"]) == 2
+    assert main(["embed", str(run_dir), "--out", out]) == 1  # neither videos nor stores
+    assert main(["embed", str(run_dir), str(videos / "short.mkv"), "--out", "x.txt"]) == 1
     err = capsys.readouterr().err
     assert "either video files or --subset" in err and "must be a .npz" in err
     assert not Path(out).exists()
@@ -228,7 +228,7 @@ def test_predict_json_never_replaces_an_input_or_a_foreign_file(
     before = tree_hashes(tmp_path)
     predict = ["predict", str(run_dir), str(video), "--json"]
     for target, why in [(video, "is one of the inputs"), (notes, "is not a ccl predict result")]:
-        assert main([*predict, str(target)]) == 2
+        assert main([*predict, str(target)]) == 1
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and str(target) in err and why in err, err
     assert tree_hashes(tmp_path) == before

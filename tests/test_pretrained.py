@@ -256,7 +256,7 @@ def test_train_starts_from_weights_and_refuses_bad_ones_before_writing(tmp_path,
         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
     )
     lines = out.stderr.strip().splitlines()
-    assert out.returncode == 2 and len(lines) == 1, out.stderr
+    assert out.returncode == 1 and len(lines) == 1, out.stderr
     assert lines[0].startswith("ccl train: error: student.weights ") and str(wrong) in lines[0]
     assert not (tmp_path / "refused").exists()
 

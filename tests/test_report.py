@@ -254,7 +254,7 @@ def test_cli_bad_run_dir(
     bad = tmp_path / "nope"
     if broken == "no_config":
         bad.mkdir()
-    assert cli.main(["report", str(runs[0]), str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert cli.main(["report", str(runs[0]), str(bad), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("ccl report: error: ") and str(bad) in err
     assert ("does not exist" if broken == "missing" else "no config.json") in err

@@ -67,7 +67,7 @@ class LockHolder:
 
 
 def _refused(capsys, argv: list[str], run_dir: Path, pid: int, command: str = "ccl train") -> str:
-    assert main(argv) == 2
+    assert main(argv) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     assert f"{run_dir} is in use by process {pid} ({command}); wait for it" in err, err
@@ -180,7 +180,7 @@ def test_resume_from_another_runs_checkpoint_never_replaces_a_run(
     before = tree_hashes(tmp_path)
     foreign = base / "checkpoints" / "last.pt"
     args = ["train", "--preset", "smoke-baseline", *tiny_run_overrides, f"train.out_dir={tmp_path}"]
-    assert main([*args, "train.name=victim", "train.epochs=2", "--resume", str(foreign)]) == 2
+    assert main([*args, "train.name=victim", "train.epochs=2", "--resume", str(foreign)]) == 1
     err = capsys.readouterr().err
     assert f"cannot resume into {victim} from {foreign}" in err and "nothing was changed" in err
     assert tree_hashes(tmp_path) == before
@@ -208,7 +208,7 @@ def test_a_resume_applies_the_settings_it_may_change_and_refuses_the_others(
     run = tmp_path / "X"
     before = tree_hashes(tmp_path)
     resume = [*args, "train.epochs=2", "--resume", "auto"]
-    assert main([*resume, "optim.lr=0.05", "data.batch_size=2", "train.seed=7"]) == 2
+    assert main([*resume, "optim.lr=0.05", "data.batch_size=2", "train.seed=7"]) == 1
     err = capsys.readouterr().err
     assert "data.batch_size 4 -> 2" in err and "train.seed 1 -> 7" in err, err
     assert "cannot change mid-run" in err and "optim.lr" not in err
@@ -268,7 +268,7 @@ def test_every_value_is_validated_before_any_folder_is_made(
     tmp_path, capsys, tiny_run_overrides, override, key
 ):
     args = ["train", "--preset", "smoke-baseline", *tiny_run_overrides]
-    assert main([*args, f"train.out_dir={tmp_path / 'runs'}", override]) == 2
+    assert main([*args, f"train.out_dir={tmp_path / 'runs'}", override]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"invalid config: {key} must be" in err, err
     assert list(tmp_path.iterdir()) == []

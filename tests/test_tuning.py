@@ -240,7 +240,7 @@ def test_cli_tune_runs_the_tuning_over_the_seeds(tmp_path, monkeypatch):
     assert calls[-1]["scale"].reference_presets == "demo-reference"
     with pytest.raises(SystemExit):  # one task at a time
         main(["demo", "--tune", "--compare", "--out", str(tmp_path)])
-    assert main(["demo", "--methods", "ccl", "--out", str(tmp_path)]) == 2  # --tune only
+    assert main(["demo", "--methods", "ccl", "--out", str(tmp_path)]) == 1  # --tune only
 
 
 def test_a_diverged_candidate_is_recorded_not_fatal(tmp_path, monkeypatch):

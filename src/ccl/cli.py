@@ -33,7 +33,11 @@ COMMANDS = (train, evaluate, presets, demo, prepare, pretrain, predict, export, 
 INTERRUPT_HINTS = {
     "train": "; its last checkpoint is kept: continue with the same command and --resume auto",
 }
-INTERRUPTED = 130  # the shell's exit status of a process ended by SIGINT
+# Exit statuses: bad input (a file, a value, a run folder) is one line and 1; a command line
+# argparse cannot parse is its usage message and 2; Ctrl-C is one line and 130, the shell's
+# status of a process ended by SIGINT.
+BAD_INPUT = 1
+INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. Errors of input and environment (bad values, files, folders,
     checkpoints, runs: ``ValueError``, ``OSError``, ``RuntimeError`` and the project's
-    subclasses of them) end as one line on stderr and exit code 2, never a traceback; Ctrl-C
+    subclasses of them) end as one line on stderr and exit code 1, never a traceback; Ctrl-C
     (``KeyboardInterrupt``) ends as one line saying what was interrupted and how to go on,
     exit code 130."""
     parser = build_parser()
@@ -68,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except USER_ERRORS as err:
         print(f"ccl {args.command}: error: {describe_error(err)}", file=sys.stderr)
-        return 2
+        return BAD_INPUT
     except KeyboardInterrupt:
         hint = INTERRUPT_HINTS.get(args.command, "")
         print(f"\nccl {args.command}: interrupted{hint}", file=sys.stderr)

@@ -73,7 +73,7 @@ class ReportError(ValueError):
     """A run folder that cannot be reported on (missing folder or ``config.json``)."""
 
 
-# What a command turns into one line and exit status 2 instead of a traceback.
+# What a command turns into one line and exit status 1 instead of a traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeError)
 
 

@@ -275,14 +275,14 @@ def test_outputs_that_are_inputs_are_refused(prepared, tmp_path: Path, capsys) -
     proc = run_cli(*ucf, "--out", str(splits / "trainlist01.txt"))
     assert_one_line_error(proc, "trainlist01.txt is one of the inputs")
     for out in (splits / "classInd.txt", splits / "testlist02.txt", tmp_path / "notes.txt"):
-        assert ccl_main([*ucf, "--out", str(out)]) == 2
+        assert ccl_main([*ucf, "--out", str(out)]) == 1
         assert str(out) in capsys.readouterr().err
     # the report written next to the output must not replace an input either
     csv = tmp_path / "list.report.json"
     csv.write_text("v_Basketball_g01_c01,Basketball,train\n")
     before = digest(tmp_path)
     args = ["annotations", "csv", "--csv", str(csv), "--videos", str(stores)]
-    assert ccl_main(["prepare", *args, "--out", str(tmp_path / "list.json")]) == 2
+    assert ccl_main(["prepare", *args, "--out", str(tmp_path / "list.json")]) == 1
     assert "list.report.json is one of the inputs" in capsys.readouterr().err
     assert digest(tmp_path) == before and digest(stores) == stores_before
 
@@ -296,7 +296,7 @@ def test_the_report_beside_out_replaces_only_an_earlier_report(prepared, tmp_pat
     before = digest(tmp_path)
     args = ["prepare", "annotations", "csv", "--csv", str(csv), "--videos", str(stores)]
     args += ["--out", str(tmp_path / "list.json")]
-    assert ccl_main(args) == 2
+    assert ccl_main(args) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{report} exists and is not the report" in err, err
     assert digest(tmp_path) == before
@@ -311,7 +311,7 @@ def test_annotation_output_os_error_is_one_line(prepared, tmp_path: Path, capsys
     (tmp_path / "file").write_text("x")
     out = tmp_path / "file" / "ucf.json"
     ucf = ["prepare", "annotations", "ucf101", "--splits", str(splits), "--videos", str(stores)]
-    assert ccl_main([*ucf, "--out", str(out)]) == 2
+    assert ccl_main([*ucf, "--out", str(out)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     where = tmp_path / "file"
     assert err == [
@@ -347,7 +347,7 @@ def test_input_file_errors_name_the_file(tmp_path: Path, capsys) -> None:
         build_csv(csv, stores)
     out = tmp_path / "out.json"
     args = ["annotations", "csv", "--csv", str(csv), "--videos", str(stores), "--out", str(out)]
-    assert ccl_main(["prepare", *args]) == 2
+    assert ccl_main(["prepare", *args]) == 1
     assert f"{csv}:2: not UTF-8" in capsys.readouterr().err
     assert not out.exists()
 

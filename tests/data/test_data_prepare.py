@@ -202,7 +202,7 @@ def test_store_made_with_other_settings_is_refused_then_reprepared(tmp_path: Pat
         prepare_videos(src, dst, short_side=16, progress=False)
     assert digest(dst) == before
     code = ccl_main(["prepare", "videos", str(src), str(dst), "--short-side", "16"])
-    assert code == 2 and digest(dst) == before
+    assert code == 1 and digest(dst) == before
     # asked to: converted again, and the report says so
     report = prepare_videos(src, dst, short_side=16, reprepare=True, progress=False)
     assert report.ok and len(report.converted) == 2 and not report.skipped
@@ -267,7 +267,7 @@ def test_os_errors_are_one_line_without_traceback(tmp_path: Path, monkeypatch, c
     # a file where the output folder, or one of its parents, should be
     proc = run_cli("prepare", "videos", str(src), str(tmp_path / "file"), "--no-progress")
     assert_one_line_error(proc, str(tmp_path / "file"), "a file where a folder is expected")
-    assert ccl_main(["prepare", "videos", str(src), str(tmp_path / "file" / "dst")]) == 2
+    assert ccl_main(["prepare", "videos", str(src), str(tmp_path / "file" / "dst")]) == 1
     err = capsys.readouterr().err.strip()
     where = tmp_path / "file" / "dst"
     assert err.startswith(f"ccl prepare: error: {where}: cannot create the output folder")
@@ -280,7 +280,7 @@ def test_os_errors_are_one_line_without_traceback(tmp_path: Path, monkeypatch, c
 
     monkeypatch.setattr(ccl.atomic.RecordingWriter, "write", full)
     dst = tmp_path / "dst"
-    assert ccl_main(["prepare", "videos", str(src), str(dst), "--no-progress"]) == 2
+    assert ccl_main(["prepare", "videos", str(src), str(dst), "--no-progress"]) == 1
     err = capsys.readouterr().err.strip()
     assert err == (
         f"ccl prepare: error: {dst / REPORT_NAME}: cannot write file: "

@@ -169,7 +169,7 @@ def test_a_full_disk_stops_the_run_naming_the_folder(tmp_path: Path, monkeypatch
     src, dst = tmp_path / "src", tmp_path / "dst"
     v0, v1, v2 = _videos(src, 3)
     _fill_disk_at(monkeypatch, "v1")
-    assert ccl_main(["prepare", "videos", str(src), str(dst), "--no-progress"]) == 2
+    assert ccl_main(["prepare", "videos", str(src), str(dst), "--no-progress"]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == (
@@ -202,7 +202,7 @@ def test_a_report_that_no_longer_fits_is_said(tmp_path: Path, monkeypatch, capsy
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(ccl.atomic.RecordingWriter, "write", full)
-    assert ccl_main(["prepare", "videos", str(src), str(dst), "--no-progress"]) == 2
+    assert ccl_main(["prepare", "videos", str(src), str(dst), "--no-progress"]) == 1
     assert capsys.readouterr().err == (
         f"ccl prepare: error: {dst}: no space left on device while writing the store of "
         "A/v0.avi (its partial store was removed); 0 converted before, 1 videos not started "

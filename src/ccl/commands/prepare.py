@@ -269,7 +269,7 @@ def register_prepare(subparsers: Any) -> None:
         "DST/<Class>/<video>.hdf5: JPEG frames, short side resized. Resumable; failures are "
         "listed in DST/prepare_report.json and make the exit status 1. A store whose source "
         "file changed since is converted again. Existing stores made with other settings "
-        "make the run refuse, unless --reprepare. A full disk stops the run (exit status 2), "
+        "make the run refuse, unless --reprepare. A full disk stops the run (exit status 1), "
         "removing the store it was writing.",
     )
     v.add_argument("src", type=Path, help="folder of videos (read only)")

@@ -38,6 +38,7 @@ __all__ = [
     "image_features",
     "image_probe",
     "image_probe_settings",
+    "subset_rows",
 ]
 
 MAX_ITER = 2000
@@ -123,7 +124,9 @@ def fit_probe(
     return acc[1] * scale, acc[5] * scale, converged
 
 
-def _subset(annotations: str | Path, subset: str) -> tuple[list[str], list[tuple[str, int, str]]]:
+def subset_rows(
+    annotations: str | Path, subset: str
+) -> tuple[list[str], list[tuple[str, int, str]]]:
     """(class names, [(video_id, label, store stem)] of ``subset`` in file order)."""
     from ccl.data.annotations import iter_subset, load_annotations
 
@@ -197,8 +200,8 @@ def audio_probe(
     from ccl.data.audio import load_audio_embeddings
 
     embeddings = load_audio_embeddings(audio_dir)
-    classes, train = _subset(annotations, train_subset)
-    _, test = _subset(annotations, test_subset)
+    classes, train = subset_rows(annotations, train_subset)
+    _, test = subset_rows(annotations, test_subset)
     rows = {"train": train, "test": test}
     features: dict[str, dict[str, np.ndarray]] = {}
     for split, listed in rows.items():
@@ -298,8 +301,8 @@ def image_probe(
         clip_mean=tuple(settings.mean),  # type: ignore[arg-type]
         clip_std=tuple(settings.std),  # type: ignore[arg-type]
     )
-    classes, train = _subset(annotations, train_subset)
-    _, test = _subset(annotations, test_subset)
+    classes, train = subset_rows(annotations, train_subset)
+    _, test = subset_rows(annotations, test_subset)
     rows = {"train": train, "test": test}
     subsets = {"train": train_subset, "test": test_subset}
     features = {

@@ -314,27 +314,19 @@ def annotated_embeddings(
     :func:`ccl.demo.probe.audio_probe` joins them: by video id, else by the stem of the
     entry's ``video_path``; a (T, D) embedding gives its segment mean. Listed videos without
     an embedding are left out and named in ``missing``."""
-    from ccl.data.annotations import iter_subset, load_annotations
     from ccl.data.audio import load_audio_embeddings
+    from ccl.demo.probe import subset_rows
 
-    data = load_annotations(annotations)
-    classes = list(data["labels"])
-    index = {name: i for i, name in enumerate(classes)}
+    classes, listed = subset_rows(annotations, subset)
     table = load_audio_embeddings(audio_dir)
     rows, labels, ids, missing = [], [], [], []
-    for video_id, entry in iter_subset(data, subset):
-        label = entry["annotations"].get("label")
-        if label not in index:
-            raise ValueError(
-                f"{annotations}: video {video_id!r} has label {label!r}, not in labels"
-            )
-        stem = Path(entry["video_path"]).stem if "video_path" in entry else video_id
+    for video_id, label, stem in listed:
         key = next((k for k in (video_id, stem) if k in table), None)
         if key is None:
             missing.append(video_id)
             continue
         rows.append(table.lookup(key)[0])
-        labels.append(index[label])
+        labels.append(label)
         ids.append(video_id)
     if not rows:
         raise ValueError(f"no video of subset {subset!r} of {annotations} has an embedding")

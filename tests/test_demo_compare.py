@@ -206,7 +206,8 @@ def test_gpu_presets_are_the_demo_presets_with_a_gpu_budget():
             if getattr(getattr(cpu, section), f.name) != getattr(getattr(gpu, section), f.name)
         }
         assert differ == budget, method
-        assert gpu.train.name == f"demo-gpu-{method}" and gpu.train.device == "cuda"
+        assert gpu.train.name == cpu.train.name.replace("demo-", "demo-gpu-", 1)
+        assert gpu.train.device == "cuda"
         assert gpu.train.epochs > cpu.train.epochs and gpu.data.batch_size > cpu.data.batch_size
 
 

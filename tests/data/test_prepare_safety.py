@@ -250,14 +250,14 @@ def test_a_real_full_disk_with_workers(tmp_path: Path, workers: int) -> None:
         text=True,
         timeout=300,
     )
-    assert "rc=2" in proc.stdout, (proc.stdout, proc.stderr)
+    assert "rc=1" in proc.stdout, (proc.stdout, proc.stderr)
     errors = proc.stderr.strip().splitlines()
     assert len(errors) == 1, proc.stderr  # no traceback, no BrokenProcessPool
     assert errors[0].startswith(
         f"ccl prepare: error: {dst}: no space left on device while writing the store of A/v"
     )
     assert f"(report: {dst / REPORT_NAME})" in errors[0]
-    listing, _, report_text = proc.stdout.partition("rc=2\n")[2].partition("{")
+    listing, _, report_text = proc.stdout.partition("rc=1\n")[2].partition("{")
     report = json.loads("{" + report_text)
     stores = [line for line in listing.split() if line.endswith(".hdf5")]
     assert stores == [f"./dst/A/{Path(s).stem}.hdf5" for s in report["converted"]]

@@ -128,6 +128,20 @@ def is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+# a metrics record's kind, its x axis and its wall-clock stamp: not curves of their own
+_NOT_SCALARS = ("type", "step", "time")
+
+
+def metric_scalars(record: dict[str, Any]) -> dict[str, float]:
+    """The curves of a ``metrics.jsonl`` record, as the logging mirrors (TensorBoard, W&B)
+    log them: every numeric field but ``type``, ``step`` and ``time``, as a float."""
+    return {
+        key: float(value)
+        for key, value in record.items()
+        if key not in _NOT_SCALARS and isinstance(value, (int, float))
+    }
+
+
 def method_label(objective: dict[str, Any]) -> str:
     """``baseline``, ``CCL-A``, ``CCL-I`` or ``CCL-AI`` from an ``objective`` config section."""
     method = str(objective.get("method", "baseline")).lower()

@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ccl.runs import metric_scalars
+
 INSTALL_HINT = (
     "train.tensorboard=true needs the tensorboard package, which is not installed: "
     "pip install 'ccl[tb]' (or pip install tensorboard), or leave train.tensorboard=false"
 )
-# the record's kind, its x axis and its wall-clock stamp (TensorBoard's own walltime)
-_NOT_SCALARS = ("type", "step", "time")
 
 
 def require_tensorboard() -> type:
@@ -45,10 +45,8 @@ class TensorBoardLog:
     def write(self, record: dict[str, Any]) -> None:
         step = int(record["step"])
         walltime = record.get("time")
-        for key, value in record.items():
-            if key in _NOT_SCALARS or not isinstance(value, (int, float)):
-                continue
-            self.writer.add_scalar(key, float(value), global_step=step, walltime=walltime)
+        for key, value in metric_scalars(record).items():
+            self.writer.add_scalar(key, value, global_step=step, walltime=walltime)
         self.writer.flush()  # a killed run keeps what it logged, as the JSON-lines file does
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ from types import ModuleType
 from typing import Any
 
 from ccl.atomic import write_text_atomic
+from ccl.runs import metric_scalars
 
 INSTALL_HINT = (
     "train.wandb=true needs the wandb package, which is not installed: "
@@ -37,8 +38,6 @@ INSTALL_HINT = (
 RUN_ID_FILE = "wandb_run_id"
 """File of the run folder holding the W&B run id its resumes continue."""
 DEFAULT_PROJECT = "ccl"
-# the record's kind, its x axis and its wall-clock stamp, as in TensorBoard (ccl.tblog)
-_NOT_SCALARS = ("type", "step", "time")
 
 
 def require_wandb() -> ModuleType:
@@ -90,11 +89,7 @@ class WandbLog:
         )
 
     def write(self, record: dict[str, Any]) -> None:
-        scalars = {
-            key: float(value)
-            for key, value in record.items()
-            if key not in _NOT_SCALARS and isinstance(value, (int, float))
-        }
+        scalars = metric_scalars(record)
         if scalars:
             self.run.log(scalars, step=int(record["step"]))
 

@@ -1,11 +1,13 @@
 """``ccl demo``: the whole pipeline on the embedded synthetic benchmark (:mod:`ccl.demo`):
 one seed, several (``--seeds``), the paper's comparison (``--compare``) or the validation
-choice of CCL's setting (``--tune``)."""
+choice of every method's setting (``--tune``)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
+
+from ccl.demo.synth_audio import SOUNDTRACKS
 
 
 def run(args: argparse.Namespace) -> int:
@@ -131,7 +133,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--soundtracks",
-        choices=("families", "events"),
+        choices=SOUNDTRACKS,
         default=None,
         help="the benchmark's soundtracks: families (default: a related class sounds the "
         "family of its motion at its kind's pitch) or events (an arbitrary event per class); "

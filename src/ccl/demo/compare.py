@@ -66,14 +66,18 @@ class CompareResult:
     hits: Hits | None
 
 
+def cell_run(method: str, column: str) -> str:
+    """The run name of a cell (its preset's suffix): ``baseline``, ``ccl-a``, ``pkt-ai``."""
+    return BASELINE if method == BASELINE else f"{method}-{column.lower()}"
+
+
 def compare_config(spec: CompareSpec) -> Config:
     """The training config of one cell: the demo's preset of that run (``demo-pkt-ai``:
     the setting chosen on validation; ``demo-reference-pkt-ai`` with ``--settings
     reference``) in its setting's run folder, so that with the same --out a comparison
     reuses the runs of ``ccl demo --seeds ...`` and ``--tune`` instead of repeating them."""
     prefix = demo_scale(spec.scale).presets
-    run = BASELINE if spec.method == BASELINE else f"{spec.method}-{spec.column.lower()}"
-    cfg = preset(f"{prefix}-{run}")
+    cfg = preset(f"{prefix}-{cell_run(spec.method, spec.column)}")
     cfg.train.out_dir = str(spec.paths.runs)
     cfg.train.seed = spec.seed
     return cfg
@@ -143,7 +147,7 @@ def run_compare(
         runs = [run.run_dir for run in done if run.seed == seed and not math.isnan(run.top1)]
         build_report(runs, prepared[seed].paths.report)
     table = compare_table(results, (BASELINE, *methods), seeds, [hits[s] for s in seeds])
-    runs_compared = [BASELINE] + [f"{m}-{c.lower()}" for m in methods for c in TEACHER_SETTINGS]
+    runs_compared = [BASELINE] + [cell_run(m, c) for m in methods for c in TEACHER_SETTINGS]
     table = f"{describe_settings(scale.settings, runs_compared)}\n\n{table}"
     write_text_atomic(out / "compare_table.md", table + "\n")
     compared = {f"{m}/{c}": v for (m, c), v in results.items()}

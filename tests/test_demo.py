@@ -221,6 +221,29 @@ def test_over_seeds_the_runs_of_a_seed_are_averaged_first():
     assert "over the 2 seeds" in format_table(reps)
 
 
+def test_versus_table_pairs_two_methods_on_the_same_seed():
+    from ccl.demo.tables import Replicate, versus_table
+
+    def hits(values):
+        return {"top1": {f"v{i}": float(h) for i, h in enumerate(values)}, "r1": None}
+
+    # seed 1: CCL-AI minus FitNet-AI per video +1, 0, 0, 0 -> +0.25; seed 2: 0, -1, 0, 0 ->
+    # -0.25. Mean 0, sd 0.3536, t(0.975, 1 df) = 12.706: half width 3.177
+    reps = [
+        Replicate(1, 1, {}, {"CCL-AI": hits([1, 1, 0, 0]), "FitNet-AI": hits([0, 1, 0, 0])}),
+        Replicate(2, 1, {}, {"CCL-AI": hits([1, 0, 0, 1]), "FitNet-AI": hits([1, 1, 0, 1])}),
+    ]
+    lines = versus_table(reps, [("CCL-AI", "FitNet-AI")])
+    assert "over the seeds [95 % Student t interval over the seeds]" in lines[0]
+    assert lines[2] == "| methods | Δ top-1 [95 % CI] | Δ R@1 [95 % CI] |"
+    assert lines[4] == "| CCL-AI minus FitNet-AI | +0.0 [-317.7, +317.7] | - |"
+    # the other way round: the signs flip
+    assert versus_table(reps, [("FitNet-AI", "CCL-AI")])[4].startswith(
+        "| FitNet-AI minus CCL-AI | +0.0 [-317.7, +317.7] |"
+    )
+    assert versus_table(reps, []) == []
+
+
 def test_one_run_says_it_cannot_separate_methods():
     from ccl.demo.tables import RUN_TO_RUN_SD, format_table
 

@@ -44,6 +44,31 @@ def test_compare_table_differences_have_a_t_interval_over_seeds():
     assert "Δ" not in compare_table(results, ("baseline", "ccl"), (1, 2))
 
 
+def test_compare_table_pairs_ccl_with_each_other_method():
+    """The third table: CCL minus each other method with the same teachers, paired on the
+    same seed's test videos, the t interval over the seeds."""
+    videos = ("v1", "v2")
+
+    def hits(values):
+        return {"top1": dict(zip(videos, map(float, values))), "r1": None}
+
+    # seed 1: CCL-AI (1, 1) minus PKT-AI (0, 1) -> +0.5; seed 2: (1, 0) minus (0, 0) -> +0.5:
+    # sd 0, so the interval is the mean alone
+    per_seed = [
+        {"baseline": hits([0, 0]), "ccl/AI": hits([1, 1]), "pkt/AI": hits([0, 1])},
+        {"baseline": hits([0, 0]), "ccl/AI": hits([1, 0]), "pkt/AI": hits([0, 0])},
+    ]
+    results = {("baseline", c): [0.0, 0.0] for c in ("A", "I", "AI")}
+    results[("ccl", "AI")] = [1.0, 0.5]
+    results[("pkt", "AI")] = [0.5, 0.0]
+    table = compare_table(results, ("baseline", "ccl", "pkt"), (1, 2), per_seed)
+    lines = table.splitlines()
+    assert "CCL minus each other distillation method with the same teachers" in table
+    assert lines[-1] == "| CCL minus PKT | - | - | +50.0 [+50.0, +50.0] |"
+    # without CCL among the methods, no such table
+    assert "CCL minus" not in compare_table(results, ("baseline", "pkt"), (1, 2), per_seed)
+
+
 def _reference_everywhere(monkeypatch) -> None:
     """DEMO_CHOSEN as if nothing were chosen (in this process), whatever the choice is."""
     import ccl.config

@@ -109,6 +109,14 @@ def test_runs_to_tune_by_run_or_method_name():
         expand_runs(["kd"])
 
 
+def test_ccl_is_paired_with_each_other_method_of_its_teachers():
+    from ccl.demo.tune import ccl_pairs
+
+    runs = ["baseline", "ccl-a", "ccl-ai", "fitnet-ai", "pkt-a", "pkt-i", "cmc-ai"]
+    assert ccl_pairs(runs) == [("ccl-ai", "fitnet-ai"), ("ccl-a", "pkt-a"), ("ccl-ai", "cmc-ai")]
+    assert ccl_pairs(["baseline", "ccl-a"]) == []
+
+
 def test_the_tuning_says_whether_the_presets_hold_its_choice(monkeypatch):
     import ccl.config
     from ccl.demo.pipeline import demo_scale

@@ -167,7 +167,8 @@ def compare_table(
     seed, :func:`ccl.demo.tables.video_hits` of each run keyed "baseline" or
     "<method>/<column>"), a second table in the same layout: each method's paired difference
     to the baseline of the same seed, mean over the seeds with its 95 % t interval over them
-    (:func:`ccl.demo.tables.difference`)."""
+    (:func:`ccl.demo.tables.difference`); and a third: CCL minus each other method of
+    ``methods`` in each column, paired the same way."""
 
     def name(method: str) -> str:
         return "baseline (no distillation)" if method == BASELINE else METHOD_NAMES[method]
@@ -217,4 +218,21 @@ def compare_table(
             else:
                 cells.append(found.cell() + (f" ({diverged} diverged)" if diverged else ""))
         lines.append(f"| {name(method)} | " + " | ".join(cells) + " |")
+    others = [m for m in methods if m not in (BASELINE, CCL)] if CCL in methods else []
+    if others:
+        lines += [
+            "",
+            "Δ test top-1, CCL minus each other distillation method with the same teachers "
+            "(points): paired on the same seed's test videos as above"
+            + ("" if one else " [95 % Student t interval over the seeds]")
+            + "; an interval above 0 shows CCL ahead",
+            "",
+            *head,
+        ]
+        for method in others:
+            cells = [
+                difference(replicates, f"{CCL}/{c}", "top1", f"{method}/{c}").cell()
+                for c in TEACHER_SETTINGS
+            ]
+            lines.append(f"| CCL minus {name(method)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -191,6 +191,30 @@ def difference(
     return Difference(seed_interval(deltas), unit, left_out)
 
 
+def versus_table(replicates: Sequence[Replicate], pairs: Sequence[tuple[str, str]]) -> list[str]:
+    """The lines of a table with one row per ``(method, other)`` pair: ``method`` minus
+    ``other`` on the per-video hits of :data:`DELTA_COLUMNS`, paired as :func:`difference`
+    pairs a method with the baseline (the same seed's test videos), with the 95 % t interval
+    over the units. Empty without pairs."""
+    if not pairs:
+        return []
+    unit = unit_of(replicates)
+    names = [name.replace(" vs baseline", "") for _, name in DELTA_COLUMNS]
+    lines = [
+        f"Paired differences between methods (points): each row's first method minus its "
+        f"second, trained on the same benchmark with the same training seed, mean over the "
+        f"test videos, then over the {unit}s [95 % Student t interval over the {unit}s]; an "
+        "interval above 0 shows the first ahead.",
+        "",
+        "| methods | " + " | ".join(names) + " |",
+        "|---" * (len(names) + 1) + "|",
+    ]
+    for method, other in pairs:
+        cells = [difference(replicates, method, key, other).cell() for key, _ in DELTA_COLUMNS]
+        lines.append(f"| {method} minus {other} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def describe_replicates(replicates: Sequence[Replicate]) -> str:
     """Words for a table's title: which benchmark seeds and how many training runs."""
     seeds = sorted({r.seed for r in replicates})

@@ -51,7 +51,7 @@ from ccl.demo.pipeline import (
     train_and_evaluate,
     train_unless_diverged,
 )
-from ccl.demo.tables import Replicate, format_table, numbers_of, video_hits
+from ccl.demo.tables import Replicate, format_table, numbers_of, versus_table, video_hits
 from ccl.objectives.kd import KD_LOSSES
 from ccl.objectives.registry import BASELINE, CCL, COMPARISON_RUNS, KD_METHODS, METHODS
 
@@ -247,6 +247,19 @@ def train_candidate(spec: CandidateSpec) -> CandidateResult:
     )
 
 
+def ccl_pairs(runs: Iterable[str]) -> list[tuple[str, str]]:
+    """(CCL's run, other method's run) for every other distillation run of ``runs`` whose
+    teachers CCL also has there: ``("ccl-ai", "fitnet-ai")``."""
+    runs = list(runs)
+    pairs = []
+    for run in runs:
+        method, _, column = run.rpartition("-")
+        mine = f"{CCL}-{column}"
+        if method in KD_METHODS and mine in runs:
+            pairs.append((mine, run))
+    return pairs
+
+
 def run_tuning(
     out: str | Path,
     *,
@@ -326,10 +339,14 @@ def run_tuning(
         probes.append(teacher_probes(here.paths, scale=scale, overrides=overrides))
     listed = ", ".join(map(str, seeds))
     settings = "; ".join(f"{names[run]}: {c.what}" for run, c in chosen.items())
+    versus = versus_table(replicates, [(names[a], names[b]) for a, b in ccl_pairs(chosen)])
     table = (
         f"Test split, seeds {listed}; every run with its setting chosen on the validation "
-        f"groups (tune_validation.md): {settings}\n\n" + format_table(replicates, probes)
+        f"groups (tune_validation.md): {settings}\n\n"
+        + format_table(replicates, probes)
     )
+    if versus:  # the claim "CCL above every other distillation method", tested directly
+        table += "\n\n" + "\n".join(versus)
     command = tune_command(seeds, scale, candidates, overrides)
     means = {run: _means(values) for run, values in validation.items()}
     presets = presets_section(chosen, means, command)

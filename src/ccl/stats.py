@@ -27,6 +27,7 @@ as the reported interval.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -40,6 +41,7 @@ __all__ = [
     "paired_bootstrap",
     "paired_differences",
     "seed_interval",
+    "seeds_needed",
 ]
 
 _CHUNK = 1 << 20  # index draws held in memory at once
@@ -224,3 +226,24 @@ def seed_interval(deltas: Sequence[float], *, level: float = 0.95) -> SeedInterv
     sd = float(values.std(ddof=1))
     half = float(scipy_stats.t.ppf((1 + level) / 2, len(values) - 1)) * sd / np.sqrt(len(values))
     return SeedInterval(mean, mean - half, mean + half, sd, tuple(values.tolist()), level)
+
+
+def seeds_needed(
+    sd: float, effect: float, *, level: float = 0.95, power: float = 0.5, most: int = 10_000
+) -> int:
+    """The fewest seeds S at which a true mean paired difference of ``effect`` (the same
+    unit as ``sd``, the sample sd of the per-seed differences) is expected to give a
+    :func:`seed_interval` that excludes 0 with probability ``power``: the smallest S >= 2
+    with ``(t_{S-1, (1+level)/2} + t_{S-1, power}) * sd / sqrt(S) <= |effect|`` (the usual
+    t-test sample size; power 0.5: the interval's half width equals the effect, even odds).
+    ``most`` when even that many would not do."""
+    if not (sd >= 0 and math.isfinite(sd)) or not math.isfinite(effect) or effect == 0:
+        raise ValueError(f"seeds needed: sd {sd} and effect {effect} must be finite, effect != 0")
+    _check_level(level)
+    if not 0 < power < 1:
+        raise ValueError(f"power must lie in (0, 1), got {power}")
+    for n in range(2, most + 1):
+        t = scipy_stats.t.ppf((1 + level) / 2, n - 1) + scipy_stats.t.ppf(power, n - 1)
+        if t * sd / math.sqrt(n) <= abs(effect):
+            return n
+    return most

@@ -1,0 +1,188 @@
+"""What the demo's runs did in training, and how far their test differences carry.
+
+Reads a folder of ``ccl demo --seeds ... / --tune / --compare --out OUT`` and prints:
+
+1. per run folder (``--runs``: shell patterns of run names, default all), the last
+   epoch's numbers as each run's ``metrics.jsonl`` holds them, mean over the seeds that
+   have the run: training top-1 (how well the student fits), validation top-1, the norm of
+   the gradient each loss term sends to the student (``train/grad/<term>``) and the
+   distillation terms' sum over the cross-entropy's: the measurements that say why a
+   method fits worse or better (docs/DEMO.md);
+2. with ``OUT/tuning.json`` (``ccl demo --tune``): per chosen run its test top-1 on each
+   seed, its difference to the baseline of the same seed, the mean with the 95 % t
+   interval over the seeds, the sd of those differences and the seeds an effect of
+   ``--effect`` points would need (ccl.stats.seeds_needed: even odds of an interval that
+   excludes 0, and 80 %); then the same for CCL minus each other distillation method with
+   the same teachers.
+
+    python benchmarks/demo_diagnostics.py OUT
+    python benchmarks/demo_diagnostics.py OUT --runs 'demo-ccl-a*' 'demo-fitnet-a*' --effect 5
+
+The differences of test top-1 are those of ``tuned_table.md`` (on one seed's test videos
+the mean paired difference is the difference of the two accuracies). Reads files only:
+nothing is trained, nothing runs on a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ccl.demo.tune import ccl_pairs, label_of
+from ccl.objectives.registry import BASELINE
+from ccl.runs import read_metrics
+from ccl.stats import seed_interval, seeds_needed
+
+
+def seed_folders(out: Path) -> dict[int, Path]:
+    """``out/seed_S`` folders by seed (``out`` itself as seed 0 when it is one seed's)."""
+    found = {
+        int(d.name.removeprefix("seed_")): d
+        for d in out.glob("seed_*")
+        if d.is_dir() and d.name.removeprefix("seed_").isdigit()
+    }
+    if not found and (out / "runs").is_dir():
+        found = {0: out}
+    if not found:
+        raise SystemExit(f"{out}: no seed_S folders and no runs/ folder: not a demo folder")
+    return dict(sorted(found.items()))
+
+
+def last_epochs(out: Path, patterns: Sequence[str]) -> dict[str, dict[int, dict[str, Any]]]:
+    """Per run name matching one of ``patterns``, per seed, its last epoch's record."""
+    runs: dict[str, dict[int, dict[str, Any]]] = {}
+    for seed, folder in seed_folders(out).items():
+        for metrics in sorted((folder / "runs").glob("*/metrics.jsonl")):
+            name = metrics.parent.name
+            if not any(fnmatch.fnmatch(name, p) for p in patterns):
+                continue
+            epochs, _ = read_metrics(metrics)
+            if epochs:
+                runs.setdefault(name, {})[seed] = epochs[-1]
+    return runs
+
+
+def _mean(records: Sequence[dict[str, Any]], key: str) -> float:
+    values = [float(r[key]) for r in records if r.get(key) is not None]
+    return statistics.mean(values) if values else math.nan
+
+
+def training_table(runs: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
+    """Section 1: the last epoch per run, mean over its seeds."""
+    terms = sorted(
+        {
+            key.removeprefix("train/grad/")
+            for per_seed in runs.values()
+            for record in per_seed.values()
+            for key in record
+            if key.startswith("train/grad/") and key != "train/grad/ce"
+        }
+    )
+    head = ["run", "seeds", "train top-1", "val top-1", "grad ce"]
+    head += [f"grad {t}" for t in terms] + ["distillation / ce"]
+    lines = [
+        "Last epoch of training, mean over the seeds (top-1 in %; gradient norms on the "
+        "student's parameters, per loss term)",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|---" * len(head) + "|",
+    ]
+    for name in sorted(runs):
+        records = list(runs[name].values())
+        ce = _mean(records, "train/grad/ce")
+        grads = [_mean(records, f"train/grad/{t}") for t in terms]
+        distill = sum(g for g in grads if not math.isnan(g))
+        ratio = distill / ce if ce and not math.isnan(ce) and distill else math.nan
+        cells = [
+            name,
+            str(len(records)),
+            f"{100 * _mean(records, 'train/acc'):.1f}",
+            f"{100 * _mean(records, 'val/top1'):.1f}",
+            f"{ce:.2f}",
+            *(f"{g:.2f}" for g in grads),
+            f"{ratio:.2f}",
+        ]
+        lines.append("| " + " | ".join(cells).replace("nan", "-") + " |")
+    return lines
+
+
+def difference_rows(
+    test: dict[str, dict[str, dict[str, Any]]],
+    pairs: Sequence[tuple[str, str]],
+    effect: float,
+) -> list[str]:
+    """Rows of section 2: per (method, other) label pair, test top-1 differences per seed."""
+    seeds = sorted(test, key=int)
+    head = ["methods", *(f"seed {s}" for s in seeds), "mean [95 % CI]", "sd"]
+    head += [f"seeds for {effect:g} (even odds)", f"seeds for {effect:g} (80 %)"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for method, other in pairs:
+        deltas: list[float | None] = []
+        for s in seeds:
+            mine, theirs = test[s].get(method), test[s].get(other)
+            if (
+                mine is None
+                or theirs is None
+                or any(math.isnan(float(x["top1"])) for x in (mine, theirs))
+            ):
+                deltas.append(None)  # not trained on this seed, or diverged
+            else:
+                deltas.append(100 * (float(mine["top1"]) - float(theirs["top1"])))
+        have = [d for d in deltas if d is not None]
+        cells = [f"{method} minus {other}", *("-" if d is None else f"{d:+.1f}" for d in deltas)]
+        if len(have) >= 2:
+            found = seed_interval(have)
+            cells += [
+                f"{found.mean:+.1f} [{found.lo:+.1f}, {found.hi:+.1f}]",
+                f"{found.sd:.1f}",
+                str(seeds_needed(found.sd, effect)),
+                str(seeds_needed(found.sd, effect, power=0.8)),
+            ]
+        else:
+            cells += ["-"] * 4
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def claims_table(record: dict[str, Any], effect: float) -> list[str]:
+    """Section 2 from a tuning record: each chosen run against the baseline, then CCL
+    against each other method of its teachers."""
+    labels = {run: label_of(run) for run in record["chosen"]}
+    versus_baseline = [(labels[r], BASELINE) for r in record["chosen"] if r != BASELINE]
+    versus_ccl = [(labels[a], labels[b]) for a, b in ccl_pairs(record["chosen"])]
+    lines = [
+        f"Test top-1 differences (points) per seed of {record['command']}, their mean with the "
+        "95 % Student t interval over the seeds, their sample sd, and the seeds at which a "
+        f"true difference of {effect:g} points would give an interval above 0",
+        "",
+        *difference_rows(record["test"], versus_baseline, effect),
+    ]
+    if versus_ccl:
+        lines += ["", *difference_rows(record["test"], versus_ccl, effect)]
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path, help="the demo's --out folder")
+    parser.add_argument("--runs", nargs="+", default=["*"], help="run names (shell patterns)")
+    parser.add_argument("--effect", type=float, default=5.0, help="points (default 5)")
+    args = parser.parse_args(argv)
+    runs = last_epochs(args.out, args.runs)
+    if not runs:
+        raise SystemExit(f"{args.out}: no run matches {' '.join(args.runs)}")
+    print("\n".join(training_table(runs)))
+    record_path = args.out / "tuning.json"
+    if record_path.is_file():
+        print()
+        print("\n".join(claims_table(json.loads(record_path.read_text()), args.effect)))
+
+
+if __name__ == "__main__":
+    main()

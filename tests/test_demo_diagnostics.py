@@ -1,0 +1,118 @@
+"""benchmarks/demo_diagnostics.py and ccl.stats.seeds_needed: what the demo's runs did in
+training, and how many seeds a difference needs."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from ccl.stats import seeds_needed
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_seeds_needed_is_the_smallest_count_that_reaches_the_effect():
+    # sd 8.7, effect 5, power 0.5: t(0.975, 13) * 8.7 / sqrt(14) = 2.160 * 2.325 = 5.02 > 5,
+    # t(0.975, 14) * 8.7 / sqrt(15) = 2.145 * 2.246 = 4.82 <= 5
+    assert seeds_needed(8.7, 5) == 15
+    assert seeds_needed(8.7, -5) == 15  # the sign of the effect does not matter
+    # power 0.8: n = 25: (2.064 + 0.857) * 8.7 / 5 = 5.08 > 5; n = 26: (2.060 + 0.856) *
+    # 8.7 / 5.099 = 4.98 <= 5
+    assert seeds_needed(8.7, 5, power=0.8) == 26
+    assert seeds_needed(0.0, 1.0) == 2  # no spread: two seeds give an interval
+    assert seeds_needed(100.0, 0.01, most=50) == 50
+    with pytest.raises(ValueError, match="effect"):
+        seeds_needed(1.0, 0.0)
+    with pytest.raises(ValueError, match="power"):
+        seeds_needed(1.0, 1.0, power=1.0)
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location(
+        "demo_diagnostics", ROOT / "benchmarks" / "demo_diagnostics.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(folder: Path, epochs: list[dict]) -> None:
+    folder.mkdir(parents=True)
+    lines = [json.dumps({"type": "epoch", "epoch": i + 1, **e}) for i, e in enumerate(epochs)]
+    (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_diagnostics_script_reads_the_last_epochs_and_the_tuning(tmp_path, capsys):
+    for seed, (acc, grad) in {1: (0.4, 2.0), 2: (0.6, 4.0)}.items():
+        runs = tmp_path / f"seed_{seed}" / "runs"
+        first = {"train/acc": 0.0, "val/top1": 0.0, "train/grad/ce": 9.0}
+        _run(
+            runs / "demo-baseline",
+            [first, {"train/acc": acc, "val/top1": 0.5, "train/grad/ce": grad}],
+        )
+        _run(
+            runs / "demo-ccl-ai",
+            [
+                {
+                    "train/acc": acc,
+                    "val/top1": 0.3,
+                    "train/grad/ce": grad,
+                    "train/grad/contrast": 1.0,
+                    "train/grad/divergence": 0.5,
+                }
+            ],
+        )
+        _run(
+            runs / "demo-fitnet-ai",
+            [{"train/acc": 0.1, "val/top1": 0.1, "train/grad/ce": 1.0, "train/grad/fitnet": 8.0}],
+        )
+    # test top-1 per seed: CCL-AI +10 and +20 over the baseline, FitNet-AI -10 and +0
+    test = {
+        "1": {"baseline": {"top1": 0.5}, "CCL-AI": {"top1": 0.6}, "FitNet-AI": {"top1": 0.4}},
+        "2": {"baseline": {"top1": 0.5}, "CCL-AI": {"top1": 0.7}, "FitNet-AI": {"top1": 0.5}},
+    }
+    record = {
+        "command": "ccl demo --tune --seeds 1 2",
+        "chosen": {"baseline": {}, "ccl-ai": {}, "fitnet-ai": {}},
+        "test": test,
+    }
+    (tmp_path / "tuning.json").write_text(json.dumps(record))
+    _script().main([str(tmp_path)])
+    out = capsys.readouterr().out.splitlines()
+    head = next(line for line in out if line.startswith("| run |"))
+    assert head == (
+        "| run | seeds | train top-1 | val top-1 | grad ce | grad contrast | grad divergence "
+        "| grad fitnet | distillation / ce |"
+    )
+    rows = {line.split(" | ")[0]: line for line in out if line.startswith("| demo-")}
+    # the last epoch, mean over the two seeds: acc 50 %, grad ce 3; distillation 1.5 / 3
+    assert rows["| demo-baseline"] == "| demo-baseline | 2 | 50.0 | 50.0 | 3.00 | - | - | - | - |"
+    assert rows["| demo-ccl-ai"] == (
+        "| demo-ccl-ai | 2 | 50.0 | 30.0 | 3.00 | 1.00 | 0.50 | - | 0.50 |"
+    )
+    assert rows["| demo-fitnet-ai"].endswith("| 1.00 | - | - | 8.00 | 8.00 |")
+    diffs = {line.split(" | ")[0]: line.split(" | ") for line in out if " minus " in line}
+    # CCL-AI minus baseline: +10, +20: mean 15, sd 7.07, t(0.975, 1) = 12.706: half 63.5
+    assert diffs["| CCL-AI minus baseline"][1:5] == [
+        "+10.0",
+        "+20.0",
+        "+15.0 [-48.5, +78.5]",
+        "7.1",
+    ]
+    # CCL-AI minus FitNet-AI: +20, +20: no spread
+    assert diffs["| CCL-AI minus FitNet-AI"][1:5] == [
+        "+20.0",
+        "+20.0",
+        "+20.0 [+20.0, +20.0]",
+        "0.0",
+    ]
+    assert diffs["| CCL-AI minus FitNet-AI"][5:] == ["2", "2 |"]
+    # only some runs
+    _script().main([str(tmp_path), "--runs", "demo-ccl*"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| demo-")]
+    assert [r.split(" | ")[0] for r in rows] == ["| demo-ccl-ai"]
+    with pytest.raises(SystemExit, match="no run matches"):
+        _script().main([str(tmp_path), "--runs", "nothing*"])
+    with pytest.raises(SystemExit, match="not a demo folder"):
+        _script().main([str(tmp_path / "seed_1" / "runs")])

@@ -1,15 +1,13 @@
 """benchmarks/demo_diagnostics.py and ccl.stats.seeds_needed: what the demo's runs did in
 training, and how many seeds a difference needs."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from benchmark_scripts import load_script
 
 from ccl.stats import seeds_needed
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_seeds_needed_is_the_smallest_count_that_reaches_the_effect():
@@ -26,15 +24,6 @@ def test_seeds_needed_is_the_smallest_count_that_reaches_the_effect():
         seeds_needed(1.0, 0.0)
     with pytest.raises(ValueError, match="power"):
         seeds_needed(1.0, 1.0, power=1.0)
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location(
-        "demo_diagnostics", ROOT / "benchmarks" / "demo_diagnostics.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(folder: Path, epochs: list[dict]) -> None:
@@ -78,7 +67,7 @@ def test_diagnostics_script_reads_the_last_epochs_and_the_tuning(tmp_path, capsy
         "test": test,
     }
     (tmp_path / "tuning.json").write_text(json.dumps(record))
-    _script().main([str(tmp_path)])
+    load_script("demo_diagnostics").main([str(tmp_path)])
     out = capsys.readouterr().out.splitlines()
     head = next(line for line in out if line.startswith("| run |"))
     assert head == (
@@ -109,10 +98,10 @@ def test_diagnostics_script_reads_the_last_epochs_and_the_tuning(tmp_path, capsy
     ]
     assert diffs["| CCL-AI minus FitNet-AI"][5:] == ["2", "2 |"]
     # only some runs
-    _script().main([str(tmp_path), "--runs", "demo-ccl*"])
+    load_script("demo_diagnostics").main([str(tmp_path), "--runs", "demo-ccl*"])
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| demo-")]
     assert [r.split(" | ")[0] for r in rows] == ["| demo-ccl-ai"]
     with pytest.raises(SystemExit, match="no run matches"):
-        _script().main([str(tmp_path), "--runs", "nothing*"])
+        load_script("demo_diagnostics").main([str(tmp_path), "--runs", "nothing*"])
     with pytest.raises(SystemExit, match="not a demo folder"):
-        _script().main([str(tmp_path / "seed_1" / "runs")])
+        load_script("demo_diagnostics").main([str(tmp_path / "seed_1" / "runs")])

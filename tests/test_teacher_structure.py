@@ -2,13 +2,13 @@
 class pair, checked by hand and against a double loop; groups by attribute; the readers of
 a demo folder, an annotated feature folder and UCF101-named files; the benchmark script."""
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmark_scripts import load_script
 
 from ccl.demo.structure import (
     DIFFERENT,
@@ -23,7 +23,6 @@ from ccl.demo.structure import (
     ucf_named_embeddings,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 R2 = math.sqrt(2.0)
 
 # A: (1,0), (0,1)   B: (2,2), (3,0), (0,5)   C: (-1,0) -- lengths differ on purpose
@@ -222,17 +221,8 @@ def test_ucf_named_embeddings_split_by_group(tmp_path):
         ucf_named_embeddings(root)
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location(
-        "teacher_structure", ROOT / "benchmarks" / "teacher_structure.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_benchmark_script(tmp_path, capsys):
-    script = _script()
+    script = load_script("teacher_structure")
     rng = np.random.default_rng(0)
     vectors = {
         f"v_{cls}_g{g:02d}_c01": (cls, list(rng.normal(size=4) + 3 * np.eye(4)[i]))

@@ -137,12 +137,14 @@ def test_diverged_method_is_recorded_not_fatal(tmp_path, monkeypatch):
 
     monkeypatch.setattr(compare, "train_and_evaluate", diverge)
     spec = compare.CompareSpec("fitnet", "A", 1, demo_paths(tmp_path), demo_scale("quick"))
+    name = compare.compare_config(spec).train.name  # demo-fitnet-a[-<chosen setting>]
+    assert name.startswith("demo-fitnet-a")
     result = compare.compare_run(spec)
     assert (result.method, result.column) == ("fitnet", "A") and math.isnan(result.top1)
-    assert result.hits is None and result.run_dir == tmp_path / "runs" / "demo-fitnet-a"
-    assert "loss=nan" in (tmp_path / "runs" / "demo-fitnet-a" / "DIVERGED").read_text()
+    assert result.hits is None and result.run_dir == tmp_path / "runs" / name
+    assert "loss=nan" in (tmp_path / "runs" / name / "DIVERGED").read_text()
     assert math.isnan(compare.compare_run(spec).top1)  # a rerun does not train it again
-    assert calls == ["demo-fitnet-a"]
+    assert calls == [name]
     assert cell([math.nan]) == "diverged"
     assert cell([10.0, math.nan, 20.0]) == "15.0 +- 7.1 (1 of 3 diverged)"
 

@@ -73,6 +73,11 @@ def _mean(records: Sequence[dict[str, Any]], key: str) -> float:
     return statistics.mean(values) if values else math.nan
 
 
+def _cell(value: float, scale: float = 1.0, digits: int = 2) -> str:
+    """``value * scale`` with ``digits`` decimals; "-" for a number no run logged (NaN)."""
+    return "-" if math.isnan(value) else f"{scale * value:.{digits}f}"
+
+
 def training_table(runs: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
     """Section 1: the last epoch per run, mean over its seeds."""
     terms = sorted(
@@ -102,13 +107,13 @@ def training_table(runs: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
         cells = [
             name,
             str(len(records)),
-            f"{100 * _mean(records, 'train/acc'):.1f}",
-            f"{100 * _mean(records, 'val/top1'):.1f}",
-            f"{ce:.2f}",
-            *(f"{g:.2f}" for g in grads),
-            f"{ratio:.2f}",
+            _cell(_mean(records, "train/acc"), 100, 1),
+            _cell(_mean(records, "val/top1"), 100, 1),
+            _cell(ce),
+            *map(_cell, grads),
+            _cell(ratio),
         ]
-        lines.append("| " + " | ".join(cells).replace("nan", "-") + " |")
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 

@@ -251,12 +251,12 @@ def ccl_pairs(runs: Iterable[str]) -> list[tuple[str, str]]:
     """(CCL's run, other method's run) for every other distillation run of ``runs`` whose
     teachers CCL also has there: ``("ccl-ai", "fitnet-ai")``."""
     runs = list(runs)
+    ccl_by_teachers = {COMPARISON_RUNS[r][1]: r for r in runs if COMPARISON_RUNS[r][0] == CCL}
     pairs = []
     for run in runs:
-        method, _, column = run.rpartition("-")
-        mine = f"{CCL}-{column}"
-        if method in KD_METHODS and mine in runs:
-            pairs.append((mine, run))
+        method, teachers = COMPARISON_RUNS[run]
+        if method in KD_METHODS and teachers in ccl_by_teachers:
+            pairs.append((ccl_by_teachers[teachers], run))
     return pairs
 
 
@@ -342,8 +342,7 @@ def run_tuning(
     versus = versus_table(replicates, [(names[a], names[b]) for a, b in ccl_pairs(chosen)])
     table = (
         f"Test split, seeds {listed}; every run with its setting chosen on the validation "
-        f"groups (tune_validation.md): {settings}\n\n"
-        + format_table(replicates, probes)
+        f"groups (tune_validation.md): {settings}\n\n" + format_table(replicates, probes)
     )
     if versus:  # the claim "CCL above every other distillation method", tested directly
         table += "\n\n" + "\n".join(versus)

@@ -385,59 +385,71 @@ def _smoke(method: str, teachers: tuple[str, ...]) -> Config:
 # it and every candidate's validation mean. `ccl demo --tune` prints the entries of its
 # choice in this form, each ready to replace its run's line.
 DEMO_CHOSEN: dict[str, tuple[str, ...]] = {
-    # ccl demo --tune --seeds 1 2 3 4 5 --methods baseline ccl-a ccl-i ccl-ai: last validation
-    # top-1, mean over seeds: reference 45.9, lr0.002 21.6, wd0.05 42.7
+    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 45.9,
+    # lr0.002 21.6, wd0.05 42.7
     "baseline": (),
-    # ccl demo --tune --seeds 1 2 3 4 5 --methods baseline ccl-a ccl-i ccl-ai: last validation
-    # top-1, mean over seeds: reference 37.6, w0.25 34.7, w0.0625 43.5
+    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 37.6,
+    # w0.25 34.7, w0.0625 43.5
     "ccl-a": ("objective.loss_weight=0.0625",),
-    # ccl demo --tune --seeds 1 2 3 4 5 --methods baseline ccl-a ccl-i ccl-ai: last validation
-    # top-1, mean over seeds: reference 40.4, w0.25 46.1, t0.5 42.7
+    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 40.4,
+    # w0.25 46.1, t0.5 42.7
     "ccl-i": ("objective.loss_weight=0.25",),
-    # ccl demo --tune --seeds 1 2 3 4 5 --methods baseline ccl-a ccl-i ccl-ai: last validation
-    # top-1, mean over seeds: reference 39.6, w0.125 49.0, t0.5 40.0
+    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 39.6,
+    # w0.125 49.0, t0.5 40.0
     "ccl-ai": ("objective.loss_weight=0.125",),
-    # ccl demo --tune --seeds 1 2 3 4 5 --methods baseline ccl-a fitnet-a pkt-a cc-a rkd-a crd-a
-    # cmc-a: last validation top-1, mean over seeds: reference 8.7, w0.1 32.4, w0.01 46.4
+    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 8.7, w0.1
+    # 32.4, w0.01 46.4
     "fitnet-a": ("objective.kd_weight=0.01",),
-    "fitnet-i": (),  # not yet chosen
-    # ccl demo --tune --seeds 1 2 3 4 5 --methods baseline ccl-ai fitnet-ai pkt-ai cc-ai rkd-ai
-    # crd-ai cmc-ai: last validation top-1, mean over seeds: reference 23.5, w0.1 41.8, w0.01 47.4
+    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 24.5,
+    # w0.1 28.1, w0.01 52.8
+    "fitnet-i": ("objective.kd_weight=0.01",),
+    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 23.5,
+    # w0.1 41.8, w0.01 47.4
     "fitnet-ai": ("objective.kd_weight=0.01",),
-    # ccl demo --tune --seeds 1 2 3 4 5 --methods baseline ccl-a fitnet-a pkt-a cc-a rkd-a crd-a
-    # cmc-a: last validation top-1, mean over seeds: reference 11.4, w9000 35.6, w3000 43.7
+    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 11.4,
+    # w9000 35.6, w3000 43.7
     "pkt-a": ("objective.kd_weight=3000",),
-    "pkt-i": (),  # not yet chosen
-    # ccl demo --tune --seeds 1 2 3 4 5 --methods baseline ccl-ai fitnet-ai pkt-ai cc-ai rkd-ai
-    # crd-ai cmc-ai: last validation top-1, mean over seeds: reference 10.5, w9000 25.0, w3000 43.0
+    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 11.6,
+    # w9000 11.8, w3000 28.9
+    "pkt-i": ("objective.kd_weight=3000",),
+    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 10.5,
+    # w9000 25.0, w3000 43.0
     "pkt-ai": ("objective.kd_weight=3000",),
-    # ccl demo --tune --seeds 1 2 3 4 5 --methods baseline ccl-a fitnet-a pkt-a cc-a rkd-a crd-a
-    # cmc-a: last validation top-1, mean over seeds: reference 43.6, w10 51.4, w50 47.2
+    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 43.6, w10
+    # 51.4, w50 47.2
     "cc-a": ("objective.kd_weight=10",),
-    "cc-i": (),  # not yet chosen
-    # ccl demo --tune --seeds 1 2 3 4 5 --methods baseline ccl-ai fitnet-ai pkt-ai cc-ai rkd-ai
-    # crd-ai cmc-ai: last validation top-1, mean over seeds: reference 48.1, w10 49.2, w50 42.9
+    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 45.2, w10
+    # 45.1, w50 40.3
+    "cc-i": (),
+    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 48.1, w10
+    # 49.2, w50 42.9
     "cc-ai": ("objective.kd_weight=10",),
-    # ccl demo --tune --seeds 1 2 3 4 5 --methods baseline ccl-a fitnet-a pkt-a cc-a rkd-a crd-a
-    # cmc-a: last validation top-1, mean over seeds: reference 10.3, w0.3 12.8, w0.1 33.7
+    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 10.3,
+    # w0.3 12.8, w0.1 33.7
     "rkd-a": ("objective.kd_weight=0.1",),
-    "rkd-i": (),  # not yet chosen
-    # ccl demo --tune --seeds 1 2 3 4 5 --methods baseline ccl-ai fitnet-ai pkt-ai cc-ai rkd-ai
-    # crd-ai cmc-ai: last validation top-1, mean over seeds: reference 10.5, w0.3 15.5, w0.1 41.7
+    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 11.1,
+    # w0.3 27.9, w0.1 41.3
+    "rkd-i": ("objective.kd_weight=0.1",),
+    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 10.5,
+    # w0.3 15.5, w0.1 41.7
     "rkd-ai": ("objective.kd_weight=0.1",),
-    # ccl demo --tune --seeds 1 2 3 4 5 --methods baseline ccl-a fitnet-a pkt-a cc-a rkd-a crd-a
-    # cmc-a: last validation top-1, mean over seeds: reference 31.0, w0.24 44.1, w0.08 45.4
+    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 31.0,
+    # w0.24 44.1, w0.08 45.4
     "crd-a": ("objective.kd_weight=0.08",),
-    "crd-i": (),  # not yet chosen
-    # ccl demo --tune --seeds 1 2 3 4 5 --methods baseline ccl-ai fitnet-ai pkt-ai cc-ai rkd-ai
-    # crd-ai cmc-ai: last validation top-1, mean over seeds: reference 46.3, w0.24 42.2, w0.08 45.3
+    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 45.0,
+    # w0.24 44.3, w0.08 41.6
+    "crd-i": (),
+    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 46.3,
+    # w0.24 42.2, w0.08 45.3
     "crd-ai": (),
-    # ccl demo --tune --seeds 1 2 3 4 5 --methods baseline ccl-a fitnet-a pkt-a cc-a rkd-a crd-a
-    # cmc-a: last validation top-1, mean over seeds: reference 37.9, w0.3 47.2, w0.1 45.5
+    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 37.9,
+    # w0.3 47.2, w0.1 45.5
     "cmc-a": ("objective.kd_weight=0.3",),
-    "cmc-i": (),  # not yet chosen
-    # ccl demo --tune --seeds 1 2 3 4 5 --methods baseline ccl-ai fitnet-ai pkt-ai cc-ai rkd-ai
-    # crd-ai cmc-ai: last validation top-1, mean over seeds: reference 42.6, w0.3 51.0, w0.1 47.9
+    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 38.0,
+    # w0.3 48.4, w0.1 49.9
+    "cmc-i": ("objective.kd_weight=0.1",),
+    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 42.6,
+    # w0.3 51.0, w0.1 47.9
     "cmc-ai": ("objective.kd_weight=0.3",),
 }
 """The ``demo-*`` presets' settings chosen on the demo's validation groups, by run name

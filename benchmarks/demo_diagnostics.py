@@ -13,7 +13,10 @@ Reads a folder of ``ccl demo --seeds ... / --tune / --compare --out OUT`` and pr
    interval over the seeds, the sd of those differences and the seeds an effect of
    ``--effect`` points would need (ccl.stats.seeds_needed: even odds of an interval that
    excludes 0, and 80 %); then the same for CCL minus each other distillation method with
-   the same teachers.
+   the same teachers;
+3. with ``OUT/tuning.json``, per chosen run, what its test predictions get right: the
+   object kind and the motion of the predicted class (a demo class is kind x motion, and
+   the image teacher knows kinds only), mean +- sd over the seeds.
 
     python benchmarks/demo_diagnostics.py OUT
     python benchmarks/demo_diagnostics.py OUT --runs 'demo-ccl-a*' 'demo-fitnet-a*' --effect 5
@@ -34,6 +37,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ccl.config import demo_run_name
+from ccl.demo.synth import split_class
 from ccl.demo.tune import ccl_pairs, label_of
 from ccl.objectives.registry import BASELINE
 from ccl.runs import read_metrics
@@ -173,6 +178,66 @@ def claims_table(record: dict[str, Any], effect: float) -> list[str]:
     return lines
 
 
+def kind_motion_hits(evaluation: dict[str, Any], source: Path) -> tuple[float, float, float]:
+    """Fractions of an evaluation's test videos whose top class is the label, has the
+    label's object kind, has the label's motion; a video that could not be evaluated
+    (``missing``) counts wrong in all three."""
+    try:
+        classes = [split_class(c) for c in evaluation["classes"]]
+    except ValueError as err:
+        raise SystemExit(f"{source}: {err}: not a demo evaluation") from None
+    videos = evaluation["videos"]
+    total = len(videos) + len(evaluation.get("missing", []))
+    if not total:
+        raise SystemExit(f"{source}: no test video")
+    top1 = kind = motion = 0
+    for video in videos:
+        if not video["top5"]:
+            continue
+        truth, guess = classes[video["label"]], classes[video["top5"][0]]
+        top1 += truth == guess
+        kind += truth[0] == guess[0]
+        motion += truth[1] == guess[1]
+    return top1 / total, kind / total, motion / total
+
+
+def kind_motion_table(out: Path, record: dict[str, Any]) -> list[str]:
+    """Section 3: per chosen run of a tuning record, top-1, kind right and motion right on
+    the test videos of its last checkpoint, mean +- sd over the seeds that evaluated it."""
+    folders = seed_folders(out)
+    lines: list[str] = []
+    chance: tuple[int, int] | None = None
+    for run, choice in record["chosen"].items():
+        folder = demo_run_name("demo", run, choice.get("overrides", ()))
+        per_seed = []
+        for seed_folder in folders.values():
+            path = seed_folder / "runs" / folder / "eval_test_last.json"
+            if path.is_file():
+                evaluation = json.loads(path.read_text())
+                per_seed.append(kind_motion_hits(evaluation, path))
+                names = [split_class(c) for c in evaluation["classes"]]
+                chance = (len({k for k, _ in names}), len({m for _, m in names}))
+        if not per_seed:
+            continue
+        cells = [label_of(run), str(len(per_seed))]
+        for values in zip(*per_seed):
+            sd = statistics.stdev(values) if len(values) > 1 else math.nan
+            cells.append(f"{100 * statistics.mean(values):.1f} +- {_cell(sd, 100, 1)}")
+        lines.append("| " + " | ".join(cells) + " |")
+    if chance is None:
+        return []
+    kinds, motions = chance
+    return [
+        "What the chosen runs' test predictions get right (%, last checkpoint, mean +- sd "
+        f"over the seeds): the label, its object kind (chance {100 / kinds:.0f} %), its "
+        f"motion (chance {100 / motions:.0f} %)",
+        "",
+        "| method | seeds | top-1 | kind right | motion right |",
+        "|---|---|---|---|---|",
+        *lines,
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="the demo's --out folder")
@@ -186,7 +251,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     record_path = args.out / "tuning.json"
     if record_path.is_file():
         print()
-        print("\n".join(claims_table(json.loads(record_path.read_text()), args.effect)))
+        record = json.loads(record_path.read_text())
+        print("\n".join(claims_table(record, args.effect)))
+        kinds = kind_motion_table(args.out, record)
+        if kinds:
+            print()
+            print("\n".join(kinds))
 
 
 if __name__ == "__main__":

@@ -105,3 +105,61 @@ def test_diagnostics_script_reads_the_last_epochs_and_the_tuning(tmp_path, capsy
         load_script("demo_diagnostics").main([str(tmp_path), "--runs", "nothing*"])
     with pytest.raises(SystemExit, match="not a demo folder"):
         load_script("demo_diagnostics").main([str(tmp_path / "seed_1" / "runs")])
+
+
+def _evaluation(classes: list[str], hits: list[tuple[int, int]], missing: int = 0) -> dict:
+    """An eval_test_last.json: per video (label, top class)."""
+    return {
+        "classes": classes,
+        "videos": [
+            {"video_id": f"v{i}", "label": label, "top5": [top]}
+            for i, (label, top) in enumerate(hits)
+        ],
+        "missing": [{"video_id": f"m{i}"} for i in range(missing)],
+    }
+
+
+def test_diagnostics_split_the_chosen_runs_errors_into_kind_and_motion(tmp_path, capsys):
+    classes = ["BarBounce", "BarSlide", "DiscBounce", "DiscSlide"]
+    # seed 1: right; kind right, motion wrong; motion right, kind wrong; one missing video:
+    # top-1 25 %, kind 50 %, motion 50 %. Seed 2: both right: 100 % each
+    per_seed = {
+        1: _evaluation(classes, [(0, 0), (0, 1), (0, 2)], missing=1),
+        2: _evaluation(classes, [(3, 3), (3, 3)]),
+    }
+    for seed, evaluation in per_seed.items():
+        runs = tmp_path / f"seed_{seed}" / "runs"
+        _run(runs / "demo-baseline", [{"train/acc": 0.5, "train/grad/ce": 1.0}])
+        (runs / "demo-baseline" / "eval_test_last.json").write_text(json.dumps(evaluation))
+        # the chosen setting's folder, not the reference's, is read for CCL-I
+        _run(runs / "demo-ccl-i-w0.25", [{"train/acc": 0.5, "train/grad/ce": 1.0}])
+        wrong = _evaluation(classes, [(0, 3)])  # kind and motion wrong
+        (runs / "demo-ccl-i-w0.25" / "eval_test_last.json").write_text(json.dumps(wrong))
+    record = {
+        "command": "ccl demo --tune --seeds 1 2",
+        "chosen": {
+            "baseline": {"tag": "reference", "overrides": []},
+            "ccl-i": {"tag": "w0.25", "overrides": ["objective.loss_weight=0.25"]},
+        },
+        "test": {s: {"baseline": {"top1": 0.5}, "CCL-I": {"top1": 0.5}} for s in ("1", "2")},
+    }
+    (tmp_path / "tuning.json").write_text(json.dumps(record))
+    load_script("demo_diagnostics").main([str(tmp_path)])
+    out = capsys.readouterr().out.splitlines()
+    assert any("kind (chance 50 %)" in line and "motion (chance 50 %)" in line for line in out)
+    rows = {line.split(" | ")[0]: line for line in out if line.startswith("| ") and "+-" in line}
+    # stdev(25, 100) = 53.0; stdev(50, 100) = 35.4
+    assert rows["| baseline"] == "| baseline | 2 | 62.5 +- 53.0 | 75.0 +- 35.4 | 75.0 +- 35.4 |"
+    assert rows["| CCL-I"] == "| CCL-I | 2 | 0.0 +- 0.0 | 0.0 +- 0.0 | 0.0 +- 0.0 |"
+
+
+def test_diagnostics_refuse_an_evaluation_of_other_classes(tmp_path):
+    runs = tmp_path / "seed_1" / "runs"
+    _run(runs / "demo-baseline", [{"train/acc": 0.5, "train/grad/ce": 1.0}])
+    evaluation = _evaluation(["ApplyEyeMakeup", "Archery"], [(0, 0)])
+    path = runs / "demo-baseline" / "eval_test_last.json"
+    path.write_text(json.dumps(evaluation))
+    record = {"command": "c", "chosen": {"baseline": {"overrides": []}}, "test": {}}
+    (tmp_path / "tuning.json").write_text(json.dumps(record))
+    with pytest.raises(SystemExit, match="eval_test_last.json.*not a demo evaluation"):
+        load_script("demo_diagnostics").main([str(tmp_path)])

@@ -82,6 +82,7 @@ __all__ = [
     "class_audio",
     "class_names",
     "generate",
+    "split_class",
 ]
 
 INFO_FILE = "synth_info.json"
@@ -180,7 +181,8 @@ def class_names(scale: str | ScaleConfig) -> list[str]:
     return sorted(class_audio(scale))
 
 
-def _split_class(name: str) -> tuple[str, str]:
+def split_class(name: str) -> tuple[str, str]:
+    """A video class's object kind and motion: ``DiscSlide`` -> ``("disc", "slide")``."""
     for m in MOTIONS:
         if name.endswith(m.capitalize()):
             return name[: -len(m)].lower(), m
@@ -383,7 +385,7 @@ def generate(
     }
     jobs: list[dict[str, Any]] = []
     for label in classes:
-        kind, motion = _split_class(label)
+        kind, motion = split_class(label)
         ids = [KINDS.index(kind), MOTIONS.index(motion)]
         for g in range(1, cfg.n_groups + 1):
             grng = np.random.default_rng([seed, _TAG_GROUP, *ids, g])

@@ -16,10 +16,15 @@ Reads a folder of ``ccl demo --seeds ... / --tune / --compare --out OUT`` and pr
    the same teachers;
 3. with ``OUT/tuning.json``, per chosen run, what its test predictions get right: the
    object kind and the motion of the predicted class (a demo class is kind x motion, and
-   the image teacher knows kinds only), mean +- sd over the seeds.
+   the image teacher knows kinds only), mean +- sd over the seeds;
+4. with ``--feature-probe``, per chosen run, how well linear probes read the object kind
+   and the motion from its test features (``eval_test_last_features.npz``), fitted and
+   scored across the test groups: what the features hold, whether or not the classifier
+   uses it.
 
     python benchmarks/demo_diagnostics.py OUT
     python benchmarks/demo_diagnostics.py OUT --runs 'demo-ccl-a*' 'demo-fitnet-a*' --effect 5
+    python benchmarks/demo_diagnostics.py OUT --feature-probe
 
 The differences of test top-1 are those of ``tuned_table.md`` (on one seed's test videos
 the mean paired difference is the difference of the two accuracies). Reads files only:
@@ -32,12 +37,14 @@ import argparse
 import fnmatch
 import json
 import math
+import re
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ccl.config import demo_run_name
+from ccl.demo.probe import fit_probe
 from ccl.demo.synth import split_class
 from ccl.demo.tune import ccl_pairs, label_of
 from ccl.objectives.registry import BASELINE
@@ -238,17 +245,107 @@ def kind_motion_table(out: Path, record: dict[str, Any]) -> list[str]:
     ]
 
 
+_GROUP = re.compile(r"_g(\d+)_c\d+$")
+
+
+def kind_motion_probe(
+    features: Any, evaluation: dict[str, Any], source: Path, folds: int = 5
+) -> tuple[float, float]:
+    """Top-1 of linear probes (:func:`ccl.demo.probe.fit_probe`) for the object kind and
+    for the motion on one evaluation's test features (row i is ``evaluation["videos"][i]``),
+    cross-validated over the test groups: each fold scores the groups the probe was not
+    fitted on (a group's clips share a scene, so a probe never sees one clip's neighbour)."""
+    import numpy as np
+
+    videos = evaluation["videos"]
+    if len(features) != len(videos):
+        raise SystemExit(f"{source}: {len(features)} feature rows for {len(videos)} videos")
+    try:
+        classes = [split_class(c) for c in evaluation["classes"]]
+    except ValueError as err:
+        raise SystemExit(f"{source}: {err}: not a demo evaluation") from None
+    groups = []
+    for video in videos:
+        found = _GROUP.search(video["video_id"])
+        if not found:
+            raise SystemExit(f"{source}: video id {video['video_id']!r} names no group")
+        groups.append(int(found.group(1)))
+    group_ids = np.asarray(groups)
+    distinct = sorted(set(groups))
+    if len(distinct) < 2:
+        raise SystemExit(f"{source}: one test group only: nothing to cross-validate")
+    accuracies = []
+    for part in (0, 1):  # kind, motion
+        names = sorted({c[part] for c in classes})
+        target = np.asarray([names.index(classes[v["label"]][part]) for v in videos])
+        right = 0.0
+        for fold in range(min(folds, len(distinct))):
+            held = np.isin(group_ids, distinct[fold :: min(folds, len(distinct))])
+            top1, _, _ = fit_probe(
+                features[~held],
+                target[~held],
+                features[held],
+                target[held],
+                num_classes=len(names),
+            )
+            right += top1 * int(held.sum())
+        accuracies.append(right / len(videos))
+    return accuracies[0], accuracies[1]
+
+
+def feature_probe_table(out: Path, record: dict[str, Any]) -> list[str]:
+    """Section 4: per chosen run, the kind and motion probes' top-1 on its test features,
+    mean +- sd over the seeds whose evaluation saved them."""
+    import numpy as np
+
+    lines: list[str] = []
+    for run, choice in record["chosen"].items():
+        folder = demo_run_name("demo", run, choice.get("overrides", ()))
+        per_seed = []
+        for seed_folder in seed_folders(out).values():
+            run_dir = seed_folder / "runs" / folder
+            path, saved = run_dir / "eval_test_last.json", run_dir / "eval_test_last_features.npz"
+            if path.is_file() and saved.is_file():
+                with np.load(saved) as arrays:
+                    features = arrays["features"].astype(np.float64)
+                per_seed.append(kind_motion_probe(features, json.loads(path.read_text()), saved))
+        if not per_seed:
+            continue
+        cells = [label_of(run), str(len(per_seed))]
+        for values in zip(*per_seed):
+            sd = statistics.stdev(values) if len(values) > 1 else math.nan
+            cells.append(f"{100 * statistics.mean(values):.1f} +- {_cell(sd, 100, 1)}")
+        lines.append("| " + " | ".join(cells) + " |")
+    if not lines:
+        return []
+    return [
+        "Linear probes on the chosen runs' test features (last checkpoint), fitted and scored "
+        "across the test groups (5 folds of groups), top-1 %, mean +- sd over the seeds",
+        "",
+        "| method | seeds | kind from the features | motion from the features |",
+        "|---|---|---|---|",
+        *lines,
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="the demo's --out folder")
     parser.add_argument("--runs", nargs="+", default=["*"], help="run names (shell patterns)")
     parser.add_argument("--effect", type=float, default=5.0, help="points (default 5)")
+    parser.add_argument(
+        "--feature-probe",
+        action="store_true",
+        help="also probe the chosen runs' saved test features for the kind and the motion",
+    )
     args = parser.parse_args(argv)
     runs = last_epochs(args.out, args.runs)
     if not runs:
         raise SystemExit(f"{args.out}: no run matches {' '.join(args.runs)}")
     print("\n".join(training_table(runs)))
     record_path = args.out / "tuning.json"
+    if args.feature_probe and not record_path.is_file():
+        raise SystemExit(f"{record_path}: not found; --feature-probe reads the chosen runs")
     if record_path.is_file():
         print()
         record = json.loads(record_path.read_text())
@@ -257,6 +354,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         if kinds:
             print()
             print("\n".join(kinds))
+        probes = feature_probe_table(args.out, record) if args.feature_probe else []
+        if probes:
+            print()
+            print("\n".join(probes))
 
 
 if __name__ == "__main__":

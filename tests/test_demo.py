@@ -16,7 +16,7 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
         assert f"| {method} |" in printed
     for step in ("generate synthetic videos", "prepare frame stores", "extract audio embeddings"):
         assert f"[demo] {step}" in printed
-    assert "`ccl demo --tune --seeds 1 2 3 --out demo_seeds` chooses them" in printed
+    assert "`ccl demo --tune --seeds 1 2 3 4 5 --out demo_seeds` chooses them" in printed
     from ccl.config import describe_settings, preset
 
     assert (tmp_path / "demo_table.md").read_text().splitlines()[1] == describe_settings(

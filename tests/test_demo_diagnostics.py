@@ -163,3 +163,49 @@ def test_diagnostics_refuse_an_evaluation_of_other_classes(tmp_path):
     (tmp_path / "tuning.json").write_text(json.dumps(record))
     with pytest.raises(SystemExit, match="eval_test_last.json.*not a demo evaluation"):
         load_script("demo_diagnostics").main([str(tmp_path)])
+
+
+def test_feature_probe_reads_the_kind_held_in_the_features_across_groups(tmp_path, capsys):
+    import numpy as np
+
+    classes = ["BarBounce", "BarSlide", "DiscBounce", "DiscSlide"]
+    rng = np.random.default_rng(0)
+    hits, ids, kind_only, both = [], [], [], []
+    for group in range(1, 6):
+        for label, name in enumerate(classes):
+            for clip in range(1, 4):
+                hits.append((label, label))
+                ids.append(f"v_{name}_g{group:02d}_c{clip:02d}")
+                kind = np.eye(2)[label // 2] * 3.0
+                motion = np.eye(2)[label % 2] * 3.0
+                noise = rng.normal(0, 0.1, 4)
+                kind_only.append(np.concatenate([kind, rng.normal(0, 1, 2)]) + noise)
+                both.append(np.concatenate([kind, motion]) + noise)
+    evaluation = _evaluation(classes, hits)
+    for video, video_id in zip(evaluation["videos"], ids):
+        video["video_id"] = video_id
+    diagnostics = load_script("demo_diagnostics")
+    source = tmp_path / "eval_test_last_features.npz"
+    # both parts in the features: read perfectly; the kind only: the motion at about chance
+    assert diagnostics.kind_motion_probe(np.asarray(both), evaluation, source) == (1.0, 1.0)
+    kind, motion = diagnostics.kind_motion_probe(np.asarray(kind_only), evaluation, source)
+    assert kind == 1.0 and motion < 0.75
+    # through the script: the chosen run's folder, mean over the seeds
+    runs = tmp_path / "seed_1" / "runs" / "demo-baseline"
+    _run(runs, [{"train/acc": 0.5, "train/grad/ce": 1.0}])
+    (runs / "eval_test_last.json").write_text(json.dumps(evaluation))
+    np.savez(runs / "eval_test_last_features.npz", features=np.asarray(both, np.float16))
+    record = {"command": "c", "chosen": {"baseline": {"overrides": []}}, "test": {}}
+    (tmp_path / "tuning.json").write_text(json.dumps(record))
+    diagnostics.main([str(tmp_path), "--feature-probe"])
+    out = capsys.readouterr().out.splitlines()
+    assert "| baseline | 1 | 100.0 +- - | 100.0 +- - |" in out
+    # bad input names the file
+    with pytest.raises(SystemExit, match="3 feature rows for 60 videos"):
+        diagnostics.kind_motion_probe(np.zeros((3, 4)), evaluation, source)
+    evaluation["videos"][0]["video_id"] = "clip7"
+    with pytest.raises(SystemExit, match="'clip7' names no group"):
+        diagnostics.kind_motion_probe(np.asarray(both), evaluation, source)
+    (tmp_path / "tuning.json").unlink()
+    with pytest.raises(SystemExit, match="tuning.json: not found"):
+        diagnostics.main([str(tmp_path), "--feature-probe"])

@@ -580,7 +580,7 @@ def run_demo(
     print(table)
     print(f"\n[demo] full report: {report_md}  ({(time.perf_counter() - t_start) / 60:.1f} min)")
     print(
-        f"[demo] {settings}; `ccl demo --tune --seeds 1 2 3 --out demo_seeds` chooses them on "
+        f"[demo] {settings}; `ccl demo --tune --seeds 1 2 3 4 5 --out demo_seeds` chooses them on "
         "the validation groups, `--settings reference` trains the reference's (docs/DEMO.md)"
     )
     return DemoResult(tuple(replicates), probes, table, report_md)

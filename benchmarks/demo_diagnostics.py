@@ -39,7 +39,7 @@ import json
 import math
 import re
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -208,22 +208,20 @@ def kind_motion_hits(evaluation: dict[str, Any], source: Path) -> tuple[float, f
     return top1 / total, kind / total, motion / total
 
 
-def kind_motion_table(out: Path, record: dict[str, Any]) -> list[str]:
-    """Section 3: per chosen run of a tuning record, top-1, kind right and motion right on
-    the test videos of its last checkpoint, mean +- sd over the seeds that evaluated it."""
-    folders = seed_folders(out)
-    lines: list[str] = []
-    chance: tuple[int, int] | None = None
+def chosen_run_rows(
+    out: Path, record: dict[str, Any], measure: Callable[[Path], tuple[float, ...] | None]
+) -> list[str]:
+    """Per chosen run of a tuning record, a table row: its label, the number of seeds
+    ``measure`` gave numbers for (called with the run's folder in each seed folder; None:
+    nothing to measure there) and each number's mean +- sd over those seeds, in %."""
+    lines = []
     for run, choice in record["chosen"].items():
         folder = demo_run_name("demo", run, choice.get("overrides", ()))
-        per_seed = []
-        for seed_folder in folders.values():
-            path = seed_folder / "runs" / folder / "eval_test_last.json"
-            if path.is_file():
-                evaluation = json.loads(path.read_text())
-                per_seed.append(kind_motion_hits(evaluation, path))
-                names = [split_class(c) for c in evaluation["classes"]]
-                chance = (len({k for k, _ in names}), len({m for _, m in names}))
+        per_seed = [
+            found
+            for seed_folder in seed_folders(out).values()
+            if (found := measure(seed_folder / "runs" / folder)) is not None
+        ]
         if not per_seed:
             continue
         cells = [label_of(run), str(len(per_seed))]
@@ -231,9 +229,27 @@ def kind_motion_table(out: Path, record: dict[str, Any]) -> list[str]:
             sd = statistics.stdev(values) if len(values) > 1 else math.nan
             cells.append(f"{100 * statistics.mean(values):.1f} +- {_cell(sd, 100, 1)}")
         lines.append("| " + " | ".join(cells) + " |")
-    if chance is None:
+    return lines
+
+
+def kind_motion_table(out: Path, record: dict[str, Any]) -> list[str]:
+    """Section 3: per chosen run of a tuning record, top-1, kind right and motion right on
+    the test videos of its last checkpoint, mean +- sd over the seeds that evaluated it."""
+    parts: list[tuple[str, str]] = []
+
+    def measure(run_dir: Path) -> tuple[float, float, float] | None:
+        path = run_dir / "eval_test_last.json"
+        if not path.is_file():
+            return None
+        evaluation = json.loads(path.read_text())
+        found = kind_motion_hits(evaluation, path)
+        parts[:] = [split_class(c) for c in evaluation["classes"]]
+        return found
+
+    lines = chosen_run_rows(out, record, measure)
+    if not lines:
         return []
-    kinds, motions = chance
+    kinds, motions = len({k for k, _ in parts}), len({m for _, m in parts})
     return [
         "What the chosen runs' test predictions get right (%, last checkpoint, mean +- sd "
         f"over the seeds): the label, its object kind (chance {100 / kinds:.0f} %), its "
@@ -298,24 +314,15 @@ def feature_probe_table(out: Path, record: dict[str, Any]) -> list[str]:
     mean +- sd over the seeds whose evaluation saved them."""
     import numpy as np
 
-    lines: list[str] = []
-    for run, choice in record["chosen"].items():
-        folder = demo_run_name("demo", run, choice.get("overrides", ()))
-        per_seed = []
-        for seed_folder in seed_folders(out).values():
-            run_dir = seed_folder / "runs" / folder
-            path, saved = run_dir / "eval_test_last.json", run_dir / "eval_test_last_features.npz"
-            if path.is_file() and saved.is_file():
-                with np.load(saved) as arrays:
-                    features = arrays["features"].astype(np.float64)
-                per_seed.append(kind_motion_probe(features, json.loads(path.read_text()), saved))
-        if not per_seed:
-            continue
-        cells = [label_of(run), str(len(per_seed))]
-        for values in zip(*per_seed):
-            sd = statistics.stdev(values) if len(values) > 1 else math.nan
-            cells.append(f"{100 * statistics.mean(values):.1f} +- {_cell(sd, 100, 1)}")
-        lines.append("| " + " | ".join(cells) + " |")
+    def measure(run_dir: Path) -> tuple[float, float] | None:
+        path, saved = run_dir / "eval_test_last.json", run_dir / "eval_test_last_features.npz"
+        if not (path.is_file() and saved.is_file()):
+            return None
+        with np.load(saved) as arrays:
+            features = arrays["features"].astype(np.float64)
+        return kind_motion_probe(features, json.loads(path.read_text()), saved)
+
+    lines = chosen_run_rows(out, record, measure)
     if not lines:
         return []
     return [

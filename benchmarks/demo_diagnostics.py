@@ -185,14 +185,20 @@ def claims_table(record: dict[str, Any], effect: float) -> list[str]:
     return lines
 
 
-def kind_motion_hits(evaluation: dict[str, Any], source: Path) -> tuple[float, float, float]:
-    """Fractions of an evaluation's test videos whose top class is the label, has the
-    label's object kind, has the label's motion; a video that could not be evaluated
-    (``missing``) counts wrong in all three."""
+def demo_classes(evaluation: dict[str, Any], source: Path) -> list[tuple[str, str]]:
+    """(object kind, motion) of each class of a demo evaluation read from ``source``."""
     try:
-        classes = [split_class(c) for c in evaluation["classes"]]
+        return [split_class(c) for c in evaluation["classes"]]
     except ValueError as err:
         raise SystemExit(f"{source}: {err}: not a demo evaluation") from None
+
+
+def kind_motion_hits(
+    evaluation: dict[str, Any], classes: list[tuple[str, str]], source: Path
+) -> tuple[float, float, float]:
+    """Fractions of an evaluation's test videos whose top class is the label, has the
+    label's object kind, has the label's motion (``classes``: :func:`demo_classes`); a
+    video that could not be evaluated (``missing``) counts wrong in all three."""
     videos = evaluation["videos"]
     total = len(videos) + len(evaluation.get("missing", []))
     if not total:
@@ -214,12 +220,13 @@ def chosen_run_rows(
     """Per chosen run of a tuning record, a table row: its label, the number of seeds
     ``measure`` gave numbers for (called with the run's folder in each seed folder; None:
     nothing to measure there) and each number's mean +- sd over those seeds, in %."""
+    folders = seed_folders(out).values()
     lines = []
     for run, choice in record["chosen"].items():
         folder = demo_run_name("demo", run, choice.get("overrides", ()))
         per_seed = [
             found
-            for seed_folder in seed_folders(out).values()
+            for seed_folder in folders
             if (found := measure(seed_folder / "runs" / folder)) is not None
         ]
         if not per_seed:
@@ -242,9 +249,8 @@ def kind_motion_table(out: Path, record: dict[str, Any]) -> list[str]:
         if not path.is_file():
             return None
         evaluation = json.loads(path.read_text())
-        found = kind_motion_hits(evaluation, path)
-        parts[:] = [split_class(c) for c in evaluation["classes"]]
-        return found
+        parts[:] = demo_classes(evaluation, path)
+        return kind_motion_hits(evaluation, parts, path)
 
     lines = chosen_run_rows(out, record, measure)
     if not lines:
@@ -276,10 +282,7 @@ def kind_motion_probe(
     videos = evaluation["videos"]
     if len(features) != len(videos):
         raise SystemExit(f"{source}: {len(features)} feature rows for {len(videos)} videos")
-    try:
-        classes = [split_class(c) for c in evaluation["classes"]]
-    except ValueError as err:
-        raise SystemExit(f"{source}: {err}: not a demo evaluation") from None
+    classes = demo_classes(evaluation, source)
     groups = []
     for video in videos:
         found = _GROUP.search(video["video_id"])
@@ -290,13 +293,14 @@ def kind_motion_probe(
     distinct = sorted(set(groups))
     if len(distinct) < 2:
         raise SystemExit(f"{source}: one test group only: nothing to cross-validate")
+    n_folds = min(folds, len(distinct))
     accuracies = []
     for part in (0, 1):  # kind, motion
         names = sorted({c[part] for c in classes})
         target = np.asarray([names.index(classes[v["label"]][part]) for v in videos])
         right = 0.0
-        for fold in range(min(folds, len(distinct))):
-            held = np.isin(group_ids, distinct[fold :: min(folds, len(distinct))])
+        for fold in range(n_folds):
+            held = np.isin(group_ids, distinct[fold::n_folds])
             top1, _, _ = fit_probe(
                 features[~held],
                 target[~held],

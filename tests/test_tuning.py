@@ -149,6 +149,12 @@ def test_the_tuning_says_whether_the_presets_hold_its_choice(monkeypatch):
         "over seeds: reference 61.2, w0.25 65.0, t0.5 diverged"
     )
     assert max(map(len, entry.splitlines())) <= 100
+    # wrapped between settings, never between a setting and its mean
+    many = {f"w0.00{i}": 0.1 * i for i in range(1, 10)}
+    lines = chosen_entry("ccl-i", weaker, many, command).splitlines()[:-1]
+    assert len(lines) > 1 and max(map(len, lines)) <= 100
+    for i in range(1, 10):
+        assert any(f"w0.00{i} {10 * i:.1f}" in line for line in lines)
     exec("chosen = {\n" + entry + "\n}", namespace := {})  # Python, as pasted
     assert namespace["chosen"] == {"ccl-i": ("objective.loss_weight=0.25",)}
     section = presets_section({"ccl-i": weaker}, {"ccl-i": means}, command)

@@ -397,8 +397,8 @@ DEMO_CHOSEN: dict[str, tuple[str, ...]] = {
     # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 39.6,
     # w0.125 49.0, t0.5 40.0
     "ccl-ai": ("objective.loss_weight=0.125",),
-    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 8.7, w0.1
-    # 32.4, w0.01 46.4
+    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 8.7,
+    # w0.1 32.4, w0.01 46.4
     "fitnet-a": ("objective.kd_weight=0.01",),
     # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 24.5,
     # w0.1 28.1, w0.01 52.8
@@ -415,14 +415,14 @@ DEMO_CHOSEN: dict[str, tuple[str, ...]] = {
     # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 10.5,
     # w9000 25.0, w3000 43.0
     "pkt-ai": ("objective.kd_weight=3000",),
-    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 43.6, w10
-    # 51.4, w50 47.2
+    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 43.6,
+    # w10 51.4, w50 47.2
     "cc-a": ("objective.kd_weight=10",),
-    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 45.2, w10
-    # 45.1, w50 40.3
+    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 45.2,
+    # w10 45.1, w50 40.3
     "cc-i": (),
-    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 48.1, w10
-    # 49.2, w50 42.9
+    # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 48.1,
+    # w10 49.2, w50 42.9
     "cc-ai": ("objective.kd_weight=10",),
     # ccl demo --tune --seeds 1 2 3 4 5: last validation top-1, mean over seeds: reference 10.3,
     # w0.3 12.8, w0.1 33.7

@@ -422,9 +422,11 @@ def preset_line(run: str, chosen: Candidate) -> str:
 def chosen_entry(run: str, chosen: Candidate, means: dict[str, float], command: str) -> str:
     """The :data:`ccl.config.DEMO_CHOSEN` entry of a choice as it is written in
     src/ccl/config.py: the command and every candidate's validation mean (%) in a comment
-    (wrapped at the project's 100 columns), then the entry."""
+    (wrapped at the project's 100 columns, never between a tag and its value), then the
+    entry."""
+    # a no-break space (which textwrap does not split on) holds each tag to its value
     values = ", ".join(
-        f"{tag} " + ("diverged" if math.isnan(mean) else f"{100 * mean:.1f}")
+        f"{tag}\N{NO-BREAK SPACE}" + ("diverged" if math.isnan(mean) else f"{100 * mean:.1f}")
         for tag, mean in means.items()
     )
     comment = textwrap.wrap(
@@ -432,6 +434,7 @@ def chosen_entry(run: str, chosen: Candidate, means: dict[str, float], command: 
         width=100 - len("    # "),
         break_on_hyphens=False,
     )
+    comment = [line.replace("\N{NO-BREAK SPACE}", " ") for line in comment]
     # written as ruff formats it: double quotes
     value = repr(tuple(chosen.overrides)).replace("'", '"')
     return "\n".join([*(f"    # {line}" for line in comment), f'    "{run}": {value},'])

@@ -39,6 +39,7 @@ import json
 import math
 import re
 import statistics
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -322,8 +323,11 @@ def feature_probe_table(out: Path, record: dict[str, Any]) -> list[str]:
         path, saved = run_dir / "eval_test_last.json", run_dir / "eval_test_last_features.npz"
         if not (path.is_file() and saved.is_file()):
             return None
-        with np.load(saved) as arrays:
-            features = arrays["features"].astype(np.float64)
+        try:
+            with np.load(saved) as arrays:
+                features = arrays["features"].astype(np.float64)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+            raise SystemExit(f"{saved}: not a readable features file: {err!r}") from None
         return kind_motion_probe(features, json.loads(path.read_text()), saved)
 
     lines = chosen_run_rows(out, record, measure)

@@ -206,6 +206,13 @@ def test_feature_probe_reads_the_kind_held_in_the_features_across_groups(tmp_pat
     evaluation["videos"][0]["video_id"] = "clip7"
     with pytest.raises(SystemExit, match="'clip7' names no group"):
         diagnostics.kind_motion_probe(np.asarray(both), evaluation, source)
+    saved = runs / "eval_test_last_features.npz"
+    saved.write_bytes(saved.read_bytes()[:100])  # truncated
+    with pytest.raises(SystemExit, match="eval_test_last_features.npz: not a readable"):
+        diagnostics.main([str(tmp_path), "--feature-probe"])
+    np.savez(saved, other=np.zeros(3))  # no features array
+    with pytest.raises(SystemExit, match="eval_test_last_features.npz: not a readable"):
+        diagnostics.main([str(tmp_path), "--feature-probe"])
     (tmp_path / "tuning.json").unlink()
     with pytest.raises(SystemExit, match="tuning.json: not found"):
         diagnostics.main([str(tmp_path), "--feature-probe"])
